@@ -1,0 +1,99 @@
+# gsvae: the single entry point.  `make` builds ./gsvae, `make test` runs the
+# Check suites (fetching MNIST first if needed), `make asan` runs them under
+# AddressSanitizer and UBSan, `make data` fetches MNIST, `make fuzz` fuzzes
+# the IDX loader, `make bench` times training against the PyTorch peer.
+
+CC       ?= cc
+PKGS     := openblas zlib libpng
+TEST_PKGS := check
+WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
+CPPFLAGS += -Ivae -Idata -D_POSIX_C_SOURCE=200809L
+CFLAGS_COMMON := -std=c11 $(WARN) -fno-strict-aliasing
+RELEASE_CFLAGS := -O2 -march=native -ffp-contract=off
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 60
+DATA_DIR ?= data/mnist
+
+# Goals that need no compiler dependencies.
+NODEPS_GOALS := clean data data-fashion distclean
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+  ifneq ($(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo ok),ok)
+    $(info gsvae: pkg-config cannot find all of: $(PKGS) $(TEST_PKGS); running scripts/install-deps.sh)
+    DEPS_RC := $(shell sh scripts/install-deps.sh 1>&2; echo $$?)
+    ifneq ($(DEPS_RC),0)
+      $(error gsvae: missing build dependencies; see the message above)
+    endif
+  endif
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+CHECK_CFLAGS := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+LIB_SRCS  := $(sort $(filter-out vae/main.c,$(wildcard vae/*.c data/*.c)))
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_HELPERS := $(sort $(filter-out $(TEST_SRCS) tests/fuzz_%.c,$(wildcard tests/*.c)))
+
+REL := build/release
+ASN := build/asan
+REL_OBJS := $(LIB_SRCS:%.c=$(REL)/%.o)
+ASN_OBJS := $(LIB_SRCS:%.c=$(ASN)/%.o)
+REL_TESTS := $(TEST_SRCS:tests/%.c=$(REL)/tests/%)
+ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
+
+.PHONY: all test asan data data-fashion fuzz bench clean distclean
+.DEFAULT_GOAL := all
+all: gsvae
+
+gsvae: $(REL_OBJS) $(REL)/vae/main.o
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(REL)/%.o: %.c $(wildcard vae/*.h data/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_COMMON) $(RELEASE_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(ASN)/%.o: %.c $(wildcard vae/*.h data/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_COMMON) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(REL)/tests/%: $(REL)/tests/%.o $(TEST_HELPERS:%.c=$(REL)/%.o) $(REL_OBJS)
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+
+$(ASN)/tests/%: $(ASN)/tests/%.o $(TEST_HELPERS:%.c=$(ASN)/%.o) $(ASN_OBJS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+
+$(ASN)/gsvae: $(ASN_OBJS) $(ASN)/vae/main.o
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The suites find the program and the data through the environment.
+test: gsvae $(REL_TESTS) data
+	@sh tests/run-suites.sh ./gsvae $(DATA_DIR) $(REL_TESTS)
+
+asan: $(ASN)/gsvae $(ASN_TESTS) data
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh tests/run-suites.sh $(ASN)/gsvae $(DATA_DIR) $(ASN_TESTS)
+
+data:
+	@sh data/fetch-mnist.sh $(DATA_DIR)
+
+data-fashion:
+	@sh data/fetch-fashion.sh data/fashion
+
+fuzz: build/fuzz/fuzz_idx
+	@mkdir -p build/fuzz/corpus
+	@sh tests/fuzz-seeds.sh build/fuzz/corpus
+	build/fuzz/fuzz_idx -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus
+
+build/fuzz/fuzz_idx: tests/fuzz_idx.c data/idx.c data/idx.h
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ tests/fuzz_idx.c data/idx.c $(PKG_LIBS)
+
+bench: gsvae data
+	@sh scripts/bench.sh ./gsvae $(DATA_DIR)
+
+clean:
+	rm -rf build gsvae
+
+distclean: clean
+	rm -rf data/mnist data/fashion data/.cache

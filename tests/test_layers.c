@@ -1,0 +1,751 @@
+/* test_layers.c: every forward/backward pair of layers.c and gumbel.c
+ * against a reference written here in double precision with plain loops.
+ *
+ * Gradients: each backward gets a scalar loss L = sum(proj * forward(...))
+ * with a fixed random projection (or the loss itself where the layer is a
+ * loss); the analytic gradient from our float backward is compared with
+ * central differences of the double reference, step FD_STEP = 1e-5.  The
+ * bound is elementwise,
+ *     |a - n| / max(|a| + |n|, REL_FLOOR * max_j max(|a_j|, |n_j|)) < GRAD_TOL
+ * with GRAD_TOL = 1e-3 and REL_FLOOR = 1e-2.  The difference quotient is good
+ * to ~1e-9; the float backward carries rounding that is relative to the
+ * largest quantities of its row, not to each entry (y (dy - <dy,y>) for a
+ * saturated softmax, z (1 - z) for a Binary Concrete z near 1, a KL
+ * gradient that is a difference of two O(1) terms), so entries far below the
+ * array's largest are held to an absolute bound of 1e-5 of that largest
+ * gradient instead of to their own size.  Measured errors stay below 1e-4;
+ * a wrong term (a sign, a missing 1/tau, a transposed matrix, a gradient
+ * that overwrites instead of adding) gives errors of order 1.  */
+#include "gumbel.h"
+#include "layers.h"
+#include "rng.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_STEP 1e-5
+#define GRAD_TOL 1e-3
+#define REL_FLOOR 1e-2
+
+/* ---- helpers ---- */
+
+static void fill_uniform(float *v, size_t n, float lo, float hi, rng_t *r)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = lo + (hi - lo) * (float)rng_uniform_open(r);
+}
+
+static double *to_double(const float *v, size_t n)
+{
+    double *d = malloc(n * sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = v[i];
+    return d;
+}
+
+static double softplus_ref(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
+static double sigmoid_ref(double x)
+{
+    return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+}
+
+typedef double (*ref_loss)(void *ctx);
+
+/* grad[i] = dL/dparam[i] by central differences; param lives inside ctx. */
+static void numeric_grad(double *grad, double *param, size_t n, ref_loss f, void *ctx)
+{
+    for (size_t i = 0; i < n; i++) {
+        double keep = param[i];
+        param[i] = keep + FD_STEP;
+        double up = f(ctx);
+        param[i] = keep - FD_STEP;
+        double down = f(ctx);
+        param[i] = keep;
+        grad[i] = (up - down) / (2.0 * FD_STEP);
+    }
+}
+
+/* Fails naming `what`, the worst element and both values. */
+static void assert_grad_close(const char *what, const double *analytic, const double *numeric,
+                              size_t n)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(analytic[i]), "%s[%zu]: analytic gradient %g", what, i,
+                      analytic[i]);
+        scale = fmax(scale, fmax(fabs(analytic[i]), fabs(numeric[i])));
+    }
+    /* A gradient that is zero everywhere would make the check vacuous. */
+    ck_assert_msg(scale > 1e-6, "%s: the test problem has no gradient (max %g)", what, scale);
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(analytic[i] - numeric[i]) /
+                   fmax(fabs(analytic[i]) + fabs(numeric[i]), REL_FLOOR * scale);
+        if (e > worst) {
+            worst = e;
+            at = i;
+        }
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-40s max rel err %.2e\n", what, worst);
+    ck_assert_msg(worst < GRAD_TOL, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)",
+                  what, at, analytic[at], numeric[at], worst, GRAD_TOL);
+}
+
+/* |got - want| <= tol * (1 + |want|) for every element. */
+static void assert_close(const char *what, const float *got, const double *want, size_t n,
+                         double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(isfinite(got[i]) && fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])),
+                      "%s[%zu]: got %.9g, want %.9g", what, i, (double)got[i], want[i]);
+}
+
+/* ---- linear ---- */
+
+typedef struct {
+    int B, C, OC, relu;
+    double *in, *w, *b, *proj;
+    double min_abs_pre; /* smallest |pre-activation|, to keep off the ReLU kink */
+    int n_off;          /* ReLU units at zero */
+} linear_ref;
+
+static void linear_ref_forward(linear_ref *L, double *out)
+{
+    L->min_abs_pre = INFINITY;
+    L->n_off = 0;
+    for (int r = 0; r < L->B; r++)
+        for (int o = 0; o < L->OC; o++) {
+            double s = L->b[o];
+            for (int c = 0; c < L->C; c++)
+                s += L->in[r * L->C + c] * L->w[o * L->C + c];
+            L->min_abs_pre = fmin(L->min_abs_pre, fabs(s));
+            if (L->relu && s <= 0) {
+                s = 0;
+                L->n_off++;
+            }
+            out[r * L->OC + o] = s;
+        }
+}
+
+static double linear_ref_loss(void *ctx)
+{
+    linear_ref *L = ctx;
+    double out[64], s = 0;
+    linear_ref_forward(L, out);
+    for (int i = 0; i < L->B * L->OC; i++)
+        s += L->proj[i] * out[i];
+    return s;
+}
+
+static void check_linear(int B, int C, int OC, int relu, uint64_t seed)
+{
+    ck_assert_int_le(B * OC, 64);
+    rng_t r;
+    rng_seed(&r, seed);
+    size_t nin = (size_t)B * C, nw = (size_t)OC * C, nout = (size_t)B * OC;
+    float *in = malloc(nin * sizeof *in), *w = malloc(nw * sizeof *w);
+    float *b = malloc(OC * sizeof *b), *proj = malloc(nout * sizeof *proj);
+    float *out = malloc(nout * sizeof *out), *dout = malloc(nout * sizeof *dout);
+    float *din = malloc(nin * sizeof *din), *dw = malloc(nw * sizeof *dw);
+    float *db = malloc(OC * sizeof *db), *dw0 = malloc(nw * sizeof *dw0);
+    float *db0 = malloc(OC * sizeof *db0);
+    ck_assert(in && w && b && proj && out && dout && din && dw && db && dw0 && db0);
+
+    /* Draw until no pre-activation sits within 1e-2 of the kink and, with
+     * ReLU, both sides of it are represented. */
+    linear_ref L = {.B = B, .C = C, .OC = OC, .relu = relu};
+    double ref_out[64];
+    int tries = 0;
+    for (;; tries++) {
+        ck_assert_int_lt(tries, 1000);
+        fill_uniform(in, nin, -1, 1, &r);
+        fill_uniform(w, nw, -1, 1, &r);
+        fill_uniform(b, OC, -0.5f, 0.5f, &r);
+        fill_uniform(proj, nout, -1, 1, &r);
+        free(L.in);
+        free(L.w);
+        free(L.b);
+        free(L.proj);
+        L.in = to_double(in, nin);
+        L.w = to_double(w, nw);
+        L.b = to_double(b, OC);
+        L.proj = to_double(proj, nout);
+        linear_ref_forward(&L, ref_out);
+        if (L.min_abs_pre > 1e-2 && (!relu || (L.n_off > 0 && L.n_off < (int)nout)))
+            break;
+    }
+
+    linear_forward(out, in, w, b, B, C, OC, relu);
+    assert_close("linear_forward out", out, ref_out, nout, 1e-6);
+
+    /* din is overwritten: start it at garbage.  dw, db accumulate: start
+     * them at known values and subtract. */
+    fill_uniform(dw0, nw, -1, 1, &r);
+    fill_uniform(db0, OC, -1, 1, &r);
+    memcpy(dw, dw0, nw * sizeof *dw);
+    memcpy(db, db0, OC * sizeof *db);
+    for (size_t i = 0; i < nin; i++)
+        din[i] = 1234.5f;
+    memcpy(dout, proj, nout * sizeof *dout);
+    linear_backward(din, dw, db, dout, out, in, w, B, C, OC, relu);
+
+    /* With ReLU, dout is masked in place exactly where the output is 0. */
+    for (size_t i = 0; i < nout; i++)
+        ck_assert_msg(dout[i] == (relu && out[i] == 0.0f ? 0.0f : proj[i]),
+                      "dout[%zu] = %g after backward (out %g, proj %g)", i, (double)dout[i],
+                      (double)out[i], (double)proj[i]);
+
+    double *an = malloc(nw * sizeof *an), *nu = malloc(nw * sizeof *nu);
+    double *an_in = malloc(nin * sizeof *an_in), *nu_in = malloc(nin * sizeof *nu_in);
+    ck_assert(an && nu && an_in && nu_in);
+    char what[96];
+
+    for (size_t i = 0; i < nin; i++)
+        an_in[i] = din[i];
+    numeric_grad(nu_in, L.in, nin, linear_ref_loss, &L);
+    snprintf(what, sizeof what, "linear din (B%d C%d OC%d relu%d)", B, C, OC, relu);
+    assert_grad_close(what, an_in, nu_in, nin);
+
+    for (size_t i = 0; i < nw; i++)
+        an[i] = (double)dw[i] - dw0[i];
+    numeric_grad(nu, L.w, nw, linear_ref_loss, &L);
+    snprintf(what, sizeof what, "linear dw (B%d C%d OC%d relu%d)", B, C, OC, relu);
+    assert_grad_close(what, an, nu, nw);
+
+    for (int i = 0; i < OC; i++)
+        an[i] = (double)db[i] - db0[i];
+    numeric_grad(nu, L.b, OC, linear_ref_loss, &L);
+    snprintf(what, sizeof what, "linear db (B%d C%d OC%d relu%d)", B, C, OC, relu);
+    assert_grad_close(what, an, nu, OC);
+
+    /* din may be NULL (the first layer); dw and db come out the same. */
+    memcpy(dw0, dw, nw * sizeof *dw);
+    memcpy(db0, db, OC * sizeof *db);
+    memcpy(dout, proj, nout * sizeof *dout);
+    linear_backward(NULL, dw, db, dout, out, in, w, B, C, OC, relu);
+    for (size_t i = 0; i < nw; i++)
+        an[i] = (double)dw[i] - dw0[i];
+    numeric_grad(nu, L.w, nw, linear_ref_loss, &L);
+    snprintf(what, sizeof what, "linear dw, din NULL (relu%d)", relu);
+    assert_grad_close(what, an, nu, nw);
+
+    free(an);
+    free(nu);
+    free(an_in);
+    free(nu_in);
+    free(L.in);
+    free(L.w);
+    free(L.b);
+    free(L.proj);
+    free(in);
+    free(w);
+    free(b);
+    free(proj);
+    free(out);
+    free(dout);
+    free(din);
+    free(dw);
+    free(db);
+    free(dw0);
+    free(db0);
+}
+
+START_TEST(linear_grad_plain)
+{
+    check_linear(3, 5, 4, 0, 1);
+    check_linear(1, 7, 2, 0, 2);
+    check_linear(4, 1, 6, 0, 3);
+}
+END_TEST
+
+START_TEST(linear_grad_relu)
+{
+    check_linear(3, 5, 4, 1, 11);
+    check_linear(5, 7, 3, 1, 12);
+    check_linear(2, 3, 8, 1, 13);
+}
+END_TEST
+
+/* ---- Bernoulli cross-entropy from logits ---- */
+
+typedef struct {
+    int B, D;
+    double *logits, *x, scale;
+} bce_ref;
+
+static double bce_ref_row(const double *l, const double *x, int D)
+{
+    double s = 0;
+    for (int d = 0; d < D; d++)
+        s += softplus_ref(l[d]) - x[d] * l[d];
+    return s;
+}
+
+static double bce_ref_loss(void *ctx)
+{
+    bce_ref *R = ctx;
+    double s = 0;
+    for (int b = 0; b < R->B; b++)
+        s += bce_ref_row(R->logits + b * R->D, R->x + b * R->D, R->D);
+    return R->scale * s;
+}
+
+START_TEST(bce_forward_values)
+{
+    /* D above the 98-pixel block of the float partial sums, and not a
+     * multiple of it, so both the block path and the tail count. */
+    enum { B = 3, D = 300 };
+    rng_t r;
+    rng_seed(&r, 21);
+    float l[B * D], x[B * D];
+    fill_uniform(l, B * D, -6, 6, &r);
+    for (int i = 0; i < B * D; i++)
+        x[i] = i % 7 == 3 ? (float)rng_uniform_open(&r) : (float)(rng_uniform_open(&r) < 0.3);
+    double loss[B], *dl = to_double(l, B * D), *dx = to_double(x, B * D);
+    bce_logits_forward(loss, l, x, B, D);
+    for (int b = 0; b < B; b++) {
+        double want = bce_ref_row(dl + b * D, dx + b * D, D);
+        ck_assert_msg(fabs(loss[b] - want) <= 1e-5 * want, "bce row %d: got %.9g, want %.9g", b,
+                      loss[b], want);
+    }
+    free(dl);
+    free(dx);
+}
+END_TEST
+
+START_TEST(bce_extreme_logits)
+{
+    /* Saturated logits on both sides of both targets: finite, and right to
+     * within float rounding of the double reference. */
+    enum { D = 12 };
+    const float l[D] = {80, 80, -80, -80, 1e4f, 1e4f, -1e4f, -1e4f, 88.7f, -88.7f, 0, 30};
+    const float x[D] = {0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0};
+    double loss, terms = 0;
+    for (int d = 0; d < D; d++) {
+        float one_l = l[d], one_x = x[d];
+        double want = softplus_ref(one_l) - (double)one_x * one_l;
+        bce_logits_forward(&loss, &one_l, &one_x, 1, 1);
+        ck_assert_msg(isfinite(loss) && fabs(loss - want) <= 1e-6 * (1 + want),
+                      "bce(l=%g, x=%g) = %.9g, want %.9g", (double)one_l, (double)one_x, loss,
+                      want);
+        terms += want;
+        float g;
+        bce_logits_backward(&g, &one_l, &one_x, 1, 1, 0.5f);
+        double gwant = 0.5 * (sigmoid_ref(one_l) - one_x);
+        ck_assert_msg(isfinite(g) && fabs(g - gwant) <= 1e-7,
+                      "bce backward(l=%g, x=%g) = %.9g, want %.9g", (double)one_l, (double)one_x,
+                      (double)g, gwant);
+    }
+    bce_logits_forward(&loss, l, x, 1, D);
+    ck_assert_msg(isfinite(loss) && fabs(loss - terms) <= 1e-6 * terms, "bce row %.9g, want %.9g",
+                  loss, terms);
+}
+END_TEST
+
+START_TEST(bce_grad)
+{
+    enum { B = 3, D = 7 };
+    rng_t r;
+    rng_seed(&r, 22);
+    float l[B * D], x[B * D], g[B * D];
+    fill_uniform(l, B * D, -5, 5, &r);
+    l[0] = 80;
+    l[1] = -80;
+    for (int i = 0; i < B * D; i++)
+        x[i] = i % 5 == 4 ? (float)rng_uniform_open(&r) : (float)(rng_uniform_open(&r) < 0.5);
+    for (int i = 0; i < B * D; i++)
+        g[i] = -999.0f; /* overwritten */
+    float scale = 1.0f / 3.0f;
+    bce_logits_backward(g, l, x, B, D, scale);
+    bce_ref R = {B, D, to_double(l, B * D), to_double(x, B * D), scale};
+    double *an = to_double(g, B * D), nu[B * D];
+    numeric_grad(nu, R.logits, B * D, bce_ref_loss, &R);
+    assert_grad_close("bce_logits_backward", an, nu, B * D);
+    free(an);
+    free(R.logits);
+    free(R.x);
+}
+END_TEST
+
+START_TEST(stable_elementwise)
+{
+    const float xs[] = {-1e4f, -88.7f, -80, -30, -1, -1e-3f, 0, 1e-3f, 1, 30, 80, 88.7f, 1e4f};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        double sp = softplusf_stable(xs[i]), sg = sigmoidf_stable(xs[i]);
+        double spw = softplus_ref(xs[i]), sgw = sigmoid_ref(xs[i]);
+        ck_assert_msg(isfinite(sp) && fabs(sp - spw) <= 1e-6 * (spw + 1e-30) + 1e-37,
+                      "softplus(%g) = %.9g, want %.9g", (double)xs[i], sp, spw);
+        ck_assert_msg(isfinite(sg) && fabs(sg - sgw) <= 1e-6 * sgw + 1e-37,
+                      "sigmoid(%g) = %.9g, want %.9g", (double)xs[i], sg, sgw);
+    }
+}
+END_TEST
+
+/* ---- log-softmax ---- */
+
+static void log_softmax_ref(double *o, const double *l, int K)
+{
+    double m = l[0], s = 0;
+    for (int k = 1; k < K; k++)
+        m = fmax(m, l[k]);
+    for (int k = 0; k < K; k++)
+        s += exp(l[k] - m);
+    for (int k = 0; k < K; k++)
+        o[k] = l[k] - m - log(s);
+}
+
+START_TEST(log_softmax_values)
+{
+    enum { R = 5, K = 5 };
+    rng_t r;
+    rng_seed(&r, 31);
+    float l[R * K], lq[R * K];
+    fill_uniform(l, (R - 1) * K, -4, 4, &r);
+    const float wild[K] = {1000, -1000, 0, 999.5f, -3};
+    memcpy(l + (R - 1) * K, wild, sizeof wild);
+    log_softmax_forward(lq, l, R, K);
+    double *dl = to_double(l, R * K), want[R * K];
+    for (int g = 0; g < R; g++)
+        log_softmax_ref(want + g * K, dl + g * K, K);
+    /* Entries down to -2000 are still exact to float rounding of their
+     * size, hence the relative part of the bound. */
+    assert_close("log_softmax_forward", lq, want, R * K, 1e-6);
+    for (int g = 0; g < R; g++) {
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += exp((double)lq[g * K + k]);
+        ck_assert_msg(fabs(s - 1) < 1e-6, "row %d: sum of exp(logq) = %.9g", g, s);
+    }
+    free(dl);
+}
+END_TEST
+
+/* ---- KL of the categorical code to the uniform prior ---- */
+
+typedef struct {
+    int B, N, K;
+    double *logits, scale;
+} klcat_ref;
+
+static double klcat_ref_row(const double *l, int N, int K)
+{
+    double lq[16], s = 0;
+    for (int i = 0; i < N; i++) {
+        log_softmax_ref(lq, l + i * K, K);
+        for (int k = 0; k < K; k++)
+            s += exp(lq[k]) * (lq[k] + log((double)K));
+    }
+    return s;
+}
+
+static double klcat_ref_loss(void *ctx)
+{
+    klcat_ref *R = ctx;
+    double s = 0;
+    for (int b = 0; b < R->B; b++)
+        s += klcat_ref_row(R->logits + b * R->N * R->K, R->N, R->K);
+    return R->scale * s;
+}
+
+START_TEST(kl_categorical_brute_force)
+{
+    /* The KL of the joint q(z) = prod_i q_i(z_i) over all K^N codes to the
+     * uniform joint, summed code by code, against the analytic per-group
+     * sum. */
+    enum { B = 2, N = 3, K = 4 };
+    rng_t r;
+    rng_seed(&r, 41);
+    float l[B * N * K], lq[B * N * K];
+    fill_uniform(l, B * N * K, -3, 3, &r);
+    log_softmax_forward(lq, l, B * N, K);
+    double kl[B];
+    kl_categorical_forward(kl, lq, B, N, K);
+    for (int b = 0; b < B; b++) {
+        double q[N][K];
+        for (int i = 0; i < N; i++) {
+            double m = -INFINITY, s = 0;
+            for (int k = 0; k < K; k++)
+                m = fmax(m, l[(b * N + i) * K + k]);
+            for (int k = 0; k < K; k++)
+                s += q[i][k] = exp(l[(b * N + i) * K + k] - m);
+            for (int k = 0; k < K; k++)
+                q[i][k] /= s;
+        }
+        double brute = 0;
+        int codes = 1;
+        for (int i = 0; i < N; i++)
+            codes *= K;
+        for (int code = 0; code < codes; code++) {
+            double p = 1;
+            for (int i = 0, c = code; i < N; i++, c /= K)
+                p *= q[i][c % K];
+            brute += p * log(p * codes);
+        }
+        ck_assert_msg(brute > 0.1, "test problem too close to uniform (KL %g)", brute);
+        ck_assert_msg(fabs(kl[b] - brute) <= 1e-6 * (1 + brute),
+                      "KL categorical row %d: analytic %.9g, brute force %.9g", b, kl[b], brute);
+    }
+
+    /* Uniform q: zero. */
+    for (int i = 0; i < B * N * K; i++)
+        l[i] = 0.25f;
+    log_softmax_forward(lq, l, B * N, K);
+    kl_categorical_forward(kl, lq, B, N, K);
+    ck_assert_msg(fabs(kl[0]) < 1e-6 && fabs(kl[1]) < 1e-6, "KL of uniform q: %g %g", kl[0],
+                  kl[1]);
+}
+END_TEST
+
+START_TEST(kl_categorical_grad)
+{
+    enum { B = 3, N = 2, K = 5 };
+    rng_t r;
+    rng_seed(&r, 42);
+    float l[B * N * K], lq[B * N * K], g[B * N * K], g0[B * N * K];
+    fill_uniform(l, B * N * K, -3, 3, &r);
+    l[0] = 12; /* one nearly saturated group */
+    fill_uniform(g0, B * N * K, -1, 1, &r);
+    memcpy(g, g0, sizeof g);
+    log_softmax_forward(lq, l, B * N, K);
+    float scale = 1.0f / 3.0f;
+    kl_categorical_backward(g, lq, B, N, K, scale);
+    double an[B * N * K], nu[B * N * K];
+    for (int i = 0; i < B * N * K; i++)
+        an[i] = (double)g[i] - g0[i]; /* it adds */
+    klcat_ref R = {B, N, K, to_double(l, B * N * K), scale};
+    numeric_grad(nu, R.logits, B * N * K, klcat_ref_loss, &R);
+    assert_grad_close("kl_categorical_backward", an, nu, B * N * K);
+    free(R.logits);
+}
+END_TEST
+
+/* ---- KL of Bernoulli units to Bernoulli(1/2) ---- */
+
+typedef struct {
+    int B, N;
+    double *logits, scale;
+} klber_ref;
+
+static double klber_ref_unit(double l)
+{
+    double q = sigmoid_ref(l), logq = -softplus_ref(-l), log1mq = -softplus_ref(l);
+    return q * logq + (1 - q) * log1mq + log(2.0);
+}
+
+static double klber_ref_loss(void *ctx)
+{
+    klber_ref *R = ctx;
+    double s = 0;
+    for (int i = 0; i < R->B * R->N; i++)
+        s += klber_ref_unit(R->logits[i]);
+    return R->scale * s;
+}
+
+START_TEST(kl_bernoulli_brute_force)
+{
+    enum { B = 2, N = 4 };
+    rng_t r;
+    rng_seed(&r, 51);
+    float l[B * N];
+    fill_uniform(l, B * N, -3, 3, &r);
+    double kl[B];
+    kl_bernoulli_forward(kl, l, B, N);
+    for (int b = 0; b < B; b++) {
+        double brute = 0;
+        for (int code = 0; code < 1 << N; code++) {
+            double p = 1;
+            for (int i = 0; i < N; i++) {
+                double q = 1 / (1 + exp(-(double)l[b * N + i]));
+                p *= code >> i & 1 ? q : 1 - q;
+            }
+            brute += p * log(p * (1 << N));
+        }
+        ck_assert_msg(brute > 0.1, "test problem too close to uniform (KL %g)", brute);
+        ck_assert_msg(fabs(kl[b] - brute) <= 1e-6 * (1 + brute),
+                      "KL Bernoulli row %d: analytic %.9g, brute force %.9g", b, kl[b], brute);
+    }
+
+    /* Saturated units: finite, and near log 2 each. */
+    const float sat[4] = {80, -80, 1e4f, -1e4f};
+    kl_bernoulli_forward(kl, sat, 1, 4);
+    double want = 0;
+    for (int i = 0; i < 4; i++)
+        want += klber_ref_unit(sat[i]);
+    ck_assert_msg(isfinite(kl[0]) && fabs(kl[0] - want) < 1e-6, "saturated KL %.9g, want %.9g",
+                  kl[0], want);
+}
+END_TEST
+
+START_TEST(kl_bernoulli_grad)
+{
+    enum { B = 3, N = 4 };
+    rng_t r;
+    rng_seed(&r, 52);
+    float l[B * N], g[B * N], g0[B * N];
+    fill_uniform(l, B * N, -4, 4, &r);
+    l[0] = 30;
+    l[1] = -30;
+    l[2] = 0;
+    fill_uniform(g0, B * N, -1, 1, &r);
+    memcpy(g, g0, sizeof g);
+    float scale = 0.25f;
+    kl_bernoulli_backward(g, l, B, N, scale);
+    double an[B * N], nu[B * N];
+    for (int i = 0; i < B * N; i++)
+        an[i] = (double)g[i] - g0[i]; /* it adds, like the categorical one */
+    klber_ref R = {B, N, to_double(l, B * N), scale};
+    numeric_grad(nu, R.logits, B * N, klber_ref_loss, &R);
+    assert_grad_close("kl_bernoulli_backward", an, nu, B * N);
+    free(R.logits);
+}
+END_TEST
+
+/* ---- Gumbel-Softmax and Binary Concrete, noise held fixed ---- */
+
+typedef struct {
+    int R, K;
+    double *logits, *noise, *proj, tau;
+} gs_ref;
+
+static void gs_ref_forward(const gs_ref *G, double *y)
+{
+    for (int g = 0; g < G->R; g++) {
+        double a[16];
+        for (int k = 0; k < G->K; k++)
+            a[k] = (G->logits[g * G->K + k] + G->noise[g * G->K + k]) / G->tau;
+        log_softmax_ref(a, a, G->K);
+        for (int k = 0; k < G->K; k++)
+            y[g * G->K + k] = exp(a[k]);
+    }
+}
+
+static double gs_ref_loss(void *ctx)
+{
+    gs_ref *G = ctx;
+    double y[64], s = 0;
+    gs_ref_forward(G, y);
+    for (int i = 0; i < G->R * G->K; i++)
+        s += G->proj[i] * y[i];
+    return s;
+}
+
+START_TEST(gumbel_softmax_grad)
+{
+    enum { R = 4, K = 5 };
+    const float taus[] = {0.1f, 0.5f, 1.0f, 2.0f, 5.0f};
+    rng_t r;
+    rng_seed(&r, 61);
+    float l[R * K], g[R * K], proj[R * K], y[R * K], d[R * K];
+    fill_uniform(l, R * K, -2, 2, &r);
+    gumbel_noise(g, R * K, &r);
+    fill_uniform(proj, R * K, -1, 1, &r);
+    gs_ref G = {R, K, to_double(l, R * K), to_double(g, R * K), to_double(proj, R * K), 0};
+    for (size_t t = 0; t < sizeof taus / sizeof taus[0]; t++) {
+        G.tau = taus[t];
+        gumbel_softmax_forward(y, l, g, R, K, taus[t]);
+        double want[R * K];
+        gs_ref_forward(&G, want);
+        char what[64];
+        snprintf(what, sizeof what, "gumbel_softmax_forward tau %g", (double)taus[t]);
+        assert_close(what, y, want, R * K, 1e-5);
+        for (int i = 0; i < R * K; i++)
+            d[i] = 777.0f; /* overwritten */
+        gumbel_softmax_backward(d, y, proj, R, K, taus[t]);
+        double an[R * K], nu[R * K];
+        for (int i = 0; i < R * K; i++)
+            an[i] = d[i];
+        numeric_grad(nu, G.logits, R * K, gs_ref_loss, &G);
+        snprintf(what, sizeof what, "gumbel_softmax_backward tau %g", (double)taus[t]);
+        assert_grad_close(what, an, nu, R * K);
+    }
+    free(G.logits);
+    free(G.noise);
+    free(G.proj);
+}
+END_TEST
+
+static double bc_ref_loss(void *ctx)
+{
+    gs_ref *G = ctx; /* R units, K unused */
+    double s = 0;
+    for (int i = 0; i < G->R; i++)
+        s += G->proj[i] * sigmoid_ref((G->logits[i] + G->noise[i]) / G->tau);
+    return s;
+}
+
+START_TEST(binary_concrete_grad)
+{
+    enum { n = 12 };
+    const float taus[] = {0.1f, 0.5f, 1.0f, 2.0f};
+    rng_t r;
+    rng_seed(&r, 62);
+    float l[n], noise[n], proj[n], z[n], d[n];
+    fill_uniform(l, n, -3, 3, &r);
+    logistic_noise(noise, n, &r);
+    fill_uniform(proj, n, -1, 1, &r);
+    gs_ref G = {n, 1, to_double(l, n), to_double(noise, n), to_double(proj, n), 0};
+    for (size_t t = 0; t < sizeof taus / sizeof taus[0]; t++) {
+        G.tau = taus[t];
+        binary_concrete_forward(z, l, noise, n, taus[t]);
+        double want[n];
+        for (int i = 0; i < n; i++)
+            want[i] = sigmoid_ref((G.logits[i] + G.noise[i]) / G.tau);
+        char what[64];
+        snprintf(what, sizeof what, "binary_concrete_forward tau %g", (double)taus[t]);
+        assert_close(what, z, want, n, 1e-6);
+        for (int i = 0; i < n; i++)
+            d[i] = 777.0f; /* overwritten */
+        binary_concrete_backward(d, z, proj, n, taus[t]);
+        double an[n], nu[n];
+        for (int i = 0; i < n; i++)
+            an[i] = d[i];
+        numeric_grad(nu, G.logits, n, bc_ref_loss, &G);
+        snprintf(what, sizeof what, "binary_concrete_backward tau %g", (double)taus[t]);
+        assert_grad_close(what, an, nu, n);
+    }
+    free(G.logits);
+    free(G.noise);
+    free(G.proj);
+}
+END_TEST
+
+static Suite *layers_suite(void)
+{
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("layers");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, linear_grad_plain);
+    tcase_add_test(tc, linear_grad_relu);
+    tcase_add_test(tc, bce_forward_values);
+    tcase_add_test(tc, bce_extreme_logits);
+    tcase_add_test(tc, bce_grad);
+    tcase_add_test(tc, stable_elementwise);
+    tcase_add_test(tc, log_softmax_values);
+    tcase_add_test(tc, kl_categorical_brute_force);
+    tcase_add_test(tc, kl_categorical_grad);
+    tcase_add_test(tc, kl_bernoulli_brute_force);
+    tcase_add_test(tc, kl_bernoulli_grad);
+    tcase_add_test(tc, gumbel_softmax_grad);
+    tcase_add_test(tc, binary_concrete_grad);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(layers_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

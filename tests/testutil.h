@@ -1,0 +1,51 @@
+/* testutil.h: helpers shared by every Check suite.
+ *
+ * The suites find the program under test and the MNIST files through the
+ * environment that tests/run-suites.sh exports (GSVAE_BIN, GSVAE_DATA), so
+ * the same suite binaries run against the release and the sanitizer builds.
+ * Temporary directories are removed when the process that made them exits
+ * (Check runs each test in a forked child, so that is usually the test). */
+#ifndef GSVAE_TESTUTIL_H
+#define GSVAE_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Run cmdline through /bin/sh with stdout and stderr captured into out and
+ * errbuf (either may be NULL; both are NUL-terminated and truncated to fit).
+ * Returns the exit status, 128 + N when killed by signal N, or -1 when the
+ * command could not be run at all. */
+int run_capture(const char *cmdline, char *out, size_t outlen, char *errbuf, size_t errlen);
+
+/* GSVAE_DATA, else "data/mnist". */
+const char *testutil_data_dir(void);
+/* GSVAE_BIN, else "./gsvae". */
+const char *testutil_bin(void);
+
+/* A fresh empty directory from mkdtemp under $TMPDIR (or /tmp), removed with
+ * its contents at exit.  The string stays owned by testutil.  Aborts the
+ * process on failure: no test can go on without it. */
+const char *testutil_tmpdir(void);
+
+/* Join a directory and a file name into a string that lives as long as the
+ * process (freed at exit). */
+const char *testutil_path(const char *dir, const char *name);
+
+/* Write len bytes to path, gzipped (zlib, level 6) when gz is nonzero.
+ * Returns 0 or -1. */
+int testutil_write_bytes(const char *path, const void *data, size_t len, int gz);
+
+/* Write an IDX file: the 32-bit magic, ndims 32-bit dimensions (both
+ * big-endian, as given, valid or not), then len payload bytes; gzipped when gz
+ * is nonzero.  Returns 0 or -1. */
+int testutil_write_idx(const char *path, uint32_t magic, const uint32_t *dims, int ndims,
+                       const uint8_t *payload, size_t len, int gz);
+
+/* Read a whole file into a malloc'd buffer (caller frees); *len gets its
+ * size.  NULL on failure. */
+uint8_t *testutil_read_file(const char *path, size_t *len);
+
+/* Nonzero when haystack contains needle (NULL-safe). */
+int testutil_contains(const char *haystack, const char *needle);
+
+#endif

@@ -1,0 +1,49 @@
+#include "adam.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int adam_init(adam_state *s, size_t n, char *err)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->beta1 = 0.9f;
+    s->beta2 = 0.999f;
+    s->eps = 1e-8f;
+    s->m = xcalloc(n, sizeof(float), err, "adam moments");
+    s->v = xcalloc(n, sizeof(float), err, "adam moments");
+    if (!s->m || !s->v) {
+        adam_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void adam_free(adam_state *s)
+{
+    free(s->m);
+    free(s->v);
+    s->m = s->v = NULL;
+}
+
+void adam_update(adam_state *s, float *params, const float *grads, float lr)
+{
+    s->t++;
+    float b1 = s->beta1, b2 = s->beta2;
+    /* Fold both bias corrections into the step size, as in Kingma & Ba's
+     * efficient form; the moments themselves stay uncorrected. */
+    double c1 = 1.0 - pow(b1, (double)s->t), c2 = 1.0 - pow(b2, (double)s->t);
+    float step = (float)(lr * sqrt(c2) / c1);
+    float eps = s->eps * (float)sqrt(c2);
+    for (size_t i = 0; i < s->n; i++) {
+        float g = grads[i];
+        float m = b1 * s->m[i] + (1.0f - b1) * g;
+        float v = b2 * s->v[i] + (1.0f - b2) * g * g;
+        s->m[i] = m;
+        s->v[i] = v;
+        params[i] -= step * m / (sqrtf(v) + eps);
+    }
+}

@@ -1,0 +1,130 @@
+#include "evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "estimator.h"
+#include "layers.h"
+#include "util.h"
+
+int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
+{
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    size_t n = (size_t)rows * vae_zdim(&m->cfg);
+    if (vae_acts_init(&w->a, m, rows, err) != 0)
+        return -1;
+    w->noise = xcalloc(n, sizeof(float), err, "evaluation buffers");
+    w->z = xcalloc(n, sizeof(float), err, "evaluation buffers");
+    w->logits_rep = xcalloc(n, sizeof(float), err, "evaluation buffers");
+    w->logw_max = xcalloc((size_t)rows, sizeof(double), err, "evaluation buffers");
+    w->logw_sum = xcalloc((size_t)rows, sizeof(double), err, "evaluation buffers");
+    if (!w->noise || !w->z || !w->logits_rep || !w->logw_max || !w->logw_sum) {
+        eval_ws_free(w);
+        return -1;
+    }
+    return 0;
+}
+
+void eval_ws_free(eval_ws *w)
+{
+    vae_acts_free(&w->a);
+    free(w->noise);
+    free(w->z);
+    free(w->logits_rep);
+    free(w->logw_max);
+    free(w->logw_sum);
+    memset(w, 0, sizeof *w);
+}
+
+void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
+               elbo_result *out)
+{
+    int D = m->cfg.D;
+    double recon = 0.0, kl = 0.0;
+    for (int start = 0; start < n; start += w->rows) {
+        int B = n - start < w->rows ? n - start : w->rows;
+        const float *xb = x + (size_t)start * D;
+        vae_encode(m, &w->a, xb, B);
+        vae_kl(m, &w->a, B);
+        est_sample_hard(&m->cfg, vae_logits(m, &w->a), B, w->noise, w->z, r);
+        vae_decode(m, &w->a, w->z, B);
+        vae_recon_loss(m, &w->a, xb, B);
+        for (int b = 0; b < B; b++) {
+            recon += w->a.recon[b];
+            kl += w->a.kl[b];
+        }
+    }
+    out->recon = recon / n;
+    out->kl = kl / n;
+    out->neg_elbo = out->recon + out->kl;
+}
+
+/* log q(z|x) - log p(z) of row z under the logits l (one example). */
+static double log_ratio(const vae_config *c, const float *l, const float *logq, const float *z)
+{
+    double s = 0.0;
+    if (c->latent == LATENT_CATEGORICAL) {
+        for (int i = 0; i < c->N * c->K; i++)
+            if (z[i] > 0.5f)
+                s += logq[i];
+        return s + c->N * log((double)c->K);
+    }
+    for (int i = 0; i < c->N; i++)
+        s -= softplusf_stable(z[i] > 0.5f ? -l[i] : l[i]);
+    return s + c->N * log(2.0);
+}
+
+double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r)
+{
+    const vae_config *c = &m->cfg;
+    int D = c->D, zdim = vae_zdim(c);
+    /* Images per chunk when all S samples of an image fit in one chunk;
+     * otherwise one image at a time, its samples spread over chunks. */
+    int per = S <= w->rows ? w->rows / S : 1;
+    double total = 0.0;
+    for (int start = 0; start < n; start += per) {
+        int G = n - start < per ? n - start : per;
+        const float *xb = x + (size_t)start * D;
+        /* The decoder below leaves the encoder's outputs (logits, log q)
+         * alone, so they are read in place. */
+        vae_encode(m, &w->a, xb, G);
+        const float *logits = vae_logits(m, &w->a);
+        for (int g = 0; g < G; g++) {
+            w->logw_max[g] = -INFINITY;
+            w->logw_sum[g] = 0.0;
+        }
+        for (int done = 0; done < S;) {
+            int chunk = S - done;
+            if (chunk * G > w->rows)
+                chunk = w->rows / G;
+            int rows = chunk * G;
+            for (int row = 0; row < rows; row++)
+                memcpy(w->logits_rep + (size_t)row * zdim, logits + (size_t)(row / chunk) * zdim,
+                       sizeof(float) * zdim);
+            est_sample_hard(c, w->logits_rep, rows, w->noise, w->z, r);
+            vae_decode(m, &w->a, w->z, rows);
+            const float *xl = w->a.dec[m->ndec - 1];
+            for (int row = 0; row < rows; row++) {
+                int g = row / chunk;
+                double rec;
+                bce_logits_forward(&rec, xl + (size_t)row * D, xb + (size_t)g * D, 1, D);
+                double lw = -rec - log_ratio(c, logits + (size_t)g * zdim,
+                                             w->a.logq + (size_t)g * zdim,
+                                             w->z + (size_t)row * zdim);
+                /* Running log-sum-exp: rescale the sum when the max moves. */
+                if (lw > w->logw_max[g]) {
+                    w->logw_sum[g] = w->logw_sum[g] * exp(w->logw_max[g] - lw) + 1.0;
+                    w->logw_max[g] = lw;
+                } else {
+                    w->logw_sum[g] += exp(lw - w->logw_max[g]);
+                }
+            }
+            done += chunk;
+        }
+        for (int g = 0; g < G; g++)
+            total -= w->logw_max[g] + log(w->logw_sum[g]) - log((double)S);
+    }
+    return total / n;
+}

@@ -1,0 +1,34 @@
+/* evaluate.h: test-set figures of a model.
+ *
+ * Both use hard (truly discrete) samples of the code: the relaxation is a
+ * training device, the model being evaluated is the discrete one. */
+#ifndef GSVAE_EVALUATE_H
+#define GSVAE_EVALUATE_H
+
+#include "model.h"
+#include "rng.h"
+
+typedef struct {
+    double neg_elbo, recon, kl;  /* nats per image, means over the set */
+} elbo_result;
+
+/* Evaluation workspace: activations and buffers for `rows` decoder rows. */
+typedef struct {
+    int rows;
+    vae_acts a;
+    float *noise, *z, *logits_rep;
+    double *logw_max, *logw_sum;
+} eval_ws;
+
+int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err);
+void eval_ws_free(eval_ws *w);
+
+/* Single-sample negative ELBO over n images x (n x D, already binarized). */
+void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
+               elbo_result *out);
+/* Importance-sampled -log p(x) with S samples from q(z|x) per image:
+ * -log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x), a log-sum-exp kept stable
+ * with a running maximum.  Returns the mean over the n images. */
+double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r);
+
+#endif

@@ -1,0 +1,119 @@
+#include "flags.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const flag_def *find(const flag_def *defs, const char *name, size_t len)
+{
+    for (const flag_def *d = defs; d->name; d++)
+        if (strlen(d->name) == len && !strncmp(d->name, name, len))
+            return d;
+    return NULL;
+}
+
+static int set_value(const flag_def *d, const char *v, char *err)
+{
+    char *end;
+    errno = 0;
+    switch (d->kind) {
+    case FLAG_INT:
+    case FLAG_LONG: {
+        long long x = strtoll(v, &end, 10);
+        long long lo = d->kind == FLAG_INT ? INT_MIN : LONG_MIN;
+        long long hi = d->kind == FLAG_INT ? INT_MAX : LONG_MAX;
+        if (!*v || *end || errno || x < lo || x > hi)
+            return errf(err, "--%s: '%s' is not an integer", d->name, v);
+        if (d->kind == FLAG_INT)
+            *(int *)d->dst = (int)x;
+        else
+            *(long *)d->dst = (long)x;
+        return 0;
+    }
+    case FLAG_DOUBLE: {
+        double x = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(x))
+            return errf(err, "--%s: '%s' is not a finite number", d->name, v);
+        *(double *)d->dst = x;
+        return 0;
+    }
+    case FLAG_STRING:
+        *(const char **)d->dst = v;
+        return 0;
+    case FLAG_BOOL:
+        break;
+    }
+    return errf(err, "--%s: takes no value", d->name);
+}
+
+int flags_parse(const flag_def *defs, int argc, char **argv, char **pos, int maxpos,
+                int *npos, char *err)
+{
+    *npos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return 1;
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (*npos >= maxpos)
+                return errf(err, "unexpected argument '%s'", a);
+            pos[(*npos)++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const flag_def *d = find(defs, name, len);
+        if (!d)
+            return errf(err, "unknown flag '--%.*s' (see --help)", (int)len, name);
+        if (d->kind == FLAG_BOOL) {
+            if (eq)
+                return errf(err, "--%s: takes no value", d->name);
+            *(int *)d->dst = 1;
+            continue;
+        }
+        const char *v;
+        if (eq)
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else
+            return errf(err, "--%s: missing value", d->name);
+        if (set_value(d, v, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void flags_usage(FILE *out, const char *synopsis, const char *about, const flag_def *defs)
+{
+    fprintf(out, "usage: %s\n%s\n\nflags:\n", synopsis, about);
+    for (const flag_def *d = defs; d->name; d++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", d->name, d->metavar ? " " : "",
+                 d->metavar ? d->metavar : "");
+        fprintf(out, "  %-24s %s", left, d->help);
+        switch (d->kind) {
+        case FLAG_INT:
+            fprintf(out, " (default %d)", *(int *)d->dst);
+            break;
+        case FLAG_LONG:
+            fprintf(out, " (default %ld)", *(long *)d->dst);
+            break;
+        case FLAG_DOUBLE:
+            fprintf(out, " (default %g)", *(double *)d->dst);
+            break;
+        case FLAG_STRING:
+            if (*(const char **)d->dst)
+                fprintf(out, " (default %s)", *(const char **)d->dst);
+            break;
+        case FLAG_BOOL:
+            break;
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-24s %s\n", "--help", "print this help and exit");
+}

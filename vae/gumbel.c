@@ -1,0 +1,105 @@
+#include "gumbel.h"
+
+#include <math.h>
+
+void gumbel_noise(float *g, size_t n, rng_t *r)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)-log(-log(rng_uniform_open(r)));
+}
+
+void logistic_noise(float *l, size_t n, rng_t *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        double u = rng_uniform_open(r);
+        l[i] = (float)(log(u) - log1p(-u));
+    }
+}
+
+void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R, int K,
+                            float tau)
+{
+    float inv_tau = 1.0f / tau;
+    for (int r = 0; r < R; r++) {
+        const float *l = logits + (size_t)r * K, *n = g + (size_t)r * K;
+        float *o = y + (size_t)r * K;
+        float m = -INFINITY;
+        for (int k = 0; k < K; k++) {
+            o[k] = (l[k] + n[k]) * inv_tau;
+            m = fmaxf(m, o[k]);
+        }
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) {
+            o[k] = expf(o[k] - m);
+            s += o[k];
+        }
+        float inv_s = 1.0f / s;
+        for (int k = 0; k < K; k++)
+            o[k] *= inv_s;
+    }
+}
+
+void gumbel_softmax_backward(float *dlogits, const float *y, const float *dy, int R, int K,
+                             float tau)
+{
+    float inv_tau = 1.0f / tau;
+    for (int r = 0; r < R; r++) {
+        const float *yr = y + (size_t)r * K, *dr = dy + (size_t)r * K;
+        float *o = dlogits + (size_t)r * K;
+        float dot = 0.0f;
+        for (int k = 0; k < K; k++)
+            dot += dr[k] * yr[k];
+        for (int k = 0; k < K; k++)
+            o[k] = inv_tau * yr[k] * (dr[k] - dot);
+    }
+}
+
+void argmax_rows(int *idx, const float *x, int R, int K)
+{
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (size_t)r * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (xr[k] > xr[best])
+                best = k;
+        idx[r] = best;
+    }
+}
+
+void onehot_argmax(float *z, const float *y, int R, int K)
+{
+    for (int r = 0; r < R; r++) {
+        const float *yr = y + (size_t)r * K;
+        float *zr = z + (size_t)r * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (yr[k] > yr[best])
+                best = k;
+        for (int k = 0; k < K; k++)
+            zr[k] = k == best ? 1.0f : 0.0f;
+    }
+}
+
+void binary_concrete_forward(float *z, const float *logits, const float *noise, size_t n,
+                             float tau)
+{
+    float inv_tau = 1.0f / tau;
+    for (size_t i = 0; i < n; i++) {
+        float a = (logits[i] + noise[i]) * inv_tau;
+        z[i] = a >= 0.0f ? 1.0f / (1.0f + expf(-a)) : expf(a) / (1.0f + expf(a));
+    }
+}
+
+void binary_concrete_backward(float *dlogits, const float *z, const float *dz, size_t n,
+                              float tau)
+{
+    float inv_tau = 1.0f / tau;
+    for (size_t i = 0; i < n; i++)
+        dlogits[i] = dz[i] * z[i] * (1.0f - z[i]) * inv_tau;
+}
+
+void threshold_half(float *z, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        z[i] = y[i] > 0.5f ? 1.0f : 0.0f;
+}

@@ -1,0 +1,158 @@
+#include "layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+void linear_forward(float *out, const float *in, const float *w, const float *b,
+                    int B, int C, int OC, int relu)
+{
+    /* Broadcast the bias into out, then let sgemm add the product (beta = 1):
+     * one pass over out instead of two. */
+    for (int r = 0; r < B; r++)
+        memcpy(out + (size_t)r * OC, b, sizeof(float) * OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, in, C, w, C, 1.0f,
+                out, OC);
+    if (relu) {
+        size_t n = (size_t)B * OC;
+        for (size_t i = 0; i < n; i++)
+            out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+    }
+}
+
+void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
+                     const float *in, const float *w, int B, int C, int OC, int relu)
+{
+    if (relu) {
+        size_t n = (size_t)B * OC;
+        for (size_t i = 0; i < n; i++)
+            if (!(out[i] > 0.0f))
+                dout[i] = 0.0f;
+    }
+    for (int r = 0; r < B; r++) {
+        const float *g = dout + (size_t)r * OC;
+        for (int o = 0; o < OC; o++)
+            db[o] += g[o];
+    }
+    /* dw[OC][C] += dout^T[OC][B] in[B][C] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
+                dw, C);
+    /* din[B][C] = dout[B][OC] w[OC][C] */
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C,
+                    0.0f, din, C);
+}
+
+float softplusf_stable(float x)
+{
+    /* log(1 + e^x) = max(x, 0) + log1p(e^-|x|) */
+    return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
+}
+
+float sigmoidf_stable(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void bce_logits_forward(double *loss, const float *logits, const float *x, int B, int D)
+{
+    for (int r = 0; r < B; r++) {
+        const float *l = logits + (size_t)r * D, *t = x + (size_t)r * D;
+        float acc = 0.0f;
+        double total = 0.0;
+        /* float partial sums over blocks of 98 pixels keep the inner loop
+         * vectorisable; the block sums go to double. */
+        for (int d = 0; d < D; d++) {
+            acc += softplusf_stable(l[d]) - t[d] * l[d];
+            if ((d + 1) % 98 == 0) {
+                total += acc;
+                acc = 0.0f;
+            }
+        }
+        loss[r] = total + acc;
+    }
+}
+
+void bce_logits_backward(float *dlogits, const float *logits, const float *x, int B, int D,
+                         float scale)
+{
+    size_t n = (size_t)B * D;
+    for (size_t i = 0; i < n; i++)
+        dlogits[i] = scale * (sigmoidf_stable(logits[i]) - x[i]);
+}
+
+void log_softmax_forward(float *logq, const float *logits, int R, int K)
+{
+    for (int r = 0; r < R; r++) {
+        const float *l = logits + (size_t)r * K;
+        float *o = logq + (size_t)r * K;
+        float m = l[0];
+        for (int k = 1; k < K; k++)
+            m = fmaxf(m, l[k]);
+        float s = 0.0f;
+        for (int k = 0; k < K; k++)
+            s += expf(l[k] - m);
+        float log_s = logf(s);
+        for (int k = 0; k < K; k++)
+            o[k] = (l[k] - m) - log_s; /* m + log_s would round to the ulp of m */
+    }
+}
+
+void kl_categorical_forward(double *kl, const float *logq, int B, int N, int K)
+{
+    double logK = log((double)K);
+    for (int b = 0; b < B; b++) {
+        const float *lq = logq + (size_t)b * N * K;
+        double total = 0.0;
+        for (int i = 0; i < N * K; i++)
+            total += exp((double)lq[i]) * ((double)lq[i] + logK);
+        kl[b] = total;
+    }
+}
+
+void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, int K,
+                             float scale)
+{
+    /* d/dl_j sum_k q_k (log q_k + log K) = q_j (log q_j + log K - KL_group) */
+    float logK = logf((float)K);
+    for (int g = 0; g < B * N; g++) {
+        const float *lq = logq + (size_t)g * K;
+        float *d = dlogits + (size_t)g * K;
+        float klg = 0.0f;
+        for (int k = 0; k < K; k++)
+            klg += expf(lq[k]) * (lq[k] + logK);
+        for (int k = 0; k < K; k++)
+            d[k] += scale * expf(lq[k]) * (lq[k] + logK - klg);
+    }
+}
+
+void kl_bernoulli_forward(double *kl, const float *logits, int B, int N)
+{
+    /* q log q + (1-q) log(1-q) + log 2 with log q = -softplus(-l) and
+     * log(1-q) = -softplus(l). */
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (size_t)b * N;
+        double total = 0.0;
+        for (int i = 0; i < N; i++) {
+            double q = sigmoidf_stable(l[i]);
+            double logq = -(double)softplusf_stable(-l[i]);
+            double log1mq = -(double)softplusf_stable(l[i]);
+            total += q * logq + (1.0 - q) * log1mq + 0.6931471805599453;
+        }
+        kl[b] = total;
+    }
+}
+
+void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, float scale)
+{
+    /* dKL/dl = q (1-q) (log q - log(1-q)) = q (1-q) l */
+    size_t n = (size_t)B * N;
+    for (size_t i = 0; i < n; i++) {
+        float q = sigmoidf_stable(logits[i]);
+        dlogits[i] += scale * q * (1.0f - q) * logits[i];
+    }
+}

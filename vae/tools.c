@@ -1,0 +1,219 @@
+/* tools.c: the commands that read a checkpoint: eval, sample, recon. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "evaluate.h"
+#include "outputs.h"
+#include "train.h"
+#include "util.h"
+
+typedef struct {
+    const char *ckpt, *data_dir, *out, *binarize;
+    int iw_samples, images, count;
+    long seed;
+} tool_opts;
+
+/* Parse a tool's flags; returns -1 to continue, else the exit status. */
+static int tool_parse(const char *cmd, const char *synopsis, const char *about,
+                      const flag_def *defs, int argc, char **argv)
+{
+    char err[ERR_LEN];
+    char *pos[1];
+    int npos, rc = flags_parse(defs, argc, argv, pos, 0, &npos, err);
+    if (rc == 1) {
+        flags_usage(stdout, synopsis, about, defs);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        return 2;
+    }
+    return -1;
+}
+
+/* Load the checkpoint's model and an evaluation workspace. */
+static int tool_load(const char *cmd, const tool_opts *t, train_opts *o, char **text,
+                     vae_model *m, eval_ws *w)
+{
+    char err[ERR_LEN];
+    if (!t->ckpt) {
+        fprintf(stderr, "gsvae %s: --ckpt: required\n", cmd);
+        return 2;
+    }
+    if (run_ckpt_load_model(t->ckpt, o, text, m, err) != 0) {
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        return 1;
+    }
+    if (eval_ws_init(w, m, 1000, err) != 0) {
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        vae_free(m);
+        free(*text);
+        return 1;
+    }
+    return 0;
+}
+
+/* The test set under the checkpoint's binarization (or --binarize). */
+static float *tool_test_set(const char *cmd, const tool_opts *t, const train_opts *o, int *n)
+{
+    char err[ERR_LEN];
+    binarize_mode bin;
+    const char *mode = t->binarize ? t->binarize : o->binarize;
+    if (binarize_parse(mode, &bin) != 0) {
+        fprintf(stderr, "gsvae %s: --binarize '%s': expected dynamic, threshold or none\n", cmd,
+                mode);
+        return NULL;
+    }
+    dataset d;
+    if (dataset_load_split(t->data_dir, "test", &d, err) != 0) {
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        return NULL;
+    }
+    float *x = load_test_set(&d, bin, t->images, n, err);
+    if (!x)
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+    dataset_free(&d);
+    return x;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    tool_opts t = {NULL, "data/mnist", NULL, NULL, 1000, 10000, 0, EVAL_SEED};
+    const flag_def defs[] = {
+        {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
+        {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
+        {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
+        {"iw-samples", FLAG_INT, &t.iw_samples, "S", "importance samples (0: ELBO only)"},
+        {"images", FLAG_INT, &t.images, "N", "test images to score"},
+        {"seed", FLAG_LONG, &t.seed, "N", "seed of the evaluation noise"},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    int rc = tool_parse("eval", "gsvae eval --ckpt FILE [FLAGS]",
+                        "Test -ELBO (one hard sample of the code per image) and the importance-\n"
+                        "sampled estimate of -log p(x), in nats per image.",
+                        defs, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (t.iw_samples < 0 || t.iw_samples > 1000000 || t.images < 1 || t.seed < 0) {
+        fprintf(stderr, "gsvae eval: --iw-samples must lie in 0..1000000, --images be >= 1 "
+                        "and --seed >= 0\n");
+        return 2;
+    }
+    train_opts o;
+    char *text;
+    vae_model m;
+    eval_ws w;
+    if ((rc = tool_load("eval", &t, &o, &text, &m, &w)) != 0)
+        return rc;
+    int n;
+    float *x = tool_test_set("eval", &t, &o, &n);
+    rc = 1;
+    if (x) {
+        rng_t r;
+        elbo_result e;
+        rng_seed(&r, (uint64_t)t.seed);
+        eval_elbo(&m, &w, x, n, &r, &e);
+        printf("test -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", e.neg_elbo, e.recon,
+               e.kl, n);
+        if (t.iw_samples > 0) {
+            rng_seed(&r, (uint64_t)t.seed + 1);
+            double nll = eval_iw(&m, &w, x, n, t.iw_samples, &r);
+            printf("test -log p(x) ~ %.3f nats (%d importance samples)\n", nll, t.iw_samples);
+        }
+        rc = 0;
+    }
+    free(x);
+    eval_ws_free(&w);
+    vae_free(&m);
+    free(text);
+    return rc;
+}
+
+int cmd_sample(int argc, char **argv)
+{
+    tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1};
+    const flag_def defs[] = {
+        {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
+        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"count", FLAG_INT, &t.count, "N", "samples, 10 per row (1..1000)"},
+        {"seed", FLAG_LONG, &t.seed, "N", "seed of the prior samples"},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    int rc = tool_parse("sample", "gsvae sample --ckpt FILE [FLAGS]",
+                        "Decode codes drawn from the uniform prior; write the pixel means as a grid.",
+                        defs, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (t.count < 1 || t.count > 1000 || t.seed < 0) {
+        fprintf(stderr, "gsvae sample: --count must lie in 1..1000 and --seed be >= 0\n");
+        return 2;
+    }
+    train_opts o;
+    char *text, err[ERR_LEN];
+    vae_model m;
+    eval_ws w;
+    if ((rc = tool_load("sample", &t, &o, &text, &m, &w)) != 0)
+        return rc;
+    rng_t r;
+    rng_seed(&r, (uint64_t)t.seed);
+    rc = 0;
+    if (write_samples_png(t.out, &m, &w, t.count, &r, err) != 0) {
+        fprintf(stderr, "gsvae sample: %s\n", err);
+        rc = 1;
+    } else {
+        printf("wrote %d samples to %s\n", t.count, t.out);
+    }
+    eval_ws_free(&w);
+    vae_free(&m);
+    free(text);
+    return rc;
+}
+
+int cmd_recon(int argc, char **argv)
+{
+    tool_opts t = {NULL, "data/mnist", "recon.png", NULL, 0, 64, 0, 1};
+    const flag_def defs[] = {
+        {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
+        {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
+        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"images", FLAG_INT, &t.images, "N", "test images (1..64), 16 per row pair"},
+        {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
+        {"seed", FLAG_LONG, &t.seed, "N", "seed of the code samples"},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    int rc = tool_parse("recon", "gsvae recon --ckpt FILE [FLAGS]",
+                        "Test images (odd rows) above their reconstructions (even rows).", defs,
+                        argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (t.images < 1 || t.images > 64 || t.seed < 0) {
+        fprintf(stderr, "gsvae recon: --images must lie in 1..64 and --seed be >= 0\n");
+        return 2;
+    }
+    train_opts o;
+    char *text, err[ERR_LEN];
+    vae_model m;
+    eval_ws w;
+    if ((rc = tool_load("recon", &t, &o, &text, &m, &w)) != 0)
+        return rc;
+    int n;
+    float *x = tool_test_set("recon", &t, &o, &n);
+    rc = 1;
+    if (x) {
+        rng_t r;
+        rng_seed(&r, (uint64_t)t.seed);
+        if (write_recon_png(t.out, &m, &w, x, n, &r, err) != 0) {
+            fprintf(stderr, "gsvae recon: %s\n", err);
+        } else {
+            printf("wrote %d test images and their reconstructions to %s\n", n, t.out);
+            rc = 0;
+        }
+    }
+    free(x);
+    eval_ws_free(&w);
+    vae_free(&m);
+    free(text);
+    return rc;
+}
