@@ -42,7 +42,7 @@ ASN_OBJS := $(LIB_SRCS:%.c=$(ASN)/%.o)
 REL_TESTS := $(TEST_SRCS:tests/%.c=$(REL)/tests/%)
 ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
 
-.PHONY: all test asan data data-fashion fuzz bench clean distclean
+.PHONY: all test asan data data-fashion fuzz bench demo clean distclean
 .DEFAULT_GOAL := all
 all: gsvae
 
@@ -97,3 +97,6 @@ clean:
 
 distclean: clean
 	rm -rf data/mnist data/fashion data/.cache
+
+demo: gsvae data
+	./gsvae train --steps 3000 --eval-every 1000 --iw-samples 100 --out runs/demo

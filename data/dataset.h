@@ -39,11 +39,14 @@ const char *binarize_name(binarize_mode m);
  * BIN_DYNAMIC. */
 void dataset_example(const dataset *d, uint32_t i, binarize_mode m, rng_t *r, float *x);
 
-/* Epoch-wise shuffled batching.  The batcher owns its permutation. */
+/* Epoch-wise shuffled batching.  The batcher owns its permutation.  The
+ * order is reshuffled (Fisher-Yates with the caller's rng) the moment an
+ * epoch ends, so between calls pos < count, and order, pos and epoch, with
+ * the rng, are the whole state a checkpoint needs to continue the stream. */
 typedef struct {
     const dataset *d;
-    uint32_t *order;
-    uint32_t pos;
+    uint32_t *order;  /* count entries, a permutation of 0..count-1 */
+    uint32_t pos;     /* next position in order */
     uint32_t batch;
     uint64_t epoch;   /* completed passes over the data */
 } batcher;

@@ -51,6 +51,13 @@ static int gz_state_error(gzFile gz, const char *path, char *err)
     const char *msg = gzerror(gz, &code);
     if (code == Z_OK)
         return 0;
+    /* zlib prefixes its message with the name it was opened under, which
+     * for gzdopen is "<fd:N>"; our message names the real path instead. */
+    if (msg && !strncmp(msg, "<fd:", 4)) {
+        const char *rest = strstr(msg, ">: ");
+        if (rest)
+            msg = rest + 3;
+    }
     if (code == Z_BUF_ERROR)
         idx_fail(err, path, "truncated gzip stream (%s)", msg);
     else if (code == Z_ERRNO)
@@ -218,10 +225,13 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
     if (err)
         err[0] = '\0';
 
+    /* stat before open: opening a FIFO would block until a writer came. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return idx_fail(err, path, "not a regular file");
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return idx_fail(err, path, "cannot open: %s", strerror(errno));
-    struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
@@ -293,7 +303,7 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
         goto done;
     }
     uint64_t need = (uint64_t)count * rows * cols;
-    if (need > IDX_MAX_BYTES) {
+    if (need > IDX_MAX_BYTES || need > SIZE_MAX) {
         idx_fail(err, path, "absurd data size %llu bytes in header (limit %llu)",
                  (unsigned long long)need, (unsigned long long)IDX_MAX_BYTES);
         goto done;

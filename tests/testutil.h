@@ -4,7 +4,9 @@
  * environment that tests/run-suites.sh exports (GSVAE_BIN, GSVAE_DATA), so
  * the same suite binaries run against the release and the sanitizer builds.
  * Temporary directories are removed when the process that made them exits
- * (Check runs each test in a forked child, so that is usually the test). */
+ * (Check runs each test in a forked child, so that is usually the test).  A
+ * failed assertion ends the child with _exit, so a failing test leaves its
+ * directories behind, which helps to see what went wrong. */
 #ifndef GSVAE_TESTUTIL_H
 #define GSVAE_TESTUTIL_H
 

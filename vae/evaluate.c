@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "estimator.h"
+#include "gumbel.h"
 #include "layers.h"
 #include "util.h"
 
@@ -38,17 +39,29 @@ void eval_ws_free(eval_ws *w)
     memset(w, 0, sizeof *w);
 }
 
-void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
-               elbo_result *out)
+/* tau > 0: the relaxed sample at temperature tau; else a hard sample. */
+static void elbo_pass(const vae_model *m, eval_ws *w, const float *x, int n, float tau,
+                      rng_t *r, elbo_result *out)
 {
-    int D = m->cfg.D;
+    const vae_config *c = &m->cfg;
+    int D = c->D;
     double recon = 0.0, kl = 0.0;
     for (int start = 0; start < n; start += w->rows) {
         int B = n - start < w->rows ? n - start : w->rows;
         const float *xb = x + (size_t)start * D;
+        const float *logits = vae_logits(m, &w->a);
+        size_t nz = (size_t)B * vae_zdim(c);
         vae_encode(m, &w->a, xb, B);
         vae_kl(m, &w->a, B);
-        est_sample_hard(&m->cfg, vae_logits(m, &w->a), B, w->noise, w->z, r);
+        if (tau <= 0.0f) {
+            est_sample_hard(c, logits, B, w->noise, w->z, r);
+        } else if (c->latent == LATENT_CATEGORICAL) {
+            gumbel_noise(w->noise, nz, r);
+            gumbel_softmax_forward(w->z, logits, w->noise, B * c->N, c->K, tau);
+        } else {
+            logistic_noise(w->noise, nz, r);
+            binary_concrete_forward(w->z, logits, w->noise, nz, tau);
+        }
         vae_decode(m, &w->a, w->z, B);
         vae_recon_loss(m, &w->a, xb, B);
         for (int b = 0; b < B; b++) {
@@ -59,6 +72,18 @@ void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
     out->recon = recon / n;
     out->kl = kl / n;
     out->neg_elbo = out->recon + out->kl;
+}
+
+void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
+               elbo_result *out)
+{
+    elbo_pass(m, w, x, n, 0.0f, r, out);
+}
+
+void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, float tau,
+                       rng_t *r, elbo_result *out)
+{
+    elbo_pass(m, w, x, n, tau, r, out);
 }
 
 /* log q(z|x) - log p(z) of row z under the logits l (one example). */

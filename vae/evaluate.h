@@ -26,6 +26,11 @@ void eval_ws_free(eval_ws *w);
 /* Single-sample negative ELBO over n images x (n x D, already binarized). */
 void eval_elbo(const vae_model *m, eval_ws *w, const float *x, int n, rng_t *r,
                elbo_result *out);
+/* The same bound with the relaxed code at temperature tau fed to the
+ * decoder (Gumbel-Softmax or Binary Concrete): the objective the relaxed
+ * estimators train, and what published relaxed-VAE code reports. */
+void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, float tau,
+                       rng_t *r, elbo_result *out);
 /* Importance-sampled -log p(x) with S samples from q(z|x) per image:
  * -log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x), a log-sum-exp kept stable
  * with a running maximum.  Returns the mean over the n images. */

@@ -16,8 +16,10 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
                 out, OC);
     if (relu) {
         size_t n = (size_t)B * OC;
+        /* Written so that a NaN passes through: a ReLU must not hide a
+         * diverged layer from the NaN check of the training loop. */
         for (size_t i = 0; i < n; i++)
-            out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+            out[i] = out[i] < 0.0f ? 0.0f : out[i];
     }
 }
 

@@ -1,7 +1,9 @@
 /* runckpt.c: the training run's checkpoint on top of the ckpt container.
  * Sections: "config" (the options as name=value lines, so a checkpoint is
  * self-describing), "params", "adam_m", "adam_v", "state" (counters and the
- * generator), "order" (the data permutation) and "log" (log.csv's rows). */
+ * generator), "order" (the data permutation), "log" (log.csv's rows) and
+ * "estimator" (the estimator's persistent state: baselines and their Adam
+ * moments, so that --resume continues them exactly). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,14 @@ static size_t format_opts(const train_opts *o, char *buf, size_t len)
         if (!strcmp(d->name, "resume") || !strcmp(d->name, "out") || !strcmp(d->name, "data"))
             continue;
         char val[256];
+        if (d->kind == FLAG_BOOL) {
+            /* The parser takes a bare --name for a set switch and refuses
+             * --name=VALUE, so a switch is stored by name when set. */
+            if (*(int *)d->dst)
+                used += (size_t)snprintf(buf + (used < len ? used : len),
+                                         used < len ? len - used : 0, "%s\n", d->name);
+            continue;
+        }
         switch (d->kind) {
         case FLAG_INT:
         case FLAG_BOOL:
@@ -34,7 +44,10 @@ static size_t format_opts(const train_opts *o, char *buf, size_t len)
             snprintf(val, sizeof val, "%.17g", *(double *)d->dst);
             break;
         case FLAG_STRING:
-            snprintf(val, sizeof val, "%s", *(const char **)d->dst ? *(const char **)d->dst : "");
+            /* An unset string keeps its built-in default when read back. */
+            if (!*(const char **)d->dst)
+                continue;
+            snprintf(val, sizeof val, "%s", *(const char **)d->dst);
             break;
         }
         used += (size_t)snprintf(buf + (used < len ? used : len), used < len ? len - used : 0,
@@ -69,6 +82,7 @@ int run_ckpt_save(const char *path, const train_opts *o, const vae_model *m,
         {"state", state, sizeof state},
         {"order", st->order, (uint64_t)st->order_count * sizeof(uint32_t)},
         {"log", st->log, (uint64_t)st->nlog * sizeof(log_row)},
+        {"estimator", st->est_persist, (uint64_t)st->est_npersist * sizeof(float)},
     };
     return ckpt_write(path, secs, (int)(sizeof secs / sizeof secs[0]), err);
 }
@@ -156,6 +170,15 @@ int run_ckpt_restore(const struct ckpt_file *f, const char *path, vae_model *m,
                        err) != 0 ||
         ckpt_get_exact(f, "log", st->log, state[9] * sizeof(log_row), err) != 0)
         return -1;
+    const void *est;
+    uint64_t est_len;
+    if (ckpt_get(f, "estimator", &est, &est_len, err) != 0)
+        return -1;
+    if (est_len != (uint64_t)st->est_npersist * sizeof(float))
+        return errf(err, "%s: estimator state has %llu bytes, this run's estimator and "
+                         "baseline keep %zu",
+                    path, (unsigned long long)est_len, st->est_npersist * sizeof(float));
+    memcpy(st->est_persist, est, (size_t)est_len);
     for (uint32_t i = 0; i < st->order_count; i++)
         if (st->order[i] >= st->order_count)
             return errf(err, "%s: data order holds index %u out of range", path, st->order[i]);

@@ -29,6 +29,7 @@ void train_opts_default(train_opts *o)
     o->latent = NULL;     /* 20x10 or 200 by latent type */
     o->hidden = "512,256";
     o->estimator = "gumbel";
+    o->baseline = "mean";
     o->binarize = "dynamic";
     o->lr = 1e-3;
     o->batch = 100;
@@ -56,6 +57,9 @@ void train_flag_table(train_opts *o, flag_def *d)
         {"hidden", FLAG_STRING, &o->hidden, "W1,W2", "encoder widths; the decoder mirrors them"},
         {"estimator", FLAG_STRING, &o->estimator, "NAME", "gradient estimator (list below)"},
         {"hard", FLAG_BOOL, &o->hard, NULL, "alias of --estimator st-gumbel"},
+        {"baseline", FLAG_STRING, &o->baseline, "MODE",
+         "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
+         "on x); mean and learned also normalise its variance (NVIL)"},
         {"lr", FLAG_DOUBLE, &o->lr, "RATE", "Adam learning rate"},
         {"batch", FLAG_INT, &o->batch, "B", "examples per step"},
         {"steps", FLAG_LONG, &o->steps, "S", "training steps (total, counting resumed ones)"},
@@ -96,8 +100,14 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
     const char *est = o->hard ? "st-gumbel" : o->estimator;
     if (o->hard && strcmp(o->estimator, "gumbel") && strcmp(o->estimator, "st-gumbel"))
         return errf(err, "--hard: conflicts with --estimator %s", o->estimator);
-    if (!estimator_find(est))
+    const estimator *e = estimator_find(est);
+    if (!e)
         return errf(err, "--estimator '%s': unknown (see gsvae train --help)", est);
+    if (est_check(e, c, err) != 0)
+        return -1;
+    est_baseline bl;
+    if (est_baseline_parse(o->baseline, &bl) != 0)
+        return errf(err, "--baseline '%s': expected none, mean or learned", o->baseline);
     binarize_mode bm;
     if (binarize_parse(o->binarize, &bm) != 0)
         return errf(err, "--binarize '%s': expected dynamic, threshold or none", o->binarize);
@@ -201,9 +211,17 @@ static int run_setup(run *R, char *err)
     long per_epoch = ((long)R->train.count + R->o.batch - 1) / R->o.batch;
     R->total_steps = R->o.epochs > 0 ? per_epoch * R->o.epochs : R->o.steps;
     rng_seed(&R->st.rng, (uint64_t)R->o.seed);
+    /* NVIL normalises the signal's variance whenever it centres it; the
+     * baseline network gets its own seed so the run's stream is unchanged. */
+    est_options eo;
+    est_options_default(&eo);
+    est_baseline_parse(R->o.baseline, &eo.baseline);
+    eo.var_norm = eo.baseline != EST_BASELINE_NONE;
+    eo.baseline_lr = (float)R->o.lr;
+    eo.baseline_seed = (uint64_t)R->o.seed ^ 0x6e76696c00000000ull;
     if (vae_init(&R->m, &R->cfg, &R->st.rng, err) != 0 ||
         vae_acts_init(&R->a, &R->m, R->o.batch, err) != 0 ||
-        est_state_init(&R->es, &R->m, R->o.batch, err) != 0 ||
+        est_state_init(&R->es, &R->m, R->o.batch, &eo, err) != 0 ||
         adam_init(&R->adam, R->m.nparams, err) != 0 || eval_ws_init(&R->ev, &R->m, 1000, err) != 0 ||
         batcher_init(&R->bt, &R->train, (uint32_t)R->o.batch, &R->st.rng, err) != 0)
         return -1;
@@ -217,6 +235,8 @@ static int run_setup(run *R, char *err)
         return -1;
     R->st.order = R->bt.order;
     R->st.order_count = R->train.count;
+    R->st.est_persist = R->es.persist;
+    R->st.est_npersist = R->es.npersist;
     R->st.nlog = 0;
     return 0;
 }
@@ -321,11 +341,11 @@ static int write_summary(run *R, const elbo_result *fin, double iw, char *err)
     fprintf(f, "  \"versions\": {\"openblas\": \"%s\", \"zlib\": \"%s\", \"libpng\": \"%s\"},\n",
             openblas_get_config(), zlibVersion(), png_get_libpng_ver(NULL));
     fprintf(f, "  \"flags\": {\"latent_type\": \"%s\", \"latent\": \"%s\", \"hidden\": \"%s\", "
-               "\"estimator\": \"%s\", \"lr\": %.17g, \"batch\": %d, \"steps\": %ld, "
+               "\"estimator\": \"%s\", \"baseline\": \"%s\", \"lr\": %.17g, \"batch\": %d, \"steps\": %ld, "
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"eval_images\": %d, "
                "\"iw_samples\": %d, \"threads\": %d},\n",
-            R->o.latent_type, lat, hid, R->est->name, R->o.lr, R->o.batch, R->total_steps,
+            R->o.latent_type, lat, hid, R->est->name, R->o.baseline, R->o.lr, R->o.batch, R->total_steps,
             R->o.tau0, R->o.tau_min, R->o.anneal_rate, R->o.anneal_every, R->o.binarize,
             R->ntest, R->o.iw_samples, R->o.threads);
     fprintf(f, "  \"seed\": %ld,\n", R->o.seed);
@@ -374,20 +394,17 @@ int cmd_train(int argc, char **argv)
     ckpt_file *resume = NULL;
     int status = 1;
     if (R.o.resume) {
-        /* The stored options define the run; the command line may change
-         * only where the run ends and how it reports. */
+        /* The stored options define the run; what the command line gives
+         * explicitly overrides them (a changed model shape is then refused
+         * by the size checks of the restore). */
         train_opts cli = R.o;
         if (ckpt_read(R.ckpt_path, &resume, err) != 0 ||
             run_ckpt_read_opts(resume, R.ckpt_path, &R.o, &stored_text, err) != 0)
             goto fail;
+        if (flags_parse(defs, argc, argv, pos, 0, &npos, err) != 0)
+            goto fail;
         R.o.data_dir = cli.data_dir;
         R.o.out_dir = cli.out_dir;
-        R.o.steps = cli.steps;
-        R.o.epochs = cli.epochs;
-        R.o.iw_samples = cli.iw_samples;
-        R.o.quiet = cli.quiet;
-        R.o.threads = cli.threads;
-        R.o.resume = 1;
     }
     if (run_setup(&R, err) != 0)
         goto fail;

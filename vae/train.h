@@ -5,6 +5,7 @@
 
 #include "adam.h"
 #include "dataset.h"
+#include "estimator.h"
 #include "flags.h"
 #include "model.h"
 #include "rng.h"
@@ -18,6 +19,7 @@
 
 typedef struct {
     const char *data_dir, *out_dir, *latent_type, *latent, *hidden, *estimator, *binarize;
+    const char *baseline;    /* none, mean or learned (score-function estimators) */
     int resume, hard;
     double lr, tau0, tau_min, anneal_rate;
     long steps, anneal_every, seed, eval_every, log_every;
@@ -30,6 +32,13 @@ void train_flag_table(train_opts *o, flag_def *defs);
 /* Check ranges and parse the model shape into c; one-line error naming the
  * flag. */
 int train_opts_check(const train_opts *o, vae_config *c, char *err);
+
+/* One optimisation step on batch x (B examples): the estimator's gradient
+ * of the mean negative ELBO, then Adam.  Returns the mean loss, or NaN
+ * (parameters untouched) when the loss is not finite. */
+double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est,
+                  adam_state *adam, const float *x, int B, float tau, float lr, rng_t *r,
+                  double *recon_out, double *kl_out);
 
 /* One row of log.csv. */
 typedef struct {
@@ -47,6 +56,8 @@ typedef struct {
     uint64_t epoch;
     log_row *log;
     long nlog;
+    float *est_persist;      /* the estimator's persistent state (est_npersist floats) */
+    size_t est_npersist;
 } run_state;
 
 int run_ckpt_save(const char *path, const train_opts *o, const vae_model *m,

@@ -1,0 +1,335 @@
+/* test_cli.c: end-to-end tests of `gsvae train/eval/sample/recon` on real
+ * MNIST: learning, outputs, bit-exact repeatability and resume, the NaN
+ * stop, bad flags and bad checkpoints. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "pngio.h"
+#include "testutil.h"
+
+#define OUT_LEN 65536
+static char out[OUT_LEN], errout[OUT_LEN];
+
+/* Small model flags for the tests that check mechanics, not quality. */
+#define SMALL "--hidden 64 --latent 5x4 --eval-images 500 --iw-samples 10 --quiet"
+
+static int gsvae(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int gsvae(const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", testutil_bin(), args);
+    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
+}
+
+/* Column col (0-based) of every data row of DIR/log.csv; empty fields are
+ * NaN.  Returns the number of rows. */
+static int log_column(const char *dir, int col, double *vals, int max)
+{
+    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
+    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
+    char line[1024];
+    int n = 0;
+    ck_assert(fgets(line, sizeof line, f) != NULL);
+    ck_assert_msg(strncmp(line, "step,epoch,tau,train_loss", 25) == 0, "header: %s", line);
+    while (n < max && fgets(line, sizeof line, f)) {
+        char *p = line;
+        for (int c = 0; c < col; c++) {
+            p = strchr(p, ',');
+            ck_assert(p != NULL);
+            p++;
+        }
+        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+/* The "params" section of a checkpoint, malloc'd. */
+static void *params_of(const char *path, uint64_t *len)
+{
+    char err[512];
+    ckpt_file *f;
+    ck_assert_msg(ckpt_read(path, &f, err) == 0, "%s", err);
+    const void *data;
+    ck_assert_msg(ckpt_get(f, "params", &data, len, err) == 0, "%s", err);
+    void *copy = malloc(*len);
+    memcpy(copy, data, *len);
+    ckpt_free(f);
+    return copy;
+}
+
+static int no_temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int ok = 1;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp"))
+            ok = 0;
+    closedir(d);
+    return ok;
+}
+
+START_TEST(train_learns_and_writes_outputs)
+{
+    const char *dir = testutil_tmpdir();
+    int rc = gsvae("train --data %s --out %s --steps 400 --eval-every 200 --eval-images 2000 "
+                   "--iw-samples 20 --quiet",
+                   testutil_data_dir(), dir);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, errout);
+    ck_assert_msg(testutil_contains(out, "final test -ELBO"), "%s", out);
+    double elbo[16];
+    int n = log_column(dir, 6, elbo, 16);
+    ck_assert_int_ge(n, 3);
+    /* Step 0 is the untrained model (about 784 log 2 = 543 nats); 400 steps
+     * of the paper's model bring it well under 200. */
+    ck_assert_msg(elbo[0] > 400.0, "initial -ELBO %.2f", elbo[0]);
+    double last = NAN;
+    for (int i = n - 1; i >= 0 && isnan(last); i--)
+        last = elbo[i];
+    ck_assert_msg(last < 200.0 && last < elbo[0] - 200.0, "final -ELBO %.2f from %.2f", last,
+                  elbo[0]);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    ck_assert(summary != NULL);
+    ck_assert(testutil_contains(summary, "\"test_neg_elbo\""));
+    ck_assert(testutil_contains(summary, "\"test_neg_log_px_iw\": 1"));
+    ck_assert(testutil_contains(summary, "\"seed\": 1"));
+    free(summary);
+    char err[512];
+    uint8_t *pix;
+    int w, h;
+    /* recon: 4 pairs of rows of 16 images at scale 2 with 2-pixel borders. */
+    ck_assert_msg(png_read_gray(testutil_path(dir, "recon.png"), &pix, &w, &h, err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(w, 16 * (56 + 2) + 2);
+    ck_assert_int_eq(h, 8 * (56 + 2) + 2);
+    free(pix);
+    ck_assert_msg(png_read_gray(testutil_path(dir, "samples.png"), &pix, &w, &h, err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(w, 10 * (56 + 2) + 2);
+    ck_assert_int_eq(h, 10 * (56 + 2) + 2);
+    free(pix);
+    ck_assert(no_temp_files(dir));
+
+    /* The tools read the checkpoint back. */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 500 --iw-samples 5", dir,
+               testutil_data_dir());
+    ck_assert_msg(rc == 0 && testutil_contains(out, "test -ELBO") &&
+                      testutil_contains(out, "-log p(x)"),
+                  "eval: %d %s %s", rc, out, errout);
+    rc = gsvae("sample --ckpt %s/model.ckpt --out %s/s.png --count 30", dir, dir);
+    ck_assert_msg(rc == 0, "sample: %s", errout);
+    ck_assert(png_read_gray(testutil_path(dir, "s.png"), &pix, &w, &h, err) == 0);
+    ck_assert_int_eq(h, 3 * (56 + 2) + 2);
+    free(pix);
+    rc = gsvae("recon --ckpt %s/model.ckpt --data %s --out %s/r.png --images 16", dir,
+               testutil_data_dir(), dir);
+    ck_assert_msg(rc == 0, "recon: %s", errout);
+    ck_assert(png_read_gray(testutil_path(dir, "r.png"), &pix, &w, &h, err) == 0);
+    ck_assert_int_eq(h, 2 * (56 + 2) + 2);
+    free(pix);
+}
+END_TEST
+
+START_TEST(same_seed_same_run_and_resume_is_exact)
+{
+    const char *a = testutil_tmpdir(), *b = testutil_tmpdir(), *c = testutil_tmpdir();
+    const char *data = testutil_data_dir();
+    ck_assert(gsvae("train --data %s --out %s --steps 200 --eval-every 100 --seed 7 " SMALL, data,
+                    a) == 0);
+    /* The figures, without the wall time and the output directory. */
+    static char first[OUT_LEN];
+    snprintf(first, sizeof first, "%s", out);
+    *strstr(first, " steps in ") = '\0';
+    ck_assert(gsvae("train --data %s --out %s --steps 200 --eval-every 100 --seed 7 " SMALL, data,
+                    b) == 0);
+    *strstr(out, " steps in ") = '\0';
+    ck_assert_str_eq(first, out);
+    /* 100 steps, then resume to 200. */
+    ck_assert(gsvae("train --data %s --out %s --steps 100 --eval-every 100 --seed 7 " SMALL, data,
+                    c) == 0);
+    int rc = gsvae("train --data %s --out %s --steps 200 --resume --quiet", data, c);
+    ck_assert_msg(rc == 0, "resume: %s", errout);
+    *strstr(out, " steps in ") = '\0';
+    ck_assert_str_eq(first, out);
+    uint64_t la, lb, lc;
+    void *pa = params_of(testutil_path(a, "model.ckpt"), &la);
+    void *pb = params_of(testutil_path(b, "model.ckpt"), &lb);
+    void *pc = params_of(testutil_path(c, "model.ckpt"), &lc);
+    ck_assert(la == lb && la == lc);
+    ck_assert_msg(memcmp(pa, pb, la) == 0, "same seed, different parameters");
+    ck_assert_msg(memcmp(pa, pc, la) == 0, "resumed run differs from the straight one");
+    free(pa);
+    free(pb);
+    free(pc);
+    /* A different seed gives a different run. */
+    ck_assert(gsvae("train --data %s --out %s --steps 200 --eval-every 100 --seed 8 " SMALL, data,
+                    b) == 0);
+    *strstr(out, " steps in ") = '\0';
+    ck_assert_str_ne(first, out);
+    /* Resuming a finished run asks for more steps. */
+    rc = gsvae("train --data %s --out %s --steps 200 --resume", data, c);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(testutil_contains(errout, "already at step 200"), "%s", errout);
+}
+END_TEST
+
+START_TEST(nan_stops_the_run_and_keeps_the_last_checkpoint)
+{
+    const char *dir = testutil_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "GSVAE_TEST_NAN_AT_STEP=150 %s train --data %s --out %s --steps 300 "
+             "--eval-every 100 " SMALL,
+             testutil_bin(), testutil_data_dir(), dir);
+    int rc = run_capture(cmd, out, sizeof out, errout, sizeof errout);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "step 150: loss is NaN") &&
+                      testutil_contains(errout, "(step 100)"),
+                  "%s", errout);
+    /* The checkpoint of step 100 is intact and usable. */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 200 --iw-samples 0", dir,
+               testutil_data_dir());
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert(no_temp_files(dir));
+}
+END_TEST
+
+static void expect_flag_error(const char *args, const char *needle)
+{
+    const char *dir = testutil_tmpdir();
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/never", dir);
+    int rc = gsvae("train --data %s --out %s %s", testutil_data_dir(), sub, args);
+    ck_assert_msg(rc == 2, "%s: exit %d", args, rc);
+    ck_assert_msg(testutil_contains(errout, needle), "%s: stderr '%s' lacks '%s'", args, errout,
+                  needle);
+    /* One line, and no work done: the output directory was not created. */
+    ck_assert_msg(strchr(errout, '\n') == errout + strlen(errout) - 1, "%s: '%s'", args, errout);
+    ck_assert_msg(fopen(sub, "r") == NULL, "%s: created %s", args, sub);
+}
+
+START_TEST(bad_flags_fail_before_any_work)
+{
+    expect_flag_error("--bogus 3", "unknown flag '--bogus'");
+    expect_flag_error("--batch -5", "--batch -5");
+    expect_flag_error("--batch x", "--batch: 'x' is not an integer");
+    expect_flag_error("--tau-min 0", "--tau-min 0");
+    expect_flag_error("--tau0 -1", "--tau0 -1");
+    expect_flag_error("--latent 20y10", "--latent '20y10'");
+    expect_flag_error("--latent 20x1", "--latent '20x1'");
+    expect_flag_error("--latent-type bernoulli --latent 20x10", "--latent '20x10'");
+    expect_flag_error("--hidden 512,,256", "--hidden '512,,256'");
+    expect_flag_error("--estimator nope", "--estimator 'nope'");
+    expect_flag_error("--lr 0", "--lr 0");
+    expect_flag_error("--binarize maybe", "--binarize 'maybe'");
+    expect_flag_error("--lr", "--lr: missing value");
+    int rc = gsvae("train --help");
+    ck_assert_int_eq(rc, 0);
+    ck_assert(testutil_contains(out, "--anneal-every"));
+    ck_assert(testutil_contains(out, "st-gumbel"));
+    rc = gsvae("--help");
+    ck_assert_int_eq(rc, 0);
+    rc = gsvae("frobnicate");
+    ck_assert_int_eq(rc, 2);
+    ck_assert(testutil_contains(errout, "unknown command 'frobnicate'"));
+}
+END_TEST
+
+START_TEST(bad_checkpoints_are_refused)
+{
+    const char *dir = testutil_tmpdir();
+    ck_assert(gsvae("train --data %s --out %s --steps 20 --eval-every 0 " SMALL,
+                    testutil_data_dir(), dir) == 0);
+    const char *path = testutil_path(dir, "model.ckpt");
+    size_t len;
+    uint8_t *bytes = testutil_read_file(path, &len);
+    ck_assert(bytes != NULL && len > 1000);
+
+    /* A flipped byte. */
+    const char *bad = testutil_path(dir, "flipped.ckpt");
+    bytes[len / 2] ^= 0x40;
+    ck_assert(testutil_write_bytes(bad, bytes, len, 0) == 0);
+    bytes[len / 2] ^= 0x40;
+    int rc = gsvae("eval --ckpt %s --data %s", bad, testutil_data_dir());
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "checksum mismatch"), "%s", errout);
+
+    /* Truncated. */
+    const char *cut = testutil_path(dir, "cut.ckpt");
+    ck_assert(testutil_write_bytes(cut, bytes, len - 100, 0) == 0);
+    rc = gsvae("sample --ckpt %s --out %s/x.png", cut, dir);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "truncated"), "%s", errout);
+    ck_assert(fopen(testutil_path(dir, "x.png"), "r") == NULL);
+
+    /* Consistent container, but the stored model shape disagrees with the
+     * parameters it holds. */
+    char err[512];
+    ckpt_file *f;
+    ck_assert(ckpt_read(path, &f, err) == 0);
+    ckpt_section secs[CKPT_MAX_SECTIONS];
+    char config[8192];
+    int n = ckpt_count(f);
+    for (int i = 0; i < n; i++) {
+        secs[i].name = ckpt_name(f, i);
+        ck_assert(ckpt_get(f, secs[i].name, &secs[i].data, &secs[i].len, err) == 0);
+        if (!strcmp(secs[i].name, "config")) {
+            ck_assert(secs[i].len < sizeof config - 1);
+            memcpy(config, secs[i].data, secs[i].len);
+            config[secs[i].len] = '\0';
+            char *p = strstr(config, "latent=5x4");
+            ck_assert(p != NULL);
+            p[7] = '6';
+            secs[i].data = config;
+        }
+    }
+    const char *mism = testutil_path(dir, "mismatch.ckpt");
+    ck_assert(ckpt_write(mism, secs, n, err) == 0);
+    ckpt_free(f);
+    rc = gsvae("eval --ckpt %s --data %s", mism, testutil_data_dir());
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "section 'params' has"), "%s", errout);
+
+    /* Not a checkpoint at all, and a missing one. */
+    rc = gsvae("eval --ckpt %s/log.csv --data %s", dir, testutil_data_dir());
+    ck_assert_int_eq(rc, 1);
+    ck_assert(testutil_contains(errout, "log.csv"));
+    rc = gsvae("recon --ckpt %s/none.ckpt --data %s", dir, testutil_data_dir());
+    ck_assert_int_eq(rc, 1);
+    ck_assert(testutil_contains(errout, "none.ckpt"));
+    rc = gsvae("eval --data %s", testutil_data_dir());
+    ck_assert_int_eq(rc, 2);
+    ck_assert(testutil_contains(errout, "--ckpt: required"));
+    free(bytes);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, train_learns_and_writes_outputs);
+    tcase_add_test(tc, same_seed_same_run_and_resume_is_exact);
+    tcase_add_test(tc, nan_stops_the_run_and_keeps_the_last_checkpoint);
+    tcase_add_test(tc, bad_flags_fail_before_any_work);
+    tcase_add_test(tc, bad_checkpoints_are_refused);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
