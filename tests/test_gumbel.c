@@ -351,6 +351,17 @@ START_TEST(uniform_open_interval)
 }
 END_TEST
 
+/* Lemire's multiply-and-reject as the paper states it. */
+static uint32_t below_ref(rng_t *r, uint32_t n)
+{
+    uint32_t threshold = (uint32_t)(0u - n) % n;
+    for (;;) {
+        uint64_t m = (rng_next(r) >> 32) * (uint64_t)n;
+        if ((uint32_t)m >= threshold)
+            return (uint32_t)(m >> 32);
+    }
+}
+
 START_TEST(below_unbiased)
 {
     rng_t r;
@@ -389,22 +400,39 @@ START_TEST(below_unbiased)
         ck_assert_msg(stat < CHI2_999_DF2, "rng_below(3 * 2^30): chi-square %.2f", stat);
     }
     /* The rejection step, whose bias (2^-32) no sample size here could
-     * see: for n = 3 * 2^30 a draw x with (x n) mod 2^32 < 2^30 must be
-     * thrown away.  x = 0 is one; x = 2^32 - 1 is kept and maps to n - 1. */
+     * see, against Lemire's method written plainly: same value, same
+     * number of draws consumed.  Forced first draws hit the edges: for
+     * n = 3 * 2^30 a top word 0 is rejected and 2^32 - 1 kept; for
+     * n = 2^31 + 1 (threshold 2^31 - 1) low words just under and on the
+     * threshold. */
     {
-        const uint32_t n = 3u << 30;
-        rng_forcing(&r, 0);
-        rng_t probe = r;
-        rng_next(&probe);
-        uint64_t second = (rng_next(&probe) >> 32) * n;
-        ck_assert((uint32_t)second >= 1u << 30); /* the redraw itself is kept */
-        ck_assert_uint_eq(rng_below(&r, n), (uint32_t)(second >> 32));
-        ck_assert(memcmp(&r, &probe, sizeof r) == 0);
+        const uint32_t n1 = 3u << 30, n2 = (1u << 31) + 1, t2 = (1u << 31) - 1;
+        const uint32_t inv2 = (uint32_t)inverse_mod64(n2);
+        const struct {
+            uint32_t n;
+            uint64_t first;
+        } cases[] = {
+            {n1, 0},
+            {n1, UINT64_MAX},
+            {n2, (uint64_t)((t2 - 1) * inv2) << 32}, /* low word t2 - 1: redrawn */
+            {n2, (uint64_t)(t2 * inv2) << 32},       /* low word t2: kept */
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            rng_forcing(&r, cases[i].first);
+            rng_t ref = r;
+            uint32_t want = below_ref(&ref, cases[i].n), got = rng_below(&r, cases[i].n);
+            ck_assert_msg(got == want && memcmp(&r, &ref, sizeof r) == 0,
+                          "case %zu: rng_below %u, Lemire %u, or a different number of draws", i,
+                          got, want);
+        }
         rng_forcing(&r, UINT64_MAX);
-        probe = r;
-        rng_next(&probe);
-        ck_assert_uint_eq(rng_below(&r, n), n - 1);
-        ck_assert(memcmp(&r, &probe, sizeof r) == 0);
+        ck_assert_uint_eq(rng_below(&r, n1), n1 - 1);
+        for (int i = 0; i < 10000; i++) {
+            uint32_t n = (uint32_t)(rng_next(&r) >> 32) | 1;
+            rng_t ref = r;
+            ck_assert_uint_eq(rng_below(&r, n), below_ref(&ref, n));
+            ck_assert(memcmp(&r, &ref, sizeof r) == 0);
+        }
     }
     for (int i = 0; i < 1000; i++) {
         ck_assert_uint_eq(rng_below(&r, 1), 0);
