@@ -103,3 +103,8 @@ distclean: clean
 
 demo: gsvae data
 	./gsvae train --steps 3000 --eval-every 1000 --iw-samples 100 --out runs/demo
+
+# Keep the test objects between runs (make would delete them as
+# intermediates and rebuild them every time).
+.SECONDARY: $(TEST_SRCS:tests/%.c=$(REL)/tests/%.o) $(TEST_SRCS:tests/%.c=$(ASN)/tests/%.o) \
+            $(TEST_HELPERS:%.c=$(REL)/%.o) $(TEST_HELPERS:%.c=$(ASN)/%.o)

@@ -68,9 +68,13 @@ static int inspect(const char *args, char *out, size_t outlen, char *errbuf, siz
 {
     const char *bin = testutil_bin();
     ck_assert_msg(access(bin, X_OK) == 0, "GSVAE_BIN '%s' is not an executable program", bin);
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' inspect %s", bin, args);
-    return run_capture(cmd, out, outlen, errbuf, errlen);
+    size_t n = strlen(bin) + strlen(args) + 16;
+    char *cmd = malloc(n);
+    ck_assert_ptr_nonnull(cmd);
+    snprintf(cmd, n, "'%s' inspect %s", bin, args);
+    int st = run_capture(cmd, out, outlen, errbuf, errlen);
+    free(cmd);
+    return st;
 }
 
 /* path must fail to load with a message naming it and holding reason: through
