@@ -362,8 +362,46 @@ static int write_summary(run *R, const elbo_result *fin, double iw, char *err)
     return af_commit(&af, err);
 }
 
+/* The value of --task (or --task=...) in argv; "vae" when absent. */
+static const char *find_task(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--task") && i + 1 < argc)
+            return argv[i + 1];
+        if (!strncmp(argv[i], "--task=", 7))
+            return argv[i] + 7;
+    }
+    return "vae";
+}
+
+/* Drop --task and its value, for the VAE's own flag parser. */
+static int strip_task(int argc, char **argv)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--task") && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--task=", 7))
+            continue;
+        argv[n++] = argv[i];
+    }
+    return n;
+}
+
 int cmd_train(int argc, char **argv)
 {
+    const char *task = find_task(argc, argv);
+    if (!strcmp(task, "sbn"))
+        return cmd_train_sbn(argc, argv);
+    if (!strcmp(task, "semisup"))
+        return cmd_train_semisup(argc, argv);
+    if (strcmp(task, "vae") != 0) {
+        fprintf(stderr, "gsvae train: --task '%s': expected vae, sbn or semisup\n", task);
+        return 2;
+    }
+    argc = strip_task(argc, argv);
     static run R;
     char err[ERR_LEN];
     memset(&R, 0, sizeof R);
