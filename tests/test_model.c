@@ -18,6 +18,7 @@
 #include "model.h"
 #include "rng.h"
 #include "schedule.h"
+#include "train.h"
 #include "util.h"
 
 #include <check.h>
@@ -26,10 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* vae/train.c; no header declares it. */
-extern double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est,
-                         adam_state *adam, const float *x, int B, float tau, float lr, rng_t *r,
-                         double *recon_out, double *kl_out);
 
 #define FD_STEP 1e-5
 #define GRAD_TOL 1e-3

@@ -48,13 +48,15 @@ void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, fl
  * 2^n built in the exponent bits. */
 static inline float exp_nonpos(float xin)
 {
-    float x = xin < -87.0f ? -87.0f : xin;
+    /* NaN takes the clamp too, so the integer conversion below stays
+     * defined; the return restores it. */
+    float x = xin >= -87.0f ? xin : -87.0f;
     float n = __builtin_roundf(x * 1.44269504088896341f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f +
                     r * (8.33333333e-3f + r * 1.38888889e-3f)))));
     union { float f; int i; } scale = {.i = ((int)n + 127) << 23};
-    return xin < -87.0f ? 0.0f : p * scale.f;
+    return xin >= -87.0f ? p * scale.f : xin < -87.0f ? 0.0f : xin;
 }
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) in [0, 1/3],
