@@ -45,7 +45,7 @@ ASN_OBJS := $(LIB_SRCS:%.c=$(ASN)/%.o)
 REL_TESTS := $(TEST_SRCS:tests/%.c=$(REL)/tests/%)
 ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
 
-.PHONY: all test asan data data-fashion fuzz bench demo clean distclean
+.PHONY: all test asan data data-fashion fuzz bench demo reproduce reproduce-quick clean distclean
 .DEFAULT_GOAL := all
 all: gsvae
 
@@ -108,3 +108,12 @@ demo: gsvae data
 # intermediates and rebuild them every time).
 .SECONDARY: $(TEST_SRCS:tests/%.c=$(REL)/tests/%.o) $(TEST_SRCS:tests/%.c=$(ASN)/tests/%.o) \
             $(TEST_HELPERS:%.c=$(REL)/%.o) $(TEST_HELPERS:%.c=$(ASN)/%.o)
+
+# The paper's tables: every task x latent type x estimator x seed (see
+# scripts/reproduce.sh).  JOBS sets how many run at once.
+JOBS ?= $(shell nproc)
+reproduce: gsvae data
+	sh scripts/reproduce.sh full -j $(JOBS)
+
+reproduce-quick: gsvae data
+	sh scripts/reproduce.sh quick -j $(JOBS)

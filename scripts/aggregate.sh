@@ -1,0 +1,165 @@
+#!/bin/sh
+# aggregate.sh DIR [MODE]: DIR/README.md from DIR/runs/*/summary.json, our
+# mean +- sd over seeds beside the paper's numbers, and DIR/figures/*.png
+# (learning curves per estimator, the temperature schedule, reconstruction
+# grids) drawn with gnuplot.
+set -eu
+dir=$1
+mode=${2:-full}
+runs=$dir/runs
+fig=$dir/figures
+mkdir -p "$fig"
+estimators="sf darn muprop st annealed-st gumbel st-gumbel"
+
+# json FILE KEY: the number after "KEY": in a flat summary.json.
+json() {
+    sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
+}
+
+# Paper, Table 2 (test loss, nats): rows x estimators in the order above.
+paper() {
+    row=$1 want=$2
+    case "$row" in
+    sbn-bernoulli)   vals="72.0 59.7 58.9 58.9 58.7 58.5 59.3" ;;
+    sbn-categorical) vals="73.1 67.9 63.0 61.8 61.1 59.0 59.7" ;;
+    vae-bernoulli)   vals="112.2 110.9 109.7 116.0 111.5 105.0 111.5" ;;
+    vae-categorical) vals="110.6 128.8 107.0 110.9 107.8 101.5 107.8" ;;
+    esac
+    echo "$estimators" | tr ' ' '\n' | paste -d' ' - /dev/null | awk -v v="$vals" -v w="$want" \
+        'BEGIN { split(v, a, " ") } { if ($1 == w) print a[NR] }'
+}
+
+# stats KEY FILES...: "mean sd n" of KEY over the summaries that exist.
+stats() {
+    key=$1; shift
+    for f in "$@"; do
+        [ -f "$f" ] && json "$f" "$key"
+    done | awk '$1 != "" { s += $1; ss += $1 * $1; n++ }
+        END { if (n == 0) { print "- - 0"; exit }
+              m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0
+              printf "%.2f %.2f %d\n", m, sqrt(v), n }'
+}
+
+key_of() { [ "$1" = sbn ] && echo test_nll || echo test_neg_elbo; }
+
+out=$dir/README.md
+{
+    echo "# Results ($mode mode)"
+    echo
+    if [ -f "$dir/wall_time.txt" ]; then
+        read -r m secs cores < "$dir/wall_time.txt"
+        echo "Produced by \`scripts/reproduce.sh $m\` (\`make reproduce$( [ "$m" = quick ] && echo -quick)\`) in $secs s of wall time on $cores cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))."
+    fi
+    echo "Every cell: our mean ± sd over the seeds that finished (n), the paper's value, and ours minus the paper's."
+    echo "Test loss in nats: -log p(x_lower | x_upper) for the SBN rows, the negative ELBO for the VAE rows"
+    echo "(one hard, truly discrete sample of the code per test image, on the fixed binarization of the test set)."
+    echo "Setups and the source of every hyper-parameter: [SETUP.md](SETUP.md)."
+    echo
+    echo "## Table 2 of the paper: test loss per estimator"
+    echo
+    printf '| model |'
+    for e in $estimators; do printf ' %s |' "$e"; done
+    echo
+    printf '|---|'
+    for e in $estimators; do printf -- '---|'; done
+    echo
+    for task in sbn vae; do
+        for lt in bernoulli categorical; do
+            printf '| %s %s |' "$(echo $task | tr a-z A-Z)" "$lt"
+            for e in $estimators; do
+                set -- $(stats "$(key_of $task)" "$runs/$task-$lt-$e"-s*/summary.json)
+                p=$(paper "$task-$lt" "$e")
+                if [ "$3" = 0 ]; then
+                    printf ' — (paper %s) |' "$p"
+                else
+                    d=$(awk -v a="$1" -v b="$p" 'BEGIN { printf "%+.1f", a - b }')
+                    printf ' %s ± %s (n=%s)<br>paper %s, Δ %s |' "$1" "$2" "$3" "$p" "$d"
+                fi
+            done
+            echo
+        done
+    done
+    echo
+    echo "## VAE: importance-sampled -log p(x) (not in the paper)"
+    echo
+    printf '| model |'
+    for e in $estimators; do printf ' %s |' "$e"; done
+    echo
+    printf '|---|'
+    for e in $estimators; do printf -- '---|'; done
+    echo
+    for lt in bernoulli categorical; do
+        printf '| VAE %s |' "$lt"
+        for e in $estimators; do
+            set -- $(stats test_neg_log_px_iw "$runs/vae-$lt-$e"-s*/summary.json)
+            [ "$3" = 0 ] && printf ' — |' || printf ' %s ± %s |' "$1" "$2"
+        done
+        echo
+    done
+    echo
+    echo "## Semi-supervised classification (M2), 100 labels"
+    echo
+    echo "| k | estimator | test accuracy | test -ELBO | steps/s | speed-up of gumbel over exact (paper) |"
+    echo "|---|---|---|---|---|---|"
+    for k in 10 100; do
+        [ $k = 10 ] && pk=2 || pk=9.9
+        for e in gumbel exact; do
+            set -- $(stats test_accuracy "$runs/semisup-k$k-$e"-s*/summary.json)
+            acc="$1 ± $2"
+            set -- $(stats test_neg_elbo "$runs/semisup-k$k-$e"-s*/summary.json)
+            elbo="$1 ± $2"
+            set -- $(stats steps_per_second "$runs/semisup-k$k-$e"-s*/summary.json)
+            sps=$1
+            su=""
+            if [ $e = exact ]; then
+                g=$(stats steps_per_second "$runs/semisup-k$k-gumbel"-s*/summary.json | cut -d' ' -f1)
+                su=$(awk -v g="$g" -v x="$sps" -v p="$pk" 'BEGIN { if (g + 0 > 0 && x + 0 > 0) printf "%.1fx (%sx)", g / x, p; else printf "— (%sx)", p }')
+            fi
+            echo "| $k | $e | $acc | $elbo | $sps | $su |"
+        done
+    done
+    echo
+    echo "## Figures"
+    echo
+} > "$out.tmp"
+
+# Learning curves: test loss against steps, one line per estimator (seed 1).
+have_gnuplot=0
+command -v gnuplot > /dev/null 2>&1 && have_gnuplot=1
+for task in vae sbn; do
+    for lt in bernoulli categorical; do
+        plots=""
+        for e in $estimators; do
+            log="$runs/$task-$lt-$e-s1/log.csv"
+            [ -f "$log" ] || continue
+            # The test-loss column is named test_neg_elbo (VAE) or test_nll (SBN).
+            col=$(head -n 1 "$log" | tr ',' '\n' | grep -n -E '^test_(neg_elbo|nll)$' | head -n 1 | cut -d: -f1)
+            [ -n "$col" ] || continue
+            plots="$plots${plots:+, }'$log' using 1:(column($col) > 0 ? column($col) : 1/0) with linespoints title '$e'"
+        done
+        [ -n "$plots" ] || continue
+        png="$fig/curve-$task-$lt.png"
+        if [ $have_gnuplot = 1 ]; then
+            gnuplot -e "set terminal pngcairo size 800,500; set output '$png.tmp'; set datafile separator ','; set key autotitle columnhead; set xlabel 'step'; set ylabel 'test loss (nats)'; set title '$task $lt: test loss per estimator (seed 1)'; set logscale y; plot $plots" 2>/dev/null \
+                && mv "$png.tmp" "$png" && echo "![$task $lt](figures/curve-$task-$lt.png)" >> "$out.tmp"
+        fi
+    done
+done
+# The temperature schedule of the VAE runs.
+log="$runs/vae-categorical-gumbel-s1/log.csv"
+if [ -f "$log" ] && [ $have_gnuplot = 1 ]; then
+    gnuplot -e "set terminal pngcairo size 800,300; set output '$fig/tau.png.tmp'; set datafile separator ','; set xlabel 'step'; set ylabel 'tau'; set title 'temperature schedule'; plot '$log' using 1:3 every ::1 with lines notitle" 2>/dev/null \
+        && mv "$fig/tau.png.tmp" "$fig/tau.png" && echo "![tau](figures/tau.png)" >> "$out.tmp"
+fi
+# Reconstruction grids per estimator (seed 1, VAE).
+echo >> "$out.tmp"
+for lt in bernoulli categorical; do
+    for e in $estimators; do
+        src="$runs/vae-$lt-$e-s1/recon.png"
+        [ -f "$src" ] || continue
+        cp "$src" "$fig/recon-vae-$lt-$e.png.tmp" && mv "$fig/recon-vae-$lt-$e.png.tmp" "$fig/recon-vae-$lt-$e.png"
+        echo "- VAE $lt, $e: [recon](figures/recon-vae-$lt-$e.png)" >> "$out.tmp"
+    done
+done
+mv "$out.tmp" "$out"
+echo "aggregate.sh: wrote $out"
