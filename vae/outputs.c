@@ -29,11 +29,14 @@ int write_log_csv(const char *dir, const run_state *st, char *err)
     atomic_file af;
     if (af_open(&af, path, "w", err) != 0)
         return -1;
-    fprintf(af.f, "step,epoch,tau,train_loss,train_recon,train_kl,test_neg_elbo,seconds\n");
+    fprintf(af.f, "step,epoch,tau,train_loss,train_recon,train_kl,test_neg_elbo,"
+                  "test_neg_elbo_relaxed,seconds\n");
     for (long i = 0; i < st->nlog; i++) {
         const log_row *r = &st->log[i];
         /* An empty field is a figure not measured at that row. */
-        const double figures[] = {r->train_loss, r->train_recon, r->train_kl, r->test_neg_elbo};
+        const double figures[] = {r->train_loss,    r->train_recon,
+                                  r->train_kl,      r->test_neg_elbo,
+                                  r->test_neg_elbo_relaxed};
         fprintf(af.f, "%ld,%.4f,%.6f", r->step, r->epoch, r->tau);
         for (size_t k = 0; k < sizeof figures / sizeof figures[0]; k++) {
             fputc(',', af.f);

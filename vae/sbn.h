@@ -119,7 +119,6 @@ typedef struct {
     int pathwise;             /* layer 1's dh is layer 2's dl backpropagated */
     int uses_baseline;
     int mean_field;           /* needs the mean-field pass (muprop) */
-    int uses_tau;             /* reads the temperature */
 } sbn_estimator;
 
 struct sbn_ctx {

@@ -32,6 +32,8 @@ void train_opts_default(train_opts *o)
     o->baseline = "mean";
     o->binarize = "dynamic";
     o->lr = 1e-3;
+    o->lr_decay = 1.0;
+    o->lr_decay_every = 1000;
     o->batch = 100;
     o->steps = 50000;
     o->tau0 = 1.0;
@@ -61,6 +63,10 @@ void train_flag_table(train_opts *o, flag_def *d)
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
         {"lr", FLAG_DOUBLE, &o->lr, "RATE", "Adam learning rate"},
+        {"lr-decay", FLAG_DOUBLE, &o->lr_decay, "F",
+         "multiply the learning rate by F every --lr-decay-every steps (the authors' notebook: "
+         "0.9)"},
+        {"lr-decay-every", FLAG_LONG, &o->lr_decay_every, "N", "steps between learning-rate decays"},
         {"batch", FLAG_INT, &o->batch, "B", "examples per step"},
         {"steps", FLAG_LONG, &o->steps, "S", "training steps (total, counting resumed ones)"},
         {"epochs", FLAG_INT, &o->epochs, "E", "train for E passes over the data instead of --steps"},
@@ -113,6 +119,10 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
         return errf(err, "--binarize '%s': expected dynamic, threshold or none", o->binarize);
     if (!(o->lr > 0 && o->lr < 1))
         return errf(err, "--lr %g: must lie in (0, 1)", o->lr);
+    if (!(o->lr_decay > 0 && o->lr_decay <= 1))
+        return errf(err, "--lr-decay %g: must lie in (0, 1]", o->lr_decay);
+    if (o->lr_decay_every < 1)
+        return errf(err, "--lr-decay-every %ld: must be >= 1", o->lr_decay_every);
     if (o->batch < 1 || o->batch > 10000)
         return errf(err, "--batch %d: must lie in 1..10000", o->batch);
     if (o->steps < 1 && o->epochs < 1)
@@ -174,6 +184,7 @@ typedef struct {
     float *x;             /* batch */
     long total_steps;
     long log_cap;         /* rows st.log can hold */
+    double final_tau;     /* tau of the last step, for the relaxed bound */
     char ckpt_path[4096];
 } run;
 
@@ -301,12 +312,29 @@ double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est
     return recon + kl;
 }
 
-static int final_outputs(run *R, elbo_result *final, double *iw, char *err)
+/* Test -ELBO of the current model into row: with the hard code (the
+ * discrete model) and with the relaxed code at the row's tau.  Returns the
+ * hard figures. */
+static elbo_result evaluate_into(run *R, log_row *row)
+{
+    elbo_result hard, relaxed;
+    rng_t rr;
+    rng_seed(&rr, EVAL_SEED);
+    eval_elbo(&R->m, &R->ev, R->test_x, R->ntest, &rr, &hard);
+    rng_seed(&rr, EVAL_SEED);
+    eval_elbo_relaxed(&R->m, &R->ev, R->test_x, R->ntest, (float)row->tau, &rr, &relaxed);
+    row->test_neg_elbo = hard.neg_elbo;
+    row->test_neg_elbo_relaxed = relaxed.neg_elbo;
+    return hard;
+}
+
+static int final_outputs(run *R, elbo_result *final, double *relaxed, double *iw, char *err)
 {
     char path[4200];
     rng_t er;
-    rng_seed(&er, EVAL_SEED);
-    eval_elbo(&R->m, &R->ev, R->test_x, R->ntest, &er, final);
+    log_row fin = {.tau = R->final_tau};
+    *final = evaluate_into(R, &fin);
+    *relaxed = fin.test_neg_elbo_relaxed;
     *iw = NAN;
     if (R->o.iw_samples > 0) {
         rng_seed(&er, EVAL_SEED + 1);
@@ -326,7 +354,7 @@ static int final_outputs(run *R, elbo_result *final, double *iw, char *err)
     return 0;
 }
 
-static int write_summary(run *R, const elbo_result *fin, double iw, char *err)
+static int write_summary(run *R, const elbo_result *fin, double relaxed, double iw, char *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", R->o.out_dir);
@@ -352,6 +380,7 @@ static int write_summary(run *R, const elbo_result *fin, double iw, char *err)
     fprintf(f, "  \"steps_done\": %ld,\n  \"train_seconds\": %.3f,\n", R->st.step, R->st.seconds);
     fprintf(f, "  \"test_neg_elbo\": %.6f,\n  \"test_recon\": %.6f,\n  \"test_kl\": %.6f,\n",
             fin->neg_elbo, fin->recon, fin->kl);
+    fprintf(f, "  \"test_neg_elbo_relaxed\": %.6f,\n", relaxed);
     if (isfinite(iw))
         fprintf(f, "  \"test_neg_log_px_iw\": %.6f,\n", iw);
     else
@@ -474,12 +503,9 @@ int cmd_train(int argc, char **argv)
                 R.est->name, R.total_steps, R.o.batch, R.o.seed);
     if (R.st.step == 0 && R.o.eval_every > 0) {
         /* The starting point of the learning curve. */
-        elbo_result er;
-        rng_t rr;
-        rng_seed(&rr, EVAL_SEED);
-        eval_elbo(&R.m, &R.ev, R.test_x, R.ntest, &rr, &er);
         log_row *row = &R.st.log[R.st.nlog++];
-        *row = (log_row){0, 0.0, schedule_tau(&sched, 0), NAN, NAN, NAN, er.neg_elbo, 0.0};
+        *row = (log_row){0, 0.0, schedule_tau(&sched, 0), NAN, NAN, NAN, NAN, NAN, 0.0};
+        evaluate_into(&R, row);
     }
     /* Fault injection for the tests of the NaN stop: poison one weight
      * before the given step, so the NaN travels the real path. */
@@ -492,8 +518,9 @@ int cmd_train(int argc, char **argv)
         double tau = schedule_tau(&sched, step);
         batcher_next(&R.bt, R.bin, &R.st.rng, R.x, NULL);
         double recon, kl;
+        double lr = R.o.lr * pow(R.o.lr_decay, (double)(step / R.o.lr_decay_every));
         double loss = train_step(&R.m, &R.a, &R.es, R.est, &R.adam, R.x, R.o.batch, (float)tau,
-                                 (float)R.o.lr, &R.st.rng, &recon, &kl);
+                                 (float)lr, &R.st.rng, &recon, &kl);
         if (!isfinite(loss)) {
             if (tty && !R.o.quiet)
                 fputc('\n', stderr);
@@ -527,14 +554,10 @@ int cmd_train(int argc, char **argv)
             row->train_loss = acc_loss / acc_n;
             row->train_recon = acc_recon / acc_n;
             row->train_kl = acc_kl / acc_n;
-            row->test_neg_elbo = NAN;
+            row->test_neg_elbo = row->test_neg_elbo_relaxed = NAN;
             row->seconds = R.st.seconds;
             if (do_eval) {
-                elbo_result er;
-                rng_t rr;
-                rng_seed(&rr, EVAL_SEED);
-                eval_elbo(&R.m, &R.ev, R.test_x, R.ntest, &rr, &er);
-                row->test_neg_elbo = er.neg_elbo;
+                elbo_result er = evaluate_into(&R, row);
                 if (save_checkpoint(&R, err) != 0 || write_log_csv(R.o.out_dir, &R.st, err) != 0)
                     goto fail;
                 last_good = R.st.step;
@@ -563,9 +586,11 @@ int cmd_train(int argc, char **argv)
     R.st.seconds = now_seconds() - t_start;
 
     elbo_result fin;
-    double iw;
+    double iw, relaxed;
+    R.final_tau = schedule_tau(&sched, R.st.step - 1);
     if (save_checkpoint(&R, err) != 0 || write_log_csv(R.o.out_dir, &R.st, err) != 0 ||
-        final_outputs(&R, &fin, &iw, err) != 0 || write_summary(&R, &fin, iw, err) != 0)
+        final_outputs(&R, &fin, &relaxed, &iw, err) != 0 ||
+        write_summary(&R, &fin, relaxed, iw, err) != 0)
         goto fail;
     printf("final test -ELBO %.3f nats (recon %.3f, KL %.3f)", fin.neg_elbo, fin.recon, fin.kl);
     if (isfinite(iw))

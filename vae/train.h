@@ -21,8 +21,8 @@ typedef struct {
     const char *data_dir, *out_dir, *latent_type, *latent, *hidden, *estimator, *binarize;
     const char *baseline;    /* none, mean or learned (score-function estimators) */
     int resume, hard;
-    double lr, tau0, tau_min, anneal_rate;
-    long steps, anneal_every, seed, eval_every, log_every;
+    double lr, lr_decay, tau0, tau_min, anneal_rate;
+    long steps, lr_decay_every, anneal_every, seed, eval_every, log_every;
     int epochs, batch, iw_samples, eval_images, threads, quiet;
 } train_opts;
 
@@ -43,7 +43,10 @@ double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est
 /* One row of log.csv. */
 typedef struct {
     long step;
-    double epoch, tau, train_loss, train_recon, train_kl, test_neg_elbo, seconds;
+    double epoch, tau, train_loss, train_recon, train_kl;
+    double test_neg_elbo;          /* hard (discrete) code */
+    double test_neg_elbo_relaxed;  /* relaxed code at the row's tau */
+    double seconds;
 } log_row;
 
 /* Everything a checkpoint holds. */

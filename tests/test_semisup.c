@@ -1,0 +1,718 @@
+/* test_semisup.c: the semi-supervised M2 model (vae/semisup.h) and
+ * `gsvae train --task semisup`.
+ *
+ * Gradients: the whole loss of a tiny model (6 pixels, 3 classes, 2 latent
+ * units, hidden 5,4 or 5) is written again here in double precision with
+ * plain loops, reading the weights from a double copy of m->params and the
+ * noise (Gaussian eps, Gumbel g) from the workspace, held fixed.  Central
+ * differences of that reference, step FD_STEP = 1e-5, are compared with
+ * m->grads from ss_forward + ss_backward, one block per layer's weights and
+ * biases:
+ *     |a - n| / max(|a| + |n|, REL_FLOOR * max_block max(|a_j|, |n_j|)) < GRAD_TOL
+ * with GRAD_TOL = 1e-3 and REL_FLOOR = 1e-2, the bound of test_layers.c and
+ * test_model.c for the same reason (float rounding is relative to the
+ * block's largest gradient).  Measured errors stay below 1e-4 (printed with
+ * GSVAE_TEST_VERBOSE=1); a wrong term (a missing q(y|x) weight, a gradient
+ * that skips the relaxed y's path into the encoder or the decoder, a
+ * misplaced row) gives errors of order 1.  The loss values themselves must
+ * agree to LOSS_TOL = 1e-5 relative.  ReLU variants redraw the weights until
+ * every pre-activation is RELU_MARGIN from the kink.
+ *
+ * The exact unlabelled loss is compared with a brute-force sum over the
+ * classes (one labelled pass per class with the same noise), the row counts
+ * show that gumbel runs one encoder/decoder row per unlabelled example where
+ * exact runs K, and the command is run end to end on real MNIST. */
+#include "rng.h"
+#include "semisup.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_STEP 1e-5
+#define GRAD_TOL 1e-3
+#define REL_FLOOR 1e-2
+#define LOSS_TOL 1e-5
+#define RELU_MARGIN 2e-3
+
+enum { D = 6, K = 3, Z = 2, MAXB = 8, MAXW = 16 };
+
+/* ---- the tiny model ---- */
+
+static void tiny_model(ss_model *m, ss_activation act, int nhidden, uint64_t seed)
+{
+    ss_config c = {D, K, Z, nhidden, {5, 4}, act};
+    char err[512];
+    rng_t r;
+    rng_seed(&r, seed);
+    ck_assert_msg(ss_init(m, &c, 0.7, &r, err) == 0, "%s", err);
+    /* Nonzero biases too, so that their gradients are exercised. */
+    const ss_linear *nets[3] = {m->cls, m->enc, m->dec};
+    for (int n = 0; n < 3; n++)
+        for (int i = 0; i < m->nlayers; i++)
+            for (int j = 0; j < nets[n][i].out; j++)
+                m->params[nets[n][i].b + j] = (float)(rng_uniform_open(&r) - 0.5);
+}
+
+static void tiny_batch(float *x, uint8_t *y, int B_l, int B_u, uint64_t seed)
+{
+    rng_t r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < (B_l + B_u) * D; i++)
+        x[i] = rng_uniform_open(&r) < 0.4 ? 1.0f : 0.0f;
+    for (int b = 0; b < B_l; b++)
+        y[b] = (uint8_t)rng_below(&r, K);
+}
+
+/* ---- the double-precision reference ---- */
+
+typedef struct {
+    const ss_model *m;   /* layout only */
+    double *p;           /* parameters */
+    const float *x;
+    const uint8_t *y;
+    int B_l, B_u;
+    ss_estimator est;
+    double tau;
+    ss_weights wt;
+    const float *eps, *gnoise;
+    double min_margin;
+    double ex_loss[MAXB];
+} ref_ss;
+
+static double softplus_ref(double v)
+{
+    return fmax(v, 0.0) + log1p(exp(-fabs(v)));
+}
+
+static void log_softmax_ref(double *o, const double *l, int n)
+{
+    double mx = l[0], s = 0;
+    for (int k = 1; k < n; k++)
+        mx = fmax(mx, l[k]);
+    for (int k = 0; k < n; k++)
+        s += exp(l[k] - mx);
+    for (int k = 0; k < n; k++)
+        o[k] = l[k] - mx - log(s);
+}
+
+/* out = the MLP of layers L on in (one example). */
+static void ref_mlp(ref_ss *R, const ss_linear *L, const double *in, double *out)
+{
+    double h[MAXW], t[MAXW];
+    memcpy(h, in, sizeof(double) * L[0].in);
+    for (int i = 0; i < R->m->nlayers; i++) {
+        const double *w = R->p + L[i].w, *bias = R->p + L[i].b;
+        int hidden = i < R->m->nlayers - 1;
+        for (int o = 0; o < L[i].out; o++) {
+            double s = bias[o];
+            for (int c = 0; c < L[i].in; c++)
+                s += w[(size_t)o * L[i].in + c] * h[c];
+            if (hidden) {
+                R->min_margin = fmin(R->min_margin, fabs(s));
+                s = R->m->cfg.act == SS_ACT_RELU ? fmax(s, 0.0) : softplus_ref(s);
+            }
+            t[o] = s;
+        }
+        memcpy(h, t, sizeof(double) * L[i].out);
+    }
+    memcpy(out, h, sizeof(double) * L[R->m->nlayers - 1].out);
+}
+
+/* -log p(x|y,z) + KL(q(z|x,y) || N(0,I)) for one row: y a vector of K. */
+static double ref_row(ref_ss *R, const float *x, const double *y, const float *eps)
+{
+    double xy[D + K], mulv[2 * Z], zy[Z + K], logits[D];
+    for (int d = 0; d < D; d++)
+        xy[d] = x[d];
+    memcpy(xy + D, y, sizeof(double) * K);
+    ref_mlp(R, R->m->enc, xy, mulv);
+    double kl = 0;
+    for (int i = 0; i < Z; i++) {
+        double mu = mulv[i], lv = mulv[Z + i];
+        zy[i] = mu + exp(0.5 * lv) * eps[i];
+        kl += 0.5 * (mu * mu + exp(lv) - 1 - lv);
+    }
+    memcpy(zy + Z, y, sizeof(double) * K);
+    ref_mlp(R, R->m->dec, zy, logits);
+    double rec = 0;
+    for (int d = 0; d < D; d++)
+        rec += softplus_ref(logits[d]) - x[d] * logits[d];
+    return rec + kl;
+}
+
+static double ref_loss(ref_ss *R)
+{
+    R->min_margin = INFINITY;
+    double lab = 0, nll = 0, unl = 0, logK = log((double)K);
+    for (int b = 0; b < R->B_l + R->B_u; b++) {
+        const float *x = R->x + (size_t)b * D;
+        double xd[D], logits[K], lq[K], y[K];
+        for (int d = 0; d < D; d++)
+            xd[d] = x[d];
+        ref_mlp(R, R->m->cls, xd, logits);
+        log_softmax_ref(lq, logits, K);
+        double klq = 0;
+        for (int j = 0; j < K; j++)
+            klq += exp(lq[j]) * (lq[j] + logK);
+        if (b < R->B_l) {
+            for (int j = 0; j < K; j++)
+                y[j] = j == R->y[b];
+            R->ex_loss[b] = ref_row(R, x, y, R->eps + (size_t)b * Z) + logK;
+            lab += R->ex_loss[b];
+            nll -= lq[R->y[b]];
+            continue;
+        }
+        int u = b - R->B_l;
+        double U = klq;
+        if (R->est == SS_EXACT) {
+            for (int j = 0; j < K; j++) {
+                for (int i = 0; i < K; i++)
+                    y[i] = i == j;
+                U += exp(lq[j]) * ref_row(R, x, y, R->eps + (size_t)(R->B_l + u * K + j) * Z);
+            }
+        } else {
+            double a[K];
+            for (int j = 0; j < K; j++)
+                a[j] = (logits[j] + R->gnoise[u * K + j]) / R->tau;
+            log_softmax_ref(a, a, K);
+            for (int j = 0; j < K; j++)
+                y[j] = exp(a[j]);
+            U += ref_row(R, x, y, R->eps + (size_t)(R->B_l + u) * Z);
+        }
+        R->ex_loss[b] = U;
+        unl += U;
+    }
+    double loss = 0;
+    if (R->B_l)
+        loss += R->wt.labelled * lab / R->B_l + R->wt.alpha * nll / R->B_l;
+    if (R->B_u)
+        loss += R->wt.unlabelled * unl / R->B_u;
+    return loss;
+}
+
+static void assert_block_close(const char *what, const float *analytic, const double *numeric,
+                               size_t n)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(analytic[i]), "%s[%zu]: analytic gradient %g", what, i,
+                      analytic[i]);
+        scale = fmax(scale, fmax(fabs(analytic[i]), fabs(numeric[i])));
+    }
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double den = fmax(fabs(analytic[i]) + fabs(numeric[i]), REL_FLOOR * scale);
+        double e = den > 0 ? fabs(analytic[i] - numeric[i]) / den : 0.0;
+        if (e > worst) {
+            worst = e;
+            at = i;
+        }
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-40s max rel err %.2e (largest %.3g)\n", what, worst, scale);
+    ck_assert_msg(worst < GRAD_TOL, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)",
+                  what, at, analytic[at], numeric[at], worst, GRAD_TOL);
+}
+
+/* Gradient of the loss of (B_l labelled, B_u unlabelled) under est, both
+ * ways, on a tiny model; fails the test on disagreement. */
+static void check_gradient(const char *name, ss_activation act, int nhidden, int B_l,
+                           int B_u, ss_estimator est)
+{
+    ss_model m;
+    ss_ws w;
+    char err[512];
+    float x[MAXB * D];
+    uint8_t y[MAXB];
+    const ss_weights wt = {0.7, 1.3, 0.45};
+    const float tau = 0.7f;
+    ref_ss R;
+    double *p = NULL;
+    /* ReLU: redraw until no pre-activation sits near its kink. */
+    for (uint64_t seed = 1;; seed++) {
+        tiny_model(&m, act, nhidden, seed);
+        ck_assert_msg(ss_ws_init(&w, &m, B_l + B_u, ss_rows(&m.cfg, B_l, B_u, est), err) == 0,
+                      "%s", err);
+        tiny_batch(x, y, B_l, B_u, seed + 100);
+        rng_t r;
+        rng_seed(&r, seed + 200);
+        ss_draw_noise(&m, &w, B_l, B_u, est, &r);
+        free(p);
+        p = malloc(sizeof(double) * m.nparams);
+        for (size_t i = 0; i < m.nparams; i++)
+            p[i] = m.params[i];
+        R = (ref_ss){&m, p, x, y, B_l, B_u, est, tau, wt, w.eps, w.gnoise, 0, {0}};
+        ref_loss(&R);
+        if (act != SS_ACT_RELU || R.min_margin > RELU_MARGIN)
+            break;
+        ck_assert_msg(seed < 200, "no draw keeps the ReLUs off their kinks");
+        ss_ws_free(&w);
+        ss_free(&m);
+    }
+    memset(m.grads, 0, sizeof(float) * m.nparams);
+    ss_parts parts;
+    double loss = ss_forward(&m, &w, x, y, B_l, B_u, est, tau, &wt, &parts);
+    ss_backward(&m, &w, x, y, B_l, B_u, est, tau, &wt);
+    double ref = ref_loss(&R);
+    ck_assert_msg(fabs(loss - ref) <= LOSS_TOL * fabs(ref), "%s: loss %.9g, reference %.9g",
+                  name, loss, ref);
+    for (int b = 0; b < B_l + B_u; b++)
+        ck_assert_msg(fabs(w.ex_loss[b] - R.ex_loss[b]) <= LOSS_TOL * fabs(R.ex_loss[b]),
+                      "%s: example %d: %.9g, reference %.9g", name, b, w.ex_loss[b],
+                      R.ex_loss[b]);
+
+    double *num = malloc(sizeof(double) * m.nparams);
+    for (size_t i = 0; i < m.nparams; i++) {
+        double keep = p[i];
+        p[i] = keep + FD_STEP;
+        double up = ref_loss(&R);
+        p[i] = keep - FD_STEP;
+        double down = ref_loss(&R);
+        p[i] = keep;
+        num[i] = (up - down) / (2 * FD_STEP);
+    }
+    const ss_linear *nets[3] = {m.cls, m.enc, m.dec};
+    const char *net_names[3] = {"classifier", "encoder", "decoder"};
+    double largest = 0;
+    for (size_t i = 0; i < m.nparams; i++)
+        largest = fmax(largest, fabs(num[i]));
+    ck_assert_msg(largest > 1e-3, "%s: the test problem has no gradient", name);
+    for (int n = 0; n < 3; n++)
+        for (int i = 0; i < m.nlayers; i++) {
+            const ss_linear *l = &nets[n][i];
+            char what[128];
+            snprintf(what, sizeof what, "%s: %s layer %d weights", name, net_names[n], i);
+            assert_block_close(what, m.grads + l->w, num + l->w, (size_t)l->in * l->out);
+            snprintf(what, sizeof what, "%s: %s layer %d biases", name, net_names[n], i);
+            assert_block_close(what, m.grads + l->b, num + l->b, (size_t)l->out);
+        }
+    free(num);
+    free(p);
+    ss_ws_free(&w);
+    ss_free(&m);
+}
+
+START_TEST(gradient_labelled)
+{
+    check_gradient("labelled softplus", SS_ACT_SOFTPLUS, 1, 5, 0, SS_GUMBEL);
+    check_gradient("labelled softplus 2 layers", SS_ACT_SOFTPLUS, 2, 5, 0, SS_EXACT);
+    check_gradient("labelled relu 2 layers", SS_ACT_RELU, 2, 5, 0, SS_EXACT);
+}
+END_TEST
+
+START_TEST(gradient_exact_unlabelled)
+{
+    check_gradient("exact softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_EXACT);
+    check_gradient("exact softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_EXACT);
+    check_gradient("exact relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_EXACT);
+}
+END_TEST
+
+START_TEST(gradient_gumbel_unlabelled)
+{
+    check_gradient("gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_GUMBEL);
+    check_gradient("gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_GUMBEL);
+    check_gradient("gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_GUMBEL);
+}
+END_TEST
+
+/* Labelled and unlabelled rows in one batch, as in training: the row
+ * offsets of each part. */
+START_TEST(gradient_mixed_batch)
+{
+    check_gradient("mixed exact", SS_ACT_SOFTPLUS, 2, 3, 4, SS_EXACT);
+    check_gradient("mixed gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, SS_GUMBEL);
+}
+END_TEST
+
+/* U(x) from the exact path equals sum_y q(y|x) L(x,y) - H(q(y|x)), with each
+ * L(x,y) from a labelled pass with the same z noise. */
+START_TEST(exact_equals_brute_force_sum)
+{
+    enum { BU = 5 };
+    ss_model m;
+    ss_ws w;
+    char err[512];
+    float x[BU * D];
+    uint8_t y[BU];
+    tiny_model(&m, SS_ACT_SOFTPLUS, 2, 7);
+    ck_assert_msg(ss_ws_init(&w, &m, BU, (long)BU * K, err) == 0, "%s", err);
+    tiny_batch(x, y, 0, BU, 8);
+    rng_t r;
+    rng_seed(&r, 9);
+    ss_draw_noise(&m, &w, 0, BU, SS_EXACT, &r);
+    float eps[BU * K * Z];
+    memcpy(eps, w.eps, sizeof eps);
+    const ss_weights wt = {0.0, 1.0, 0.0};
+    ss_parts parts;
+    ss_forward(&m, &w, x, NULL, 0, BU, SS_EXACT, 1.0f, &wt, &parts);
+    double U[BU], logq[BU * K], sum = 0;
+    for (int b = 0; b < BU; b++) {
+        U[b] = w.ex_loss[b];
+        sum += U[b];
+        for (int j = 0; j < K; j++)
+            logq[b * K + j] = w.logq[b * K + j];
+    }
+    ck_assert_double_eq_tol(parts.unl_loss, sum / BU, 1e-9 * fabs(sum));
+
+    double brute[BU];
+    for (int b = 0; b < BU; b++) {
+        brute[b] = 0;
+        for (int j = 0; j < K; j++) /* - H(q) */
+            brute[b] += exp(logq[b * K + j]) * logq[b * K + j];
+    }
+    for (int j = 0; j < K; j++) {
+        uint8_t label[BU];
+        for (int b = 0; b < BU; b++) {
+            label[b] = (uint8_t)j;
+            memcpy(w.eps + b * Z, eps + (b * K + j) * Z, sizeof(float) * Z);
+        }
+        const ss_weights lw = {1.0, 0.0, 0.0};
+        ss_forward(&m, &w, x, label, BU, 0, SS_EXACT, 1.0f, &lw, NULL);
+        for (int b = 0; b < BU; b++)
+            brute[b] += exp(logq[b * K + j]) * w.ex_loss[b];
+    }
+    for (int b = 0; b < BU; b++)
+        ck_assert_msg(fabs(U[b] - brute[b]) <= 1e-6 * fabs(brute[b]),
+                      "example %d: exact %.9g, brute force %.9g", b, U[b], brute[b]);
+    ss_ws_free(&w);
+    ss_free(&m);
+}
+END_TEST
+
+/* The cost that Gumbel-Softmax saves: per unlabelled example, exact sends K
+ * rows through the encoder and decoder, gumbel one. */
+START_TEST(gumbel_runs_one_row_per_example)
+{
+    enum { BL = 2, BU = 5 };
+    ss_model m;
+    ss_ws w;
+    char err[512];
+    float x[(BL + BU) * D];
+    uint8_t y[BL];
+    tiny_model(&m, SS_ACT_SOFTPLUS, 1, 3);
+    ck_assert_msg(ss_ws_init(&w, &m, BL + BU, ss_rows(&m.cfg, BL, BU, SS_EXACT), err) == 0, "%s",
+                  err);
+    tiny_batch(x, y, BL, BU, 4);
+    rng_t r;
+    rng_seed(&r, 5);
+    const ss_weights wt = {0.5, 0.5, 0.1};
+    ss_draw_noise(&m, &w, BL, BU, SS_GUMBEL, &r);
+    ss_forward(&m, &w, x, y, BL, BU, SS_GUMBEL, 0.5f, &wt, NULL);
+    ck_assert_int_eq(w.enc_rows, BL + BU);
+    ck_assert_int_eq(w.dec_rows, BL + BU);
+    ck_assert_int_eq(ss_rows(&m.cfg, BL, BU, SS_GUMBEL), BL + BU);
+    ss_draw_noise(&m, &w, BL, BU, SS_EXACT, &r);
+    ss_forward(&m, &w, x, y, BL, BU, SS_EXACT, 0.5f, &wt, NULL);
+    ck_assert_int_eq(w.enc_rows, BL + BU * K);
+    ck_assert_int_eq(w.dec_rows, BL + BU * K);
+    ss_ws_free(&w);
+    ss_free(&m);
+}
+END_TEST
+
+/* The objective the gumbel path samples tends to the exact one as tau -> 0:
+ * with the z noise shared by every class, the mean over Gumbel draws of the
+ * relaxed U(x) at tau = 0.01 matches sum_y q(y|x) L(x,y) - H(q) within 4
+ * standard errors plus 0.2% for the relaxation's bias (one-hot is reached
+ * only in the limit). */
+START_TEST(gumbel_mean_tends_to_exact)
+{
+    enum { COPIES = 500, DRAWS = 40 };
+    ss_model m;
+    ss_ws w;
+    char err[512];
+    static float x[COPIES * D];
+    float one[D];
+    uint8_t unused[1];
+    tiny_model(&m, SS_ACT_SOFTPLUS, 1, 21);
+    ck_assert_msg(ss_ws_init(&w, &m, COPIES, (long)COPIES * K, err) == 0, "%s", err);
+    tiny_batch(one, unused, 0, 1, 22);
+    for (int b = 0; b < COPIES; b++)
+        memcpy(x + b * D, one, sizeof one);
+    rng_t r;
+    rng_seed(&r, 23);
+    float eps[Z];
+    for (int i = 0; i < Z; i++)
+        eps[i] = (float)rng_normal(&r);
+    const ss_weights wt = {0.0, 1.0, 0.0};
+    for (int j = 0; j < K; j++)
+        memcpy(w.eps + j * Z, eps, sizeof eps);
+    ss_forward(&m, &w, x, NULL, 0, 1, SS_EXACT, 1.0f, &wt, NULL);
+    double exact = w.ex_loss[0];
+    double sum = 0, sumsq = 0;
+    for (int d = 0; d < DRAWS; d++) {
+        ss_draw_noise(&m, &w, 0, COPIES, SS_GUMBEL, &r);
+        for (int b = 0; b < COPIES; b++)
+            memcpy(w.eps + b * Z, eps, sizeof eps);
+        ss_forward(&m, &w, x, NULL, 0, COPIES, SS_GUMBEL, 0.01f, &wt, NULL);
+        for (int b = 0; b < COPIES; b++) {
+            sum += w.ex_loss[b];
+            sumsq += w.ex_loss[b] * w.ex_loss[b];
+        }
+    }
+    double n = (double)COPIES * DRAWS, mean = sum / n;
+    double se = sqrt(fmax(sumsq / n - mean * mean, 0.0) / n);
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "gumbel mean %.6f, exact %.6f, standard error %.2e\n", mean, exact, se);
+    ck_assert_msg(se > 0, "the relaxed loss does not vary with the noise");
+    ck_assert_msg(fabs(mean - exact) < 4 * se + 0.002 * fabs(exact),
+                  "gumbel mean %.6f, exact %.6f, standard error %.3g", mean, exact, se);
+    ss_ws_free(&w);
+    ss_free(&m);
+}
+END_TEST
+
+/* Evaluation in chunks gives the figures of one pass over all images. */
+START_TEST(evaluate_is_independent_of_chunking)
+{
+    enum { N = 7 };
+    ss_model m;
+    ss_ws small, big;
+    char err[512];
+    float x[N * D];
+    uint8_t y[N];
+    tiny_model(&m, SS_ACT_SOFTPLUS, 2, 11);
+    tiny_batch(x, y, N, 0, 12);
+    ck_assert(ss_ws_init(&small, &m, 2, 2 * K, err) == 0);
+    ck_assert(ss_ws_init(&big, &m, N, N * K, err) == 0);
+    ss_eval_result a, b;
+    rng_t r;
+    rng_seed(&r, 13);
+    ss_evaluate(&m, &small, x, y, N, &r, &a);
+    rng_seed(&r, 13);
+    ss_evaluate(&m, &big, x, y, N, &r, &b);
+    ck_assert_double_eq_tol(a.neg_elbo, b.neg_elbo, 1e-6 * fabs(b.neg_elbo));
+    ck_assert_double_eq_tol(a.class_nll, b.class_nll, 1e-6 * fabs(b.class_nll));
+    ck_assert_double_eq(a.accuracy, b.accuracy);
+    /* The accuracy counts argmax q(y|x) == label. */
+    int correct = 0;
+    for (int i = 0; i < N; i++) {
+        const float *lq = big.logq + (size_t)i * K; /* the last chunk is the whole set */
+        int best = 0;
+        for (int j = 1; j < K; j++)
+            if (lq[j] > lq[best])
+                best = j;
+        correct += best == y[i];
+    }
+    ck_assert_double_eq(b.accuracy, (double)correct / N);
+    ss_ws_free(&small);
+    ss_ws_free(&big);
+    ss_free(&m);
+}
+END_TEST
+
+/* ---- end to end ---- */
+
+#define OUT_LEN 65536
+static char out[OUT_LEN], errout[OUT_LEN];
+
+static int gsvae(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int gsvae(const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s train --task semisup %s", testutil_bin(), args);
+    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
+}
+
+/* Column col of the data rows of DIR/log.csv (empty fields NaN). */
+static int log_column(const char *dir, int col, double *vals, int max)
+{
+    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
+    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
+    char line[1024];
+    int n = 0;
+    ck_assert(fgets(line, sizeof line, f) != NULL);
+    ck_assert_msg(strncmp(line, "step,epoch,tau,train_loss", 25) == 0, "header: %s", line);
+    while (n < max && fgets(line, sizeof line, f)) {
+        char *p = line;
+        for (int c = 0; c < col; c++) {
+            p = strchr(p, ',');
+            ck_assert(p != NULL);
+            p++;
+        }
+        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+enum { COL_TEST_NEG_ELBO = 7, COL_TEST_ACCURACY = 8, COL_STEPS_PER_S = 10 };
+
+/* Small networks for the end-to-end runs; a larger initialisation and step
+ * than the paper's so that 300 steps show learning. */
+#define SMALL "--hidden 64 --latent 16 --eval-images 1000 --init-std 0.05 --lr 1e-3 --quiet"
+
+static void learns(const char *estimator)
+{
+    const char *dir = testutil_tmpdir();
+    int rc = gsvae("--estimator %s --data %s --out %s --steps 300 --eval-every 300 " SMALL,
+                   estimator, testutil_data_dir(), dir);
+    ck_assert_msg(rc == 0, "%s: exit %d: %s", estimator, rc, errout);
+    ck_assert_msg(testutil_contains(out, "final test accuracy") &&
+                      testutil_contains(out, "steps/s"),
+                  "%s", out);
+    double elbo[8], accuracy[8], speed[8];
+    int n = log_column(dir, COL_TEST_NEG_ELBO, elbo, 8);
+    log_column(dir, COL_TEST_ACCURACY, accuracy, 8);
+    log_column(dir, COL_STEPS_PER_S, speed, 8);
+    /* Row 0 is the untrained model (-ELBO near 784 log 2 = 543 nats). */
+    ck_assert_int_ge(n, 2);
+    ck_assert_msg(elbo[0] > 400, "%s: initial -ELBO %.2f", estimator, elbo[0]);
+    ck_assert_msg(elbo[n - 1] < elbo[0] - 200, "%s: -ELBO %.2f from %.2f", estimator,
+                  elbo[n - 1], elbo[0]);
+    /* Chance is 0.1. */
+    ck_assert_msg(accuracy[n - 1] > 0.3, "%s: accuracy %.3f", estimator, accuracy[n - 1]);
+    ck_assert_msg(speed[n - 1] > 0, "%s: steps/s %.3f", estimator, speed[n - 1]);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    ck_assert(summary != NULL);
+    ck_assert(testutil_contains(summary, "\"test_accuracy\": 0."));
+    ck_assert(testutil_contains(summary, "\"test_neg_elbo\""));
+    ck_assert(testutil_contains(summary, "\"steps_per_second\""));
+    free(summary);
+}
+
+START_TEST(gumbel_learns)
+{
+    learns("gumbel");
+}
+END_TEST
+
+START_TEST(exact_learns)
+{
+    learns("exact");
+}
+END_TEST
+
+START_TEST(same_seed_same_numbers)
+{
+    const char *a = testutil_tmpdir(), *b = testutil_tmpdir();
+    static char first[OUT_LEN];
+    for (int i = 0; i < 2; i++) {
+        int rc = gsvae("--data %s --out %s --steps 30 --eval-every 0 --seed 5 --log-every 10 "
+                       SMALL,
+                       testutil_data_dir(), i ? b : a);
+        ck_assert_msg(rc == 0, "%s", errout);
+        char *cut = strstr(out, " steps in ");
+        ck_assert(cut != NULL);
+        *cut = '\0';
+        if (i == 0)
+            snprintf(first, sizeof first, "%s", out);
+    }
+    ck_assert_str_eq(first, out);
+    for (int col = 3; col <= 9; col++) {
+        double va[8], vb[8];
+        int na = log_column(a, col, va, 8), nb = log_column(b, col, vb, 8);
+        ck_assert_int_eq(na, nb);
+        for (int i = 0; i < na; i++)
+            ck_assert_msg((isnan(va[i]) && isnan(vb[i])) || va[i] == vb[i],
+                          "log.csv column %d row %d: %.6f vs %.6f", col, i, va[i], vb[i]);
+    }
+    /* Another seed, other numbers. */
+    ck_assert(gsvae("--data %s --out %s --steps 30 --eval-every 0 --seed 6 " SMALL,
+                    testutil_data_dir(), b) == 0);
+    *strstr(out, " steps in ") = '\0';
+    ck_assert_str_ne(first, out);
+}
+END_TEST
+
+START_TEST(nan_stops_the_run)
+{
+    const char *dir = testutil_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "GSVAE_TEST_NAN_AT_STEP=7 %s train --task semisup --data %s --out %s --steps 20 "
+             "--eval-every 0 " SMALL,
+             testutil_bin(), testutil_data_dir(), dir);
+    int rc = run_capture(cmd, out, sizeof out, errout, sizeof errout);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "step 7: loss is NaN"), "%s", errout);
+}
+END_TEST
+
+START_TEST(bad_flags_fail_before_any_work)
+{
+    static const struct {
+        const char *args, *message;
+    } cases[] = {
+        {"--estimator sf", "--estimator 'sf'"},
+        {"--classes 5", "--classes 5"},
+        {"--labels 15", "--labels 15"},
+        {"--labels 0", "--labels 0"},
+        {"--hidden 0", "--hidden '0'"},
+        {"--activation tanh", "--activation 'tanh'"},
+        {"--alpha -1", "--alpha -1"},
+        {"--lr 0", "--lr 0"},
+        {"--batch 0", "--batch 0"},
+        {"--labelled-batch 0", "--labelled-batch 0"},
+        {"--steps 0", "--steps 0"},
+        {"--tau0 0", "--tau0 0"},
+        {"--anneal-every 0", "--anneal-every 0"},
+        {"--latent x", "--latent: 'x'"},
+        {"--unlabelled 50 --labels 100", "--labels 100"},
+        {"--batch 10000 --classes 1000 --estimator exact", "encoder rows"},
+        {"--bogus 1", "unknown flag '--bogus'"},
+    };
+    const char *dir = testutil_tmpdir();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* A data directory that does not exist: the flags fail first. */
+        int rc = gsvae("--data %s/none --out %s/run %s", dir, dir, cases[i].args);
+        ck_assert_msg(rc == 2, "%s: exit %d", cases[i].args, rc);
+        ck_assert_msg(testutil_contains(errout, cases[i].message), "%s: %s", cases[i].args,
+                      errout);
+        ck_assert_msg(strchr(errout, '\n') == errout + strlen(errout) - 1,
+                      "%s: not one line: %s", cases[i].args, errout);
+    }
+    /* Nothing was created. */
+    ck_assert(testutil_read_file(testutil_path(dir, "run/log.csv"), &(size_t){0}) == NULL);
+    /* Missing data is an error of the run, not of the flags. */
+    int rc = gsvae("--data %s/none --out %s/run --steps 1 --quiet", dir, dir);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "/none"), "%s", errout);
+    /* --help documents the choices and the meaning of --classes. */
+    rc = gsvae("--help");
+    ck_assert_int_eq(rc, 0);
+    ck_assert(testutil_contains(out, "--classes"));
+    ck_assert(testutil_contains(out, "accuracy is meaningful only at K = 10"));
+    ck_assert(testutil_contains(out, "Kingma"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("semisup");
+    TCase *unit = tcase_create("model");
+    tcase_add_test(unit, gradient_labelled);
+    tcase_add_test(unit, gradient_exact_unlabelled);
+    tcase_add_test(unit, gradient_gumbel_unlabelled);
+    tcase_add_test(unit, gradient_mixed_batch);
+    tcase_add_test(unit, exact_equals_brute_force_sum);
+    tcase_add_test(unit, gumbel_runs_one_row_per_example);
+    tcase_add_test(unit, gumbel_mean_tends_to_exact);
+    tcase_add_test(unit, evaluate_is_independent_of_chunking);
+    suite_add_tcase(s, unit);
+    TCase *cli = tcase_create("cli");
+    tcase_set_timeout(cli, 300);
+    tcase_add_test(cli, gumbel_learns);
+    tcase_add_test(cli, exact_learns);
+    tcase_add_test(cli, same_seed_same_numbers);
+    tcase_add_test(cli, nan_stops_the_run);
+    tcase_add_test(cli, bad_flags_fail_before_any_work);
+    suite_add_tcase(s, cli);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

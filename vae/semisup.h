@@ -1,0 +1,159 @@
+/* semisup.h: the M2 model of Kingma, Rezende, Mohamed & Welling (2014) for
+ * semi-supervised classification, trained either by summing over the class
+ * variable (exact) or with one Gumbel-Softmax sample of it (Jang et al. 2017).
+ *
+ *   classifier q(y|x):    MLP on x to K logits
+ *   encoder    q(z|x,y):  MLP on [x, y] to the mean and log-variance of z
+ *   decoder    p(x|y,z):  MLP on [z, y] to Bernoulli pixel logits
+ *   priors:               p(y) uniform over K, p(z) = N(0, I)
+ *
+ * Per labelled pair (x, y):  L(x,y) = -log p(x|y,z) + KL(q(z|x,y) || N(0,I))
+ *                                     + log K        (one z sample)
+ * Per unlabelled x:          U(x) = sum_y q(y|x) [L(x,y) - log K]
+ *                                   + KL(q(y|x) || uniform)
+ *                                 = sum_y q(y|x) L(x,y) - H(q(y|x)),
+ * with the sum over y exact (K rows per x) or replaced by one relaxed
+ * sample y~ = softmax((logits + g) / tau) fed to the encoder and decoder (one
+ * row per x), the KL of q(y|x) to uniform staying analytic.
+ *
+ * A step's loss over a batch of B_l labelled and B_u unlabelled examples is
+ *   w.labelled / B_l * sum L  +  w.alpha / B_l * sum -log q(y|x)
+ *     + w.unlabelled / B_u * sum U.
+ *
+ * Layout: the three networks' parameters live in one flat buffer with a
+ * twin gradient buffer.  The encoder and decoder process "rows": rows
+ * [0, B_l) are the labelled examples with their one-hot labels; then, per
+ * unlabelled example b, K rows (exact: row B_l + b*K + j has y = e_j) or
+ * one row (gumbel: row B_l + b has y = y~_b).  A workspace is allocated once
+ * for the largest batch; nothing is allocated per step. */
+#ifndef GSVAE_SEMISUP_H
+#define GSVAE_SEMISUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adam.h"
+#include "rng.h"
+
+#define SS_MAX_HIDDEN 4
+
+typedef enum { SS_ACT_SOFTPLUS, SS_ACT_RELU } ss_activation;
+typedef enum { SS_EXACT, SS_GUMBEL } ss_estimator;
+
+/* "softplus"/"relu" and "exact"/"gumbel"; -1 if unknown. */
+int ss_activation_parse(const char *s, ss_activation *out);
+int ss_estimator_parse(const char *s, ss_estimator *out);
+const char *ss_estimator_name(ss_estimator e);
+
+typedef struct {
+    int D;                        /* pixels */
+    int K;                        /* classes */
+    int Z;                        /* Gaussian latent units */
+    int nhidden;                  /* >= 1 */
+    int hidden[SS_MAX_HIDDEN];    /* widths of every MLP; the decoder's reversed */
+    ss_activation act;
+} ss_config;
+
+typedef struct {
+    int in, out;
+    size_t w, b;   /* offsets of the weight [out][in] and bias [out] */
+} ss_linear;
+
+typedef struct {
+    ss_config cfg;
+    int nlayers;                           /* per network: nhidden + 1 */
+    ss_linear cls[SS_MAX_HIDDEN + 1];      /* D -> ... -> K */
+    ss_linear enc[SS_MAX_HIDDEN + 1];      /* D+K -> ... -> 2Z (mean, log-variance) */
+    ss_linear dec[SS_MAX_HIDDEN + 1];      /* Z+K -> ... -> D */
+    size_t nparams;
+    float *params, *grads;
+} ss_model;
+
+/* Weights ~ N(0, init_std^2), biases 0 (Kingma et al.'s initialisation). */
+int ss_init(ss_model *m, const ss_config *c, double init_std, rng_t *r, char *err);
+void ss_free(ss_model *m);
+
+/* Rows the encoder and decoder process for a batch. */
+long ss_rows(const ss_config *c, int B_l, int B_u, ss_estimator est);
+
+typedef struct {
+    double labelled;     /* weight of the mean labelled L(x,y) */
+    double unlabelled;   /* weight of the mean unlabelled U(x) */
+    double alpha;        /* weight of the mean labelled -log q(y|x) */
+} ss_weights;
+
+/* Workspace for up to max_examples classifier rows (B_l + B_u) and max_rows
+ * encoder/decoder rows. */
+typedef struct {
+    int max_examples;
+    long max_rows;
+    /* classifier */
+    float *cls_act[SS_MAX_HIDDEN + 1];   /* the last holds the logits */
+    float *logq;                         /* [examples][K] */
+    float *yrel;                         /* [B_u][K] relaxed samples y~ (gumbel) */
+    /* encoder / decoder */
+    float *xy;                           /* [rows][D+K] encoder input */
+    float *enc_act[SS_MAX_HIDDEN + 1];   /* the last is [rows][2Z] */
+    float *zy;                           /* [rows][Z+K] decoder input */
+    float *dec_act[SS_MAX_HIDDEN + 1];   /* the last holds the pixel logits */
+    /* noise: set by ss_draw_noise, or by a caller that wants it fixed */
+    float *eps;                          /* [rows][Z] standard normal */
+    float *gnoise;                       /* [B_u][K] Gumbel, for y~ */
+    /* per row and per example losses (nats) */
+    double *rec, *klz;                   /* [rows] */
+    double *ex_loss;                     /* [examples]: L(x,y) or U(x), see ss_forward */
+    double *klq;                         /* [examples] KL(q(y|x) || uniform) */
+    /* backward scratch */
+    float *coef;                         /* [rows] weight of each row's loss */
+    float *grad_a, *grad_b;              /* [rows][widest layer] */
+    float *dzy;                          /* [rows][Z+K] */
+    float *dy;                           /* [examples][K] gradient at y~ */
+    float *dlogits;                      /* [examples][K] */
+    /* rows processed by the encoder and decoder in the last forward */
+    long enc_rows, dec_rows;
+} ss_ws;
+
+int ss_ws_init(ss_ws *w, const ss_model *m, int max_examples, long max_rows, char *err);
+void ss_ws_free(ss_ws *w);
+
+/* Figures of one forward, means in nats. */
+typedef struct {
+    double loss;          /* the weighted objective */
+    double lab_neg_elbo;  /* mean L(x,y) over the labelled examples */
+    double class_nll;     /* mean -log q(y|x) over the labelled examples */
+    double unl_loss;      /* mean U(x) over the unlabelled examples */
+} ss_parts;
+
+/* Fill w->eps (ss_rows x Z) and, for gumbel, w->gnoise (B_u x K) from r. */
+void ss_draw_noise(const ss_model *m, ss_ws *w, int B_l, int B_u, ss_estimator est, rng_t *r);
+
+/* Forward of the loss with the noise in w.  x holds B_l labelled examples
+ * (labels y, each < K) followed by B_u unlabelled ones.  Afterwards
+ * w->ex_loss[b] is L(x_b, y_b) for a labelled b < B_l and U(x_b) for an
+ * unlabelled one, and w->logq row b is log q(y|x_b).  Returns parts->loss. */
+double ss_forward(const ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_l,
+                  int B_u, ss_estimator est, float tau, const ss_weights *wt, ss_parts *parts);
+/* Gradient of the loss of the last ss_forward (same arguments), added into
+ * m->grads. */
+void ss_backward(ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_l, int B_u,
+                 ss_estimator est, float tau, const ss_weights *wt);
+
+/* Zero the gradients, draw the noise, forward; when the loss is finite,
+ * backward and one Adam step.  Returns the loss (NaN or Inf: the
+ * parameters are untouched). */
+double ss_train_step(ss_model *m, ss_ws *w, adam_state *adam, const float *x, const uint8_t *y,
+                     int B_l, int B_u, ss_estimator est, float tau, const ss_weights *wt,
+                     float lr, rng_t *r, ss_parts *parts);
+
+typedef struct {
+    double neg_elbo;     /* mean U(x): -ELBO with y summed out exactly */
+    double accuracy;     /* argmax q(y|x) == label */
+    double class_nll;    /* mean -log q(label|x) */
+} ss_eval_result;
+
+/* Test figures over n images (labels < K), in chunks the workspace holds
+ * (at least one image of K rows).  r draws the z noise. */
+void ss_evaluate(const ss_model *m, ss_ws *w, const float *x, const uint8_t *labels, int n,
+                 rng_t *r, ss_eval_result *out);
+
+#endif
