@@ -114,35 +114,6 @@ static void hard_sample(est_ctx *c)
     est_sample_hard(&c->m->cfg, vae_logits(c->m, c->a), c->B, c->s->noise, c->a->z, c->r);
 }
 
-/* Backward of sum_r row_scale[r] * recon[r] through the decoder whose last
- * vae_decode ran on the R rows z, into the parameter-gradient buffer grads
- * (m->grads, or s->grad_discard for a pass whose parameter gradients must
- * not count) and, when dz is not NULL, the gradient at the decoder's input.
- * vae_decode_backward takes one scale for every row and always adds into
- * m->grads; `exact` weighs each row by the probability of its code and the
- * mean-field pass of muprop needs dz alone, hence this per-row variant.
- * row_scale NULL: 1 for every row. */
-static void decode_backward_rows(est_ctx *c, const float *x, const float *z, int R,
-                                 const float *row_scale, float *grads, float *dz)
-{
-    vae_model *m = c->m;
-    vae_acts *a = c->a;
-    int D = m->cfg.D;
-    const float *logits = a->dec[m->ndec - 1];
-    float *dout = a->grad_a;
-    for (int r = 0; r < R; r++)
-        bce_logits_backward(dout + (size_t)r * D, logits + (size_t)r * D, x + (size_t)r * D, 1,
-                            D, row_scale ? row_scale[r] : 1.0f);
-    for (int i = m->ndec - 1; i >= 0; i--) {
-        const vae_linear *l = &m->dec[i];
-        const float *in = i ? a->dec[i - 1] : z;
-        float *dnext = i ? (dout == a->grad_a ? a->grad_b : a->grad_a) : dz;
-        linear_backward(dnext, grads + l->w, grads + l->b, dout, a->dec[i], in,
-                        m->params + l->w, R, l->in, l->out, i < m->ndec - 1);
-        dout = dnext;
-    }
-}
-
 /* ---- the learning signal of the score-function family ---- */
 
 static float *bl_params(est_state *s)
@@ -299,7 +270,7 @@ static void run_muprop(est_ctx *c)
     memcpy(s->fbar, a->recon, (size_t)B * sizeof(double));
     size_t dec0 = m->dec[0].w;
     memset(s->grad_discard + dec0, 0, (m->nparams - dec0) * sizeof(float));
-    decode_backward_rows(c, c->x, s->zbar, B, NULL, s->grad_discard, s->dzbar);
+    vae_decode_backward_rows(m, a, c->x, s->zbar, B, NULL, 1.0f, s->grad_discard, s->dzbar);
 
     hard_sample(c);
     decode_and_backward(c, a->z);
@@ -424,7 +395,8 @@ static void run_exact(est_ctx *c)
         }
         vae_decode(m, a, s->rows_z, R);
         vae_recon_loss(m, a, s->rows_x, R);
-        decode_backward_rows(c, s->rows_x, s->rows_z, R, s->row_scale, m->grads, NULL);
+        vae_decode_backward_rows(m, a, s->rows_x, s->rows_z, R, s->row_scale, 1.0f, m->grads,
+                                 NULL);
         for (int r = 0; r < R; r++) {
             int b = (int)((p0 + r) % B);
             double wf = s->row_w[r] * a->recon[r];

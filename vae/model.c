@@ -245,17 +245,19 @@ void vae_recon_loss(const vae_model *m, vae_acts *a, const float *x, int B)
 }
 
 /* Backward through a stack of layers whose outputs are outs[0..n-1], from
- * the gradient at the top (dtop, clobbered), to din (may be NULL). */
-static void stack_backward(vae_model *m, const vae_linear *ls, float *const *outs, int n,
-                           const float *input, float *dtop, float *din, vae_acts *a, int B)
+ * the gradient at the top (dtop, clobbered), to din (may be NULL); the
+ * parameter gradients add into grads (laid out like m->params). */
+static void stack_backward(const vae_model *m, float *grads, const vae_linear *ls,
+                           float *const *outs, int n, const float *input, float *dtop,
+                           float *din, vae_acts *a, int B)
 {
     float *dout = dtop;
     for (int i = n - 1; i >= 0; i--) {
         const vae_linear *l = &ls[i];
         const float *in = i ? outs[i - 1] : input;
         float *dnext = i ? (dout == a->grad_a ? a->grad_b : a->grad_a) : din;
-        linear_backward(dnext, m->grads + l->w, m->grads + l->b, dout, outs[i], in,
-                        m->params + l->w, B, l->in, l->out, i < n - 1);
+        linear_backward(dnext, grads + l->w, grads + l->b, dout, outs[i], in, m->params + l->w, B,
+                        l->in, l->out, i < n - 1);
         dout = dnext;
     }
 }
@@ -263,9 +265,22 @@ static void stack_backward(vae_model *m, const vae_linear *ls, float *const *out
 void vae_decode_backward(vae_model *m, vae_acts *a, const float *x, const float *z, int B,
                          float scale)
 {
+    vae_decode_backward_rows(m, a, x, z, B, NULL, scale, m->grads, a->dz);
+}
+
+void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, const float *z,
+                              int B, const float *row_scale, float scale, float *grads, float *dz)
+{
+    int D = m->cfg.D;
     float *dtop = a->grad_a;
-    bce_logits_backward(dtop, a->dec[m->ndec - 1], x, B, m->cfg.D, scale);
-    stack_backward(m, m->dec, a->dec, m->ndec, z, dtop, a->dz, a, B);
+    const float *logits = a->dec[m->ndec - 1];
+    if (!row_scale)
+        bce_logits_backward(dtop, logits, x, B, D, scale);
+    else
+        for (int r = 0; r < B; r++)
+            bce_logits_backward(dtop + (size_t)r * D, logits + (size_t)r * D, x + (size_t)r * D,
+                                1, D, scale * row_scale[r]);
+    stack_backward(m, grads, m->dec, a->dec, m->ndec, z, dtop, dz, a, B);
 }
 
 void vae_kl(const vae_model *m, vae_acts *a, int B)
@@ -287,5 +302,5 @@ void vae_kl_backward(const vae_model *m, vae_acts *a, int B, float scale)
 void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)
 {
     /* The top layer has no ReLU, so linear_backward leaves dlogits intact. */
-    stack_backward(m, m->enc, a->enc, m->nenc, x, a->dlogits, NULL, a, B);
+    stack_backward(m, m->grads, m->enc, a->enc, m->nenc, x, a->dlogits, NULL, a, B);
 }

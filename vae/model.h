@@ -90,6 +90,13 @@ void vae_recon_loss(const vae_model *m, vae_acts *a, const float *x, int B);
  * activations of the last vae_decode on z. */
 void vae_decode_backward(vae_model *m, vae_acts *a, const float *x, const float *z, int B,
                          float scale);
+/* The general form: row b of the loss weighs scale * row_scale[b]
+ * (row_scale NULL: 1), the parameter gradients add into grads (m->grads,
+ * or a scratch buffer of the same layout for a pass that must not count),
+ * and the input gradient goes to dz (NULL: not wanted). */
+void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, const float *z,
+                              int B, const float *row_scale, float scale, float *grads,
+                              float *dz);
 /* KL(q(z|x) || uniform prior) per example into a->kl. */
 void vae_kl(const vae_model *m, vae_acts *a, int B);
 /* a->dlogits += scale * dKL/dlogits. */

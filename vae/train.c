@@ -290,26 +290,19 @@ double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est
                   adam_state *adam, const float *x, int B, float tau, float lr, rng_t *r,
                   double *recon_out, double *kl_out)
 {
-    vae_zero_grads(m);
-    vae_encode(m, a, x, B);
     est_ctx c = {m, a, es, x, B, tau, r};
-    est->run(&c);
-    vae_kl(m, a, B);
-    vae_kl_backward(m, a, B, 1.0f / (float)B);
+    est_elbo_gradient(est, &c);
     double recon = 0.0, kl = 0.0;
     for (int b = 0; b < B; b++) {
         recon += a->recon[b];
         kl += a->kl[b];
     }
-    recon /= B;
-    kl /= B;
-    *recon_out = recon;
-    *kl_out = kl;
+    *recon_out = recon / B;
+    *kl_out = kl / B;
     if (!isfinite(recon + kl))
         return NAN;
-    vae_encode_backward(m, a, x, B);
     adam_update(adam, m->params, m->grads, lr);
-    return recon + kl;
+    return (recon + kl) / B;
 }
 
 /* Test -ELBO of the current model into row: with the hard code (the
