@@ -19,9 +19,12 @@
  * every pre-activation is RELU_MARGIN from the kink.
  *
  * The exact unlabelled loss is compared with a brute-force sum over the
- * classes (one labelled pass per class with the same noise), the row counts
- * show that gumbel runs one encoder/decoder row per unlabelled example where
- * exact runs K, and the command is run end to end on real MNIST. */
+ * classes (one labelled pass per class with the same noise); the mean of the
+ * gumbel unlabelled loss over Gumbel draws at tau = 0.01 with it (4 standard
+ * errors + 0.2%); the row counts show that gumbel runs one encoder/decoder
+ * row per unlabelled example where exact runs K; and the command is run end
+ * to end on real MNIST (learning, outputs, repeatability, the NaN stop, bad
+ * flags).  Timing is left to benchmarks. */
 #include "rng.h"
 #include "semisup.h"
 #include "testutil.h"
