@@ -70,9 +70,10 @@ int flags_parse(const flag_def *defs, int argc, char **argv, char **pos, int max
         if (!d)
             return errf(err, "unknown flag '--%.*s' (see --help)", (int)len, name);
         if (d->kind == FLAG_BOOL) {
-            if (eq)
-                return errf(err, "--%s: takes no value", d->name);
-            *(int *)d->dst = 1;
+            /* --name sets a switch; --name=0 and --name=1 spell it out. */
+            if (eq && strcmp(eq + 1, "0") != 0 && strcmp(eq + 1, "1") != 0)
+                return errf(err, "--%s: takes no value (or =0, =1)", d->name);
+            *(int *)d->dst = eq ? eq[1] == '1' : 1;
             continue;
         }
         const char *v;

@@ -100,7 +100,10 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
     c->D = 784;
     if (vae_latent_parse(o->latent_type, &c->latent) != 0)
         return errf(err, "--latent-type '%s': expected categorical or bernoulli", o->latent_type);
-    const char *spec = o->latent ? o->latent : c->latent == LATENT_CATEGORICAL ? "20x10" : "200";
+    /* Unset or empty: the paper's code for the latent type. */
+    const char *spec = o->latent && *o->latent ? o->latent
+                       : c->latent == LATENT_CATEGORICAL ? "20x10"
+                                                         : "200";
     if (vae_parse_latent_spec(spec, c, err) != 0 || vae_parse_hidden(o->hidden, c, err) != 0)
         return -1;
     const char *est = o->hard ? "st-gumbel" : o->estimator;
