@@ -48,19 +48,22 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
 
 void bce_logits_forward(double *loss, const float *logits, const float *x, int B, int D)
 {
-    /* Float partial sums over blocks of 112 pixels keep the inner loop
-     * vectorisable; the block sums go to double. */
-    enum { BLOCK = 112 };
+    /* Sixteen independent float partial sums, one per vector lane, keep the
+     * loop vectorised without reassociating a single sum (which only
+     * -ffast-math would allow); the lanes are added in double. */
+    enum { LANES = 16 };
     for (int r = 0; r < B; r++) {
         const float *l = logits + (size_t)r * D, *t = x + (size_t)r * D;
+        float lane[LANES] = {0};
+        int d = 0;
+        for (; d + LANES <= D; d += LANES)
+            for (int j = 0; j < LANES; j++)
+                lane[j] += softplusf_stable(l[d + j]) - t[d + j] * l[d + j];
         double total = 0.0;
-        for (int d0 = 0; d0 < D; d0 += BLOCK) {
-            int end = d0 + BLOCK < D ? d0 + BLOCK : D;
-            float acc = 0.0f;
-            for (int d = d0; d < end; d++)
-                acc += softplusf_stable(l[d]) - t[d] * l[d];
-            total += acc;
-        }
+        for (; d < D; d++)
+            total += softplusf_stable(l[d]) - t[d] * l[d];
+        for (int j = 0; j < LANES; j++)
+            total += lane[j];
         loss[r] = total;
     }
 }

@@ -51,7 +51,8 @@ static inline float exp_nonpos(float xin)
     /* NaN takes the clamp too, so the integer conversion below stays
      * defined; the return restores it. */
     float x = xin >= -87.0f ? xin : -87.0f;
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    /* rint (ties to even) is one instruction; round (ties away) is a call. */
+    float n = __builtin_rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f +
                     r * (8.33333333e-3f + r * 1.38888889e-3f)))));
