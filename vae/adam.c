@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "util.h"
 
 int adam_init(adam_state *s, size_t n, char *err)
@@ -13,6 +14,7 @@ int adam_init(adam_state *s, size_t n, char *err)
     s->beta1 = 0.9f;
     s->beta2 = 0.999f;
     s->eps = 1e-8f;
+    s->threads = 1;
     s->m = xcalloc(n, sizeof(float), err, "adam moments");
     s->v = xcalloc(n, sizeof(float), err, "adam moments");
     if (!s->m || !s->v) {
@@ -44,14 +46,28 @@ static void adam_kernel(size_t n, float *restrict p, float *restrict mo, float *
     }
 }
 
+typedef struct {
+    adam_state *s;
+    float *params;
+    const float *grads;
+    float step, eps;
+} adam_job;
+
+static void adam_range(size_t lo, size_t hi, void *ctx)
+{
+    adam_job *j = ctx;
+    adam_kernel(hi - lo, j->params + lo, j->s->m + lo, j->s->v + lo, j->grads + lo,
+                j->s->beta1, j->s->beta2, j->step, j->eps);
+}
+
 void adam_update(adam_state *s, float *params, const float *grads, float lr)
 {
     s->t++;
-    float b1 = s->beta1, b2 = s->beta2;
     /* Fold both bias corrections into the step size, as in Kingma & Ba's
      * efficient form; the moments themselves stay uncorrected. */
-    double c1 = 1.0 - pow(b1, (double)s->t), c2 = 1.0 - pow(b2, (double)s->t);
-    float step = (float)(lr * sqrt(c2) / c1);
-    float eps = s->eps * (float)sqrt(c2);
-    adam_kernel(s->n, params, s->m, s->v, grads, b1, b2, step, eps);
+    double c1 = 1.0 - pow(s->beta1, (double)s->t), c2 = 1.0 - pow(s->beta2, (double)s->t);
+    adam_job j = {s, params, grads, (float)(lr * sqrt(c2) / c1), s->eps * (float)sqrt(c2)};
+    /* Memory-bound: a second core adds bandwidth; each element is updated
+     * alone, so the result does not depend on the split. */
+    par_ranges(s->n, s->threads, adam_range, &j);
 }

@@ -9,6 +9,7 @@ typedef struct {
     float *m, *v;     /* first and second moments, n each */
     long t;           /* updates taken */
     float beta1, beta2, eps;
+    int threads;      /* threads for the update (1: the caller's alone) */
 } adam_state;
 
 int adam_init(adam_state *s, size_t n, char *err);

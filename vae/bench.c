@@ -100,7 +100,7 @@ int cmd_bench(int argc, char **argv)
         {"estimator", FLAG_STRING, &o.estimator, "NAME", "gradient estimator"},
         {"batch", FLAG_INT, &o.batch, "B", "examples per step"},
         {"steps", FLAG_LONG, &steps, "S", "timed training steps (after 20 warm-up steps)"},
-        {"threads", FLAG_INT, &o.threads, "T", "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"threads", FLAG_INT, &o.threads, "T", "threads for sgemm and the optimizer (0: all cores)"},
         {"iw-samples", FLAG_INT, &o.iw_samples, "S", "importance samples per image"},
         {"iw-images", FLAG_INT, &iw_images, "N", "test images for the importance-sampling timing"},
         {"seed", FLAG_LONG, &o.seed, "N", "seed"},
@@ -146,7 +146,7 @@ int cmd_bench(int argc, char **argv)
         dataset_load_split(o.data_dir, "test", &test, err) != 0 ||
         vae_init(&m, &cfg, &r, err) != 0 || vae_acts_init(&a, &m, o.batch, err) != 0 ||
         est_state_init(&es, &m, o.batch, NULL, err) != 0 || est_check(est, &cfg, err) != 0 ||
-        adam_init(&adam, m.nparams, err) != 0 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
+        adam_init(&adam, m.nparams, err) != 0 || (adam.threads = train_threads(&o)) < 1 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
         batcher_init(&bt, &train, (uint32_t)o.batch, &r, err) != 0 ||
         !(test_x = load_test_set(&test, bin, 10000, &ntest, err)) ||
         !(x = xcalloc((size_t)o.batch * cfg.D, sizeof(float), err, "batch"))) {

@@ -85,7 +85,8 @@ void train_flag_table(train_opts *o, flag_def *d)
         {"iw-samples", FLAG_INT, &o->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
         {"log-every", FLAG_LONG, &o->log_every, "N", "log.csv row every N steps"},
-        {"threads", FLAG_INT, &o->threads, "T", "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"threads", FLAG_INT, &o->threads, "T",
+         "threads for the matrix products (OpenBLAS) and the optimizer (0: all cores)"},
         {"quiet", FLAG_BOOL, &o->quiet, NULL, "no progress output"},
         {"resume", FLAG_BOOL, &o->resume, NULL,
          "continue the run in --out from its model.ckpt, exactly"},
@@ -206,6 +207,14 @@ static void run_free(run *R)
     free(R->x);
 }
 
+int train_threads(const train_opts *o)
+{
+    if (o->threads > 0)
+        return o->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 static int run_setup(run *R, char *err)
 {
     if (train_opts_check(&R->o, &R->cfg, err) != 0)
@@ -243,6 +252,7 @@ static int run_setup(run *R, char *err)
      * end. */
     R->log_cap = R->total_steps / R->o.log_every + 3 +
                  (R->o.eval_every ? R->total_steps / R->o.eval_every : 0);
+    R->adam.threads = train_threads(&R->o);
     R->st.log = xcalloc((size_t)R->log_cap, sizeof(log_row), err, "log");
     R->x = xcalloc((size_t)R->o.batch * R->cfg.D, sizeof(float), err, "batch");
     if (!R->st.log || !R->x)

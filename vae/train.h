@@ -40,6 +40,9 @@ double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est
                   adam_state *adam, const float *x, int B, float tau, float lr, rng_t *r,
                   double *recon_out, double *kl_out);
 
+/* Threads a run uses: --threads, or all online cores for 0. */
+int train_threads(const train_opts *o);
+
 /* One row of log.csv. */
 typedef struct {
     long step;

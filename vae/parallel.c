@@ -1,0 +1,43 @@
+#include "parallel.h"
+
+#include <pthread.h>
+
+typedef struct {
+    void (*fn)(size_t, size_t, void *);
+    void *ctx;
+    size_t lo, hi;
+} par_job;
+
+static void *par_worker(void *arg)
+{
+    par_job *j = arg;
+    j->fn(j->lo, j->hi, j->ctx);
+    return NULL;
+}
+
+void par_ranges(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx), void *ctx)
+{
+    if (threads > PAR_MAX_THREADS)
+        threads = PAR_MAX_THREADS;
+    if (threads <= 1 || n < 4096) {
+        fn(0, n, ctx);
+        return;
+    }
+    par_job jobs[PAR_MAX_THREADS];
+    pthread_t tid[PAR_MAX_THREADS];
+    int started[PAR_MAX_THREADS] = {0};
+    size_t chunk = (n / (size_t)threads + 63) / 64 * 64;
+    for (int t = 0; t < threads; t++) {
+        size_t lo = chunk * (size_t)t, hi = lo + chunk;
+        jobs[t] = (par_job){fn, ctx, lo < n ? lo : n, hi < n ? hi : n};
+    }
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, par_worker, &jobs[t]) == 0;
+    fn(jobs[0].lo, jobs[0].hi, ctx);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(jobs[t].lo, jobs[t].hi, ctx);
+    }
+}
