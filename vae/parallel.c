@@ -26,9 +26,11 @@ void par_ranges(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ct
     par_job jobs[PAR_MAX_THREADS];
     pthread_t tid[PAR_MAX_THREADS];
     int started[PAR_MAX_THREADS] = {0};
-    size_t chunk = (n / (size_t)threads + 63) / 64 * 64;
+    /* ceil(n / threads), rounded up to whole cache lines; the last range
+     * ends at n. */
+    size_t chunk = ((n + (size_t)threads - 1) / (size_t)threads + 63) / 64 * 64;
     for (int t = 0; t < threads; t++) {
-        size_t lo = chunk * (size_t)t, hi = lo + chunk;
+        size_t lo = chunk * (size_t)t, hi = t == threads - 1 ? n : lo + chunk;
         jobs[t] = (par_job){fn, ctx, lo < n ? lo : n, hi < n ? hi : n};
     }
     for (int t = 1; t < threads; t++)
