@@ -41,12 +41,12 @@ seeds="1 2 3"
 # defaults, and the semi-supervised task's defaults.
 if [ "$mode" = full ]; then
     vae_budget="--steps 50000 --eval-every 5000 --iw-samples 1000"
-    sbn_budget=""
-    semi_budget=""
+    sbn_budget="--steps 50000 --eval-every 5000"
+    semi_budget="--steps 50000 --eval-every 5000"
 else
     vae_budget="--steps 300 --eval-every 100 --eval-images 1000 --iw-samples 0"
-    sbn_budget="--steps 300 --eval-every 100 --test-samples 100"
-    semi_budget="--steps 200 --eval-every 100"
+    sbn_budget="--steps 300 --eval-every 100 --eval-samples 10 --eval-images 1000 --test-samples 100"
+    semi_budget="--steps 50 --eval-every 50 --eval-images 500"
 fi
 
 mkdir -p "$out/runs"
