@@ -538,10 +538,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
          * until it has learned something. */
         rng_t r;
         rng_seed(&r, opts->baseline_seed);
-        float *W1 = bl_params(s);
-        float limit = sqrtf(6.0f / (float)(D + (size_t)s->bl_hidden));
-        for (size_t i = 0; i < (size_t)s->bl_hidden * D; i++)
-            W1[i] = limit * (2.0f * rng_uniformf_open(&r) - 1.0f);
+        linear_init_glorot(bl_params(s), D, s->bl_hidden, &r);
         s->bl_adam.n = s->nbl;
         s->bl_adam.m = s->persist + P_HEADER + s->nbl;
         s->bl_adam.v = s->persist + P_HEADER + 2 * s->nbl;

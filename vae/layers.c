@@ -46,6 +46,13 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
                     0.0f, din, C);
 }
 
+void linear_init_glorot(float *w, int C, int OC, rng_t *r)
+{
+    float limit = sqrtf(6.0f / (float)(C + OC));
+    for (size_t j = 0; j < (size_t)C * OC; j++)
+        w[j] = limit * (2.0f * rng_uniformf_open(r) - 1.0f);
+}
+
 void bce_logits_forward(double *loss, const float *logits, const float *x, int B, int D)
 {
     /* Sixteen independent float partial sums, one per vector lane, keep the

@@ -8,6 +8,8 @@
 #ifndef GSVAE_LAYERS_H
 #define GSVAE_LAYERS_H
 
+#include "rng.h"
+
 /* out[B][OC] = in[B][C] w^T + b, then max(0, .) when relu is set. */
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int C, int OC, int relu);
@@ -16,6 +18,9 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
  * NULL (first layer). */
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu);
+
+/* Glorot-uniform weights w[OC][C] ~ U(-a, a), a = sqrt(6 / (C + OC)). */
+void linear_init_glorot(float *w, int C, int OC, rng_t *r);
 
 /* Bernoulli likelihood from logits: loss[b] = sum_d softplus(l) - x l, the
  * cross-entropy in nats; accumulated in double. */

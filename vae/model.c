@@ -106,7 +106,7 @@ void vae_format_hidden(const vae_config *c, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, i ? ",%d" : "%d", c->hidden[i]);
 }
 
-static size_t add_layer(vae_linear *l, int in, int out, size_t offset)
+size_t vae_linear_place(vae_linear *l, int in, int out, size_t offset)
 {
     l->in = in;
     l->out = out;
@@ -123,17 +123,17 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     size_t off = 0;
     int in = c->D;
     for (int i = 0; i < c->nhidden; i++) {
-        off = add_layer(&m->enc[i], in, c->hidden[i], off);
+        off = vae_linear_place(&m->enc[i], in, c->hidden[i], off);
         in = c->hidden[i];
     }
-    off = add_layer(&m->enc[c->nhidden], in, zdim, off);
+    off = vae_linear_place(&m->enc[c->nhidden], in, zdim, off);
     m->nenc = c->nhidden + 1;
     in = zdim;
     for (int i = c->nhidden - 1; i >= 0; i--) {
-        off = add_layer(&m->dec[c->nhidden - 1 - i], in, c->hidden[i], off);
+        off = vae_linear_place(&m->dec[c->nhidden - 1 - i], in, c->hidden[i], off);
         in = c->hidden[i];
     }
-    off = add_layer(&m->dec[c->nhidden], in, c->D, off);
+    off = vae_linear_place(&m->dec[c->nhidden], in, c->D, off);
     m->ndec = c->nhidden + 1;
     m->nparams = off;
     m->params = xcalloc(off, sizeof(float), err, "model parameters");
@@ -146,12 +146,8 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     for (int pass = 0; pass < 2; pass++) {
         vae_linear *ls = pass ? m->dec : m->enc;
         int nl = pass ? m->ndec : m->nenc;
-        for (int i = 0; i < nl; i++) {
-            float limit = sqrtf(6.0f / (float)(ls[i].in + ls[i].out));
-            float *w = m->params + ls[i].w;
-            for (size_t j = 0; j < (size_t)ls[i].in * ls[i].out; j++)
-                w[j] = limit * (2.0f * rng_uniformf_open(r) - 1.0f);
-        }
+        for (int i = 0; i < nl; i++)
+            linear_init_glorot(m->params + ls[i].w, ls[i].in, ls[i].out, r);
     }
     return 0;
 }

@@ -45,6 +45,10 @@ typedef struct {
     size_t w, b;   /* offsets of the weight [out][in] and bias [out] */
 } vae_linear;
 
+/* Lay a layer out at offset of a flat buffer (weight, then bias); returns
+ * the offset after it. */
+size_t vae_linear_place(vae_linear *l, int in, int out, size_t offset);
+
 typedef struct {
     vae_config cfg;
     int nenc, ndec;                           /* layers */

@@ -17,23 +17,14 @@ int sbn_zdim(const sbn_config *c)
     return c->latent == LATENT_CATEGORICAL ? c->N * c->K : c->N;
 }
 
-static size_t add_layer(vae_linear *l, int in, int out, size_t offset)
-{
-    l->in = in;
-    l->out = out;
-    l->w = offset;
-    l->b = offset + (size_t)in * out;
-    return l->b + (size_t)out;
-}
-
 int sbn_init(sbn_model *m, const sbn_config *c, rng_t *r, char *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     int Z = sbn_zdim(c);
-    size_t off = add_layer(&m->lay[SBN_A1], c->D_in, Z, 0);
-    off = add_layer(&m->lay[SBN_A2], Z, Z, off);
-    off = add_layer(&m->lay[SBN_A3], Z, c->D_out, off);
+    size_t off = vae_linear_place(&m->lay[SBN_A1], c->D_in, Z, 0);
+    off = vae_linear_place(&m->lay[SBN_A2], Z, Z, off);
+    off = vae_linear_place(&m->lay[SBN_A3], Z, c->D_out, off);
     m->nparams = off;
     m->params = xcalloc(off, sizeof(float), err, "SBN parameters");
     m->grads = xcalloc(off, sizeof(float), err, "SBN gradients");
@@ -41,13 +32,8 @@ int sbn_init(sbn_model *m, const sbn_config *c, rng_t *r, char *err)
         sbn_free(m);
         return -1;
     }
-    for (int i = 0; i < SBN_NLAYERS; i++) {
-        const vae_linear *l = &m->lay[i];
-        float limit = sqrtf(6.0f / (float)(l->in + l->out));
-        float *w = m->params + l->w;
-        for (size_t j = 0; j < (size_t)l->in * l->out; j++)
-            w[j] = limit * (2.0f * rng_uniformf_open(r) - 1.0f);
-    }
+    for (int i = 0; i < SBN_NLAYERS; i++)
+        linear_init_glorot(m->params + m->lay[i].w, m->lay[i].in, m->lay[i].out, r);
     return 0;
 }
 
