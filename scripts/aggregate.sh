@@ -75,7 +75,7 @@ out=$dir/README.md
     echo "Every cell: our mean ± sd over the seeds that finished (n), the paper's value, and ours minus the paper's."
     echo "Test loss in nats: -log p(x_lower | x_upper) for the SBN rows, the negative ELBO for the VAE rows"
     echo "(one hard, truly discrete sample of the code per test image, on the fixed binarization of the test set)."
-    echo "Setups and the source of every hyper-parameter: [SETUP.md](SETUP.md)."
+    echo "Setups and the source of every hyper-parameter: results/SETUP.md in the repository."
     echo
     echo "## Table 2 of the paper: test loss per estimator"
     echo

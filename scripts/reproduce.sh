@@ -10,7 +10,7 @@
 # paper's numbers) and the figures.
 #
 # MODE quick: small budgets that exercise every cell in minutes.
-# MODE full:  the paper's budgets (hours on two cores); what results/ holds.
+# MODE full:  the paper's budgets (days on two cores); writes results/full/.
 set -eu
 mode=${1:-}
 [ "$mode" = quick ] || [ "$mode" = full ] || {
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) echo "reproduce.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-[ -n "$out" ] || { [ "$mode" = full ] && out=results || out=runs/reproduce-quick; }
+[ -n "$out" ] || { [ "$mode" = full ] && out=results/full || out=runs/reproduce-quick; }
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 [ -x "$bin" ] || { echo "reproduce.sh: $bin: not built (run make)" >&2; exit 1; }
