@@ -123,11 +123,17 @@ START_TEST(train_learns_and_writes_outputs)
     ck_assert(no_temp_files(dir));
 
     /* The tools read the checkpoint back. */
-    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 500 --iw-samples 5", dir,
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 500 --iw-samples 5 --tau 0.5", dir,
                testutil_data_dir());
     ck_assert_msg(rc == 0 && testutil_contains(out, "test -ELBO") &&
+                      testutil_contains(out, "test relaxed -ELBO at tau 0.5") &&
                       testutil_contains(out, "-log p(x)"),
                   "eval: %d %s %s", rc, out, errout);
+    /* The relaxed and the hard bound are both in log.csv's evaluated rows. */
+    double relaxed[16];
+    ck_assert_int_eq(log_column(dir, 7, relaxed, 16), n);
+    ck_assert_msg(isfinite(relaxed[n - 1]) && relaxed[n - 1] < relaxed[0], "relaxed %.2f from %.2f",
+                  relaxed[n - 1], relaxed[0]);
     rc = gsvae("sample --ckpt %s/model.ckpt --out %s/s.png --count 30", dir, dir);
     ck_assert_msg(rc == 0, "sample: %s", errout);
     ck_assert(png_read_gray(testutil_path(dir, "s.png"), &pix, &w, &h, err) == 0);
@@ -235,6 +241,9 @@ START_TEST(bad_flags_fail_before_any_work)
     expect_flag_error("--lr 0", "--lr 0");
     expect_flag_error("--binarize maybe", "--binarize 'maybe'");
     expect_flag_error("--lr", "--lr: missing value");
+    expect_flag_error("--lr-decay 1.5", "--lr-decay 1.5");
+    expect_flag_error("--threads -1", "--threads -1");
+    expect_flag_error("--task nope", "--task 'nope'");
     int rc = gsvae("train --help");
     ck_assert_int_eq(rc, 0);
     ck_assert(testutil_contains(out, "--anneal-every"));
