@@ -94,6 +94,7 @@ build/fuzz/fuzz_idx: tests/fuzz_idx.c data/idx.c data/idx.h
 
 bench: gsvae data
 	@sh scripts/bench.sh ./gsvae $(DATA_DIR)
+	@sh scripts/bench-scaling.sh ./gsvae $(DATA_DIR)
 
 clean:
 	rm -rf build gsvae
