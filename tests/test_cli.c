@@ -19,40 +19,9 @@ static char out[OUT_LEN], errout[OUT_LEN];
 /* Small model flags for the tests that check mechanics, not quality. */
 #define SMALL "--hidden 64 --latent 5x4 --eval-images 500 --iw-samples 10 --quiet"
 
-static int gsvae(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int gsvae(const char *fmt, ...)
-{
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", testutil_bin(), args);
-    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
-}
-
-/* Column col (0-based) of every data row of DIR/log.csv; empty fields are
- * NaN.  Returns the number of rows. */
-static int log_column(const char *dir, int col, double *vals, int max)
-{
-    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
-    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
-    char line[1024];
-    int n = 0;
-    ck_assert(fgets(line, sizeof line, f) != NULL);
-    ck_assert_msg(strncmp(line, "step,epoch,tau,train_loss", 25) == 0, "header: %s", line);
-    while (n < max && fgets(line, sizeof line, f)) {
-        char *p = line;
-        for (int c = 0; c < col; c++) {
-            p = strchr(p, ',');
-            ck_assert(p != NULL);
-            p++;
-        }
-        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
-    }
-    fclose(f);
-    return n;
-}
+#define gsvae(...) testutil_run_gsvae(out, sizeof out, errout, sizeof errout, __VA_ARGS__)
+#define LOG_HEADER "step,epoch,tau,train_loss"
+#define log_column(dir, col, vals, max) testutil_log_column(dir, LOG_HEADER, col, vals, max)
 
 /* The "params" section of a checkpoint, malloc'd. */
 static void *params_of(const char *path, uint64_t *len)

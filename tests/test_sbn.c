@@ -579,39 +579,9 @@ static char out[OUT_LEN], errout[OUT_LEN];
 /* Flags that keep a run small: evaluations on 1000 test images. */
 #define E2E "train --task sbn --eval-images 1000 --eval-samples 20 --test-samples 20 --threads 1 --quiet"
 
-static int gsvae(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int gsvae(const char *fmt, ...)
-{
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", testutil_bin(), args);
-    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
-}
-
-/* Column col of DIR/log.csv's data rows (empty: NaN); returns the count. */
-static int log_column(const char *dir, int col, double *vals, int max)
-{
-    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
-    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
-    char line[1024];
-    ck_assert(fgets(line, sizeof line, f) != NULL);
-    ck_assert_msg(!strcmp(line, "step,epoch,tau,train_loss,test_nll,seconds\n"), "header %s", line);
-    int n = 0;
-    while (n < max && fgets(line, sizeof line, f)) {
-        char *p = line;
-        for (int c = 0; c < col; c++) {
-            p = strchr(p, ',');
-            ck_assert(p != NULL);
-            p++;
-        }
-        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
-    }
-    fclose(f);
-    return n;
-}
+#define gsvae(...) testutil_run_gsvae(out, sizeof out, errout, sizeof errout, __VA_ARGS__)
+#define log_column(dir, col, vals, max)                                                    \
+    testutil_log_column(dir, "step,epoch,tau,train_loss,test_nll,seconds\n", col, vals, max)
 
 static double summary_number(const char *dir, const char *key)
 {

@@ -516,39 +516,11 @@ END_TEST
 #define OUT_LEN 65536
 static char out[OUT_LEN], errout[OUT_LEN];
 
-static int gsvae(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int gsvae(const char *fmt, ...)
-{
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s train --task semisup %s", testutil_bin(), args);
-    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
-}
-
-/* Column col of the data rows of DIR/log.csv (empty fields NaN). */
-static int log_column(const char *dir, int col, double *vals, int max)
-{
-    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
-    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
-    char line[1024];
-    int n = 0;
-    ck_assert(fgets(line, sizeof line, f) != NULL);
-    ck_assert_msg(strncmp(line, "step,epoch,tau,train_loss", 25) == 0, "header: %s", line);
-    while (n < max && fgets(line, sizeof line, f)) {
-        char *p = line;
-        for (int c = 0; c < col; c++) {
-            p = strchr(p, ',');
-            ck_assert(p != NULL);
-            p++;
-        }
-        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
-    }
-    fclose(f);
-    return n;
-}
+#define gsvae(fmt, ...)                                                                    \
+    testutil_run_gsvae(out, sizeof out, errout, sizeof errout, "train --task semisup " fmt,    \
+                       ##__VA_ARGS__)
+#define log_column(dir, col, vals, max)                                                    \
+    testutil_log_column(dir, "step,epoch,tau,train_loss", col, vals, max)
 
 enum { COL_TEST_NEG_ELBO = 7, COL_TEST_ACCURACY = 8, COL_STEPS_PER_S = 10 };
 

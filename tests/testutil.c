@@ -1,7 +1,10 @@
 /* testutil.c: see testutil.h. */
 #include "testutil.h"
 
+#include <check.h>
 #include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,4 +263,37 @@ uint8_t *testutil_read_file(const char *path, size_t *len)
 int testutil_contains(const char *haystack, const char *needle)
 {
     return haystack && needle && strstr(haystack, needle) != NULL;
+}
+
+int testutil_run_gsvae(char *out, size_t outlen, char *errbuf, size_t errlen, const char *fmt,
+                       ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", testutil_bin(), args);
+    return run_capture(cmd, out, outlen, errbuf, errlen);
+}
+
+int testutil_log_column(const char *dir, const char *header, int col, double *vals, int max)
+{
+    FILE *f = fopen(testutil_path(dir, "log.csv"), "r");
+    ck_assert_msg(f != NULL, "no log.csv in %s", dir);
+    char line[1024];
+    int n = 0;
+    ck_assert(fgets(line, sizeof line, f) != NULL);
+    ck_assert_msg(strncmp(line, header, strlen(header)) == 0, "%s/log.csv header: %s", dir, line);
+    while (n < max && fgets(line, sizeof line, f)) {
+        char *p = line;
+        for (int k = 0; k < col; k++) {
+            p = strchr(p, ',');
+            ck_assert_msg(p != NULL, "%s/log.csv: no column %d in %s", dir, col, line);
+            p++;
+        }
+        vals[n++] = (*p == ',' || *p == '\n') ? NAN : strtod(p, NULL);
+    }
+    fclose(f);
+    return n;
 }

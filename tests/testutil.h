@@ -47,6 +47,17 @@ int testutil_write_idx(const char *path, uint32_t magic, const uint32_t *dims, i
  * size.  NULL on failure. */
 uint8_t *testutil_read_file(const char *path, size_t *len);
 
+/* Run `GSVAE_BIN ARGS`, ARGS formatted from fmt, with stdout and stderr
+ * captured as run_capture does; returns its exit status. */
+int testutil_run_gsvae(char *out, size_t outlen, char *errbuf, size_t errlen, const char *fmt,
+                       ...) __attribute__((format(printf, 5, 6)));
+
+/* Column col (0-based) of the data rows of DIR/log.csv into vals (at most
+ * max; an empty field is NaN); returns the row count.  A Check assertion
+ * fails when the file is missing or its header does not start with
+ * header. */
+int testutil_log_column(const char *dir, const char *header, int col, double *vals, int max);
+
 /* Nonzero when haystack contains needle (NULL-safe). */
 int testutil_contains(const char *haystack, const char *needle);
 
