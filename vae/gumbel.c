@@ -54,27 +54,27 @@ void gumbel_softmax_backward(float *dlogits, const float *y, const float *dy, in
     }
 }
 
+/* Index of the largest of K entries; ties go to the first. */
+static int argmax_row(const float *x, int K)
+{
+    int best = 0;
+    for (int k = 1; k < K; k++)
+        if (x[k] > x[best])
+            best = k;
+    return best;
+}
+
 void argmax_rows(int *idx, const float *x, int R, int K)
 {
-    for (int r = 0; r < R; r++) {
-        const float *xr = x + (size_t)r * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (xr[k] > xr[best])
-                best = k;
-        idx[r] = best;
-    }
+    for (int r = 0; r < R; r++)
+        idx[r] = argmax_row(x + (size_t)r * K, K);
 }
 
 void onehot_argmax(float *z, const float *y, int R, int K)
 {
     for (int r = 0; r < R; r++) {
-        const float *yr = y + (size_t)r * K;
+        int best = argmax_row(y + (size_t)r * K, K);
         float *zr = z + (size_t)r * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (yr[k] > yr[best])
-                best = k;
         for (int k = 0; k < K; k++)
             zr[k] = k == best ? 1.0f : 0.0f;
     }

@@ -56,6 +56,14 @@ static int tool_load(const char *cmd, const tool_opts *t, train_opts *o, char **
     return 0;
 }
 
+/* Release what tool_load set up. */
+static void tool_unload(vae_model *m, eval_ws *w, char *text)
+{
+    eval_ws_free(w);
+    vae_free(m);
+    free(text);
+}
+
 /* The test set under the checkpoint's binarization (or --binarize). */
 static float *tool_test_set(const char *cmd, const tool_opts *t, const train_opts *o, int *n)
 {
@@ -135,9 +143,7 @@ int cmd_eval(int argc, char **argv)
         rc = 0;
     }
     free(x);
-    eval_ws_free(&w);
-    vae_free(&m);
-    free(text);
+    tool_unload(&m, &w, text);
     return rc;
 }
 
@@ -175,9 +181,7 @@ int cmd_sample(int argc, char **argv)
     } else {
         printf("wrote %d samples to %s\n", t.count, t.out);
     }
-    eval_ws_free(&w);
-    vae_free(&m);
-    free(text);
+    tool_unload(&m, &w, text);
     return rc;
 }
 
@@ -222,8 +226,6 @@ int cmd_recon(int argc, char **argv)
         }
     }
     free(x);
-    eval_ws_free(&w);
-    vae_free(&m);
-    free(text);
+    tool_unload(&m, &w, text);
     return rc;
 }
