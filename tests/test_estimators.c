@@ -397,9 +397,11 @@ static void exact_dlogits(fixture *f, double *ex)
         ex[i] = f->a.dlogits[i];
 }
 
-/* Mean and per-coordinate variance of `draws` estimates of d/dlogits. */
-static void draw_stats(fixture *f, const estimator *e, float tau, int draws, double *mean,
-                       double *var)
+/* Mean and per-coordinate variance of `draws` estimates of d/dlogits: of
+ * the reconstruction term alone (e->run), or of the whole bound
+ * (est_elbo_gradient: the analytic KL's gradient added). */
+static void draw_stats_of(fixture *f, const estimator *e, float tau, int draws, int whole,
+                          double *mean, double *var)
 {
     est_ctx c = fixture_ctx(f, tau);
     int n = B * f->zdim;
@@ -407,7 +409,10 @@ static void draw_stats(fixture *f, const estimator *e, float tau, int draws, dou
     for (int i = 0; i < n; i++)
         mean[i] = m2[i] = 0.0;
     for (int d = 0; d < draws; d++) {
-        e->run(&c);
+        if (whole)
+            est_elbo_gradient(e, &c);
+        else
+            e->run(&c);
         for (int i = 0; i < n; i++) {
             double v = f->a.dlogits[i], delta = v - mean[i];
             mean[i] += delta / (d + 1);
@@ -416,6 +421,12 @@ static void draw_stats(fixture *f, const estimator *e, float tau, int draws, dou
     }
     for (int i = 0; i < n; i++)
         var[i] = m2[i] / (draws - 1);
+}
+
+static void draw_stats(fixture *f, const estimator *e, float tau, int draws, double *mean,
+                       double *var)
+{
+    draw_stats_of(f, e, tau, draws, 0, mean, var);
 }
 
 /* Checks mean == exact within SE_BOUND standard errors; returns the total
@@ -469,6 +480,60 @@ START_TEST(muprop_unbiased)
     check_unbiased(lt, "muprop", EST_BASELINE_NONE);
     check_unbiased(lt, "muprop", EST_BASELINE_MEAN);
     check_unbiased(lt, "muprop", EST_BASELINE_LEARNED);
+}
+END_TEST
+
+/* Variance normalisation divides the whole encoder gradient, not only the
+ * reconstruction's score term: with the running variance frozen at 16, the
+ * mean of est_elbo_gradient's d/dlogits is (exact reconstruction term +
+ * analytic KL) / 4 within SE_BOUND standard errors.  Dividing the score
+ * term alone leaves 3/4 of the KL's gradient over, which outweighs the
+ * reconstruction and collapses q(z|x) onto the prior in training. */
+static void check_normalised(latent_type lt, const char *name)
+{
+    fixture f;
+    fixture_init(&f, lt, EST_BASELINE_MEAN);
+    const estimator *e = estimator_find(name);
+    ck_assert_ptr_nonnull(e);
+    int n = B * f.zdim;
+    double ex[B * MAXZ], mean[B * MAXZ], var[B * MAXZ], kl_size = 0.0;
+    exact_dlogits(&f, ex);
+    for (int i = 0; i < n; i++)
+        f.a.dlogits[i] = 0.0f;
+    vae_kl(&f.m, &f.a, B);
+    vae_kl_backward(&f.m, &f.a, B, 1.0f / B);
+    for (int i = 0; i < n; i++) {
+        kl_size = fmax(kl_size, fabs(f.a.dlogits[i]));
+        ex[i] = (ex[i] + f.a.dlogits[i]) / 4.0;
+    }
+    f.s.var_norm = 1;
+    est_ctx c = fixture_ctx(&f, 1.0f);
+    for (int w = 0; w < 500; w++)
+        est_elbo_gradient(e, &c);
+    f.s.frozen = 1;
+    f.s.persist[1] = 16.0f; /* the running variance: divisor 4 */
+    draw_stats_of(&f, e, 1.0f, DRAWS, 1, mean, var);
+    ck_assert_float_eq(f.s.enc_scale, 0.25f);
+    double worst = 0.0, worst_kl = 0.0;
+    for (int i = 0; i < n; i++) {
+        double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
+        worst = fmax(worst, dev / (se + 1e-30));
+        worst_kl = fmax(worst_kl, kl_size / (se + 1e-30));
+        ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
+                      "%s (%s) normalised dlogits[%d]: mean %.6g, expected %.6g, %.1f SE", name,
+                      vae_latent_name(lt), i, mean[i], ex[i], dev / se);
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-7s %-11s normalised: worst %.2f SE; largest KL term %.1f SE\n", name,
+                vae_latent_name(lt), worst, worst_kl);
+    fixture_free(&f);
+}
+
+START_TEST(normalisation_scales_whole_gradient)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    check_normalised(lt, "sf");
+    check_normalised(lt, "muprop");
 }
 END_TEST
 
@@ -899,6 +964,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, exact_limits);
     tcase_add_loop_test(tc, sf_unbiased, 0, 2);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 2);
+    tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
     tcase_add_test(tc, formulas_categorical);
     tcase_add_test(tc, formulas_bernoulli);
     tcase_add_test(tc, annealed_st_slope);

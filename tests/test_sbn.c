@@ -104,6 +104,8 @@ static void affine_ref(const sbn_model *m, const double *p, int layer, const dou
                        double *out)
 {
     const vae_linear *l = &m->lay[layer];
+    /* Every input here is an array of DIN or MAXZ doubles. */
+    ck_assert_int_le(l->in, DIN < MAXZ ? DIN : MAXZ);
     for (int o = 0; o < l->out; o++) {
         double s = p[l->b + o];
         for (int i = 0; i < l->in; i++)
@@ -417,14 +419,14 @@ static void check_unbiased(const char *name, int categorical, int S, sbn_baselin
 START_TEST(sf_unbiased)
 {
     /* _i: bit 0 categorical, bit 1 S = 2, bit 2 a frozen constant baseline. */
-    sbn_baseline bl = {1, 0, 1, {40.0, 40.0}, {0.0, 0.0}, {1, 1}};
+    sbn_baseline bl = {.centre = 1, .frozen = 1, .mean = {40.0, 40.0}, .seen = {1, 1}};
     check_unbiased("sf", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL);
 }
 END_TEST
 
 START_TEST(muprop_unbiased)
 {
-    sbn_baseline bl = {1, 0, 1, {3.0, -2.0}, {0.0, 0.0}, {1, 1}};
+    sbn_baseline bl = {.centre = 1, .frozen = 1, .mean = {3.0, -2.0}, .seen = {1, 1}};
     check_unbiased("muprop", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL);
 }
 END_TEST
@@ -553,7 +555,7 @@ START_TEST(every_estimator_runs)
             sbn_ws w;
             tiny_model(&m, categorical, 51, 1.0f);
             ck_assert_msg(sbn_ws_init(&w, &m, B, 2, err) == 0, "%s", err);
-            sbn_baseline bl = {1, 1, 0, {0, 0}, {0, 0}, {0, 0}};
+            sbn_baseline bl = {.centre = 1, .var_norm = 1};
             rng_t r;
             rng_seed(&r, 1);
             sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r};

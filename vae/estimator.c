@@ -160,17 +160,26 @@ static void baseline_train(est_ctx *c, const double *resid)
  * batches only and are updated after use (NVIL's Algorithm 1 folds the
  * current batch in first), so the centring never depends on the sample it
  * centres and the estimator stays unbiased; the very first batch is left
- * uncentred.  The network is fitted to u - c by squared error. */
+ * uncentred.  The network is fitted to u - c by squared error.
+ *
+ * The divisor goes into s->enc_scale as well: the rest of the encoder's
+ * gradient (the analytic KL, MuProp's analytic term) must be divided by it
+ * too.  NVIL's signal holds the whole bound, so its normalisation rescales
+ * the whole encoder gradient; dividing only the reconstruction's score
+ * term would let the KL outweigh it by the signal's standard deviation
+ * (tens of nats) and collapse q(z|x) onto the prior. */
 static void centre_signal(est_ctx *c, double *u)
 {
     est_state *s = c->s;
     int B = c->B;
+    s->enc_scale = 1.0f;
     if (s->baseline == EST_BASELINE_NONE)
         return;
     float *p = s->persist;
     int seen = p[P_SEEN] != 0.0f;
     double mean = seen ? p[P_MEAN] : 0.0;
     double scale = seen && s->var_norm ? 1.0 / fmax(1.0, sqrt((double)p[P_VAR])) : 1.0;
+    s->enc_scale = (float)scale;
     if (s->baseline == EST_BASELINE_LEARNED) {
         baseline_forward(c);
         for (int b = 0; b < B; b++)
@@ -283,8 +292,9 @@ static void run_muprop(est_ctx *c)
         s->signal[b] = a->recon[b] - s->fbar[b] - lin;
     }
     centre_signal(c, s->signal);
-    /* The analytic term J^T f'(zbar) / B, then the score term on top. */
-    float inv_b = 1.0f / (float)B;
+    /* The analytic term J^T f'(zbar) / B, normalised as the signal is, then
+     * the score term on top. */
+    float inv_b = s->enc_scale / (float)B;
     for (size_t i = 0; i < n; i++)
         s->dzbar[i] *= inv_b;
     probs_backward(c, a->dlogits, s->zbar, s->dzbar, 1.0f);
@@ -490,6 +500,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         opts = &defaults;
     }
     memset(s, 0, sizeof *s);
+    s->enc_scale = 1.0f;
     s->max_batch = max_batch;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
@@ -577,9 +588,10 @@ double est_elbo_gradient(const estimator *e, est_ctx *c)
 {
     vae_zero_grads(c->m);
     vae_encode(c->m, c->a, c->x, c->B);
+    c->s->enc_scale = 1.0f;
     e->run(c);
     vae_kl(c->m, c->a, c->B);
-    vae_kl_backward(c->m, c->a, c->B, 1.0f / (float)c->B);
+    vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B);
     vae_encode_backward(c->m, c->a, c->x, c->B);
     double loss = 0.0;
     for (int b = 0; b < c->B; b++)

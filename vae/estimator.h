@@ -71,6 +71,11 @@ typedef struct {
     /* Set to use the persistent state without updating it, so that
      * repeated draws are independent (gradvar, tests). */
     int frozen;
+    /* This step's variance normalisation, 1 / max(1, running std) of the
+     * signal (1 without it): the score-function estimators divide the whole
+     * encoder gradient by it, the analytic KL's included, so that it
+     * changes the step's size and not its direction. */
+    float enc_scale;
 
     /* Everything that must survive a checkpoint, in one buffer:
      *   [0] running mean c of the (network-centred) signal

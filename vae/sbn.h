@@ -103,6 +103,10 @@ typedef struct {
     int centre, var_norm, frozen;
     double mean[2], var[2];
     int seen[2];
+    /* The divisor of this step's signal per layer, 1 / max(1, sqrt(v)) (1
+     * without var_norm); MuProp's analytic term is divided by it too, so
+     * that the normalisation rescales the layer's whole gradient. */
+    double scale[2];
 } sbn_baseline;
 
 typedef struct sbn_ctx sbn_ctx;

@@ -302,6 +302,7 @@ static void centre(sbn_baseline *bl, int slot, double *u, int B)
     int seen = bl->seen[slot];
     double mean = seen ? bl->mean[slot] : 0.0;
     double scale = seen && bl->var_norm ? 1.0 / fmax(1.0, sqrt(bl->var[slot])) : 1.0;
+    bl->scale[slot] = scale;
     if (!bl->frozen) {
         double bm = 0.0, bv = 0.0;
         for (int b = 0; b < B; b++)
@@ -449,14 +450,17 @@ static void bw_sf(sbn_ctx *c, int i)
  * residual signal plus the control variate's analytic mean, G . dE[h]/dl =
  * J_p^T G / S per row, with p the layer's mean given the sampled layer
  * below (so the upper layer's correction uses mu_2(h1), as the algorithm's
- * stochastic pass does). */
+ * stochastic pass does).  The analytic term takes the signal's variance
+ * normalisation too: scaling the residual alone would change the
+ * estimator's mean, not only its size. */
 static void bw_muprop(sbn_ctx *c, int i)
 {
     sbn_ws *w = c->w;
     sbn_layer *L = &w->lay[i];
     int S = c->S, R = c->B * S, Z = sbn_zdim(&c->m->cfg);
     const float *G = i ? w->mf_g2 : w->mf_g1;
-    float scale = 1.0f / ((float)S * (float)c->B);
+    double norm = c->bl && c->bl->centre ? c->bl->scale[i] : 1.0;
+    float scale = (float)(norm / ((double)S * c->B));
     /* dh is free here (no pathwise gradient flows in this estimator). */
     for (int r = 0; r < R; r++)
         for (int k = 0; k < Z; k++)
