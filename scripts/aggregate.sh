@@ -72,6 +72,11 @@ out=$dir/README.md
         read -r m secs cores < "$dir/wall_time.txt"
         echo "Produced by \`scripts/reproduce.sh $m\` (\`make reproduce$( [ "$m" = quick ] && echo -quick)\`) in $secs s of wall time on $cores cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))."
     fi
+    if [ -f "$dir/jobs.txt" ]; then
+        total=$(wc -l < "$dir/jobs.txt")
+        finished=$(sed 's/.*--out //' "$dir/jobs.txt" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
+        [ "$finished" -lt "$total" ] && echo "**Partial: $finished of the $total jobs in jobs.txt have finished**; a cell shows how many seeds it has (n), a dash none. Rerunning the same command runs only the rest." && echo
+    fi
     echo "Every cell: our mean ± sd over the seeds that finished (n), the paper's value, and ours minus the paper's."
     echo "Test loss in nats: -log p(x_lower | x_upper) for the SBN rows, the negative ELBO for the VAE rows"
     echo "(one hard, truly discrete sample of the code per test image, on the fixed binarization of the test set)."
