@@ -20,6 +20,10 @@
  *   coordinates of a case); the generator is seeded, so the outcome is fixed.
  *   The same comparison rejects st (biased) by more than 10 SE, which shows
  *   the test has the power to see a bias.
+ * - muprop with variance normalisation (running variances frozen at 16):
+ *   the mean gradient behind the stochastic layers is a quarter of the
+ *   exact one, the output layer's the exact one, within the same bound; a
+ *   normalisation of the residual alone is off by tens of SE.
  * - the S-sample bound: on one fixed network and input, the mean over 20000
  *   draws of -log (1/S) sum_j p(x_out | h^(j)) falls with S (1, 2, 4, 16,
  *   64) within 3 combined SE at each step, strictly by more than 10 SE from
@@ -431,6 +435,33 @@ START_TEST(muprop_unbiased)
 }
 END_TEST
 
+/* Variance normalisation divides a layer's whole gradient, MuProp's
+ * analytic term with its residual: with both running variances frozen at
+ * 16, the mean gradient of A1 and A2 (the parameters behind the stochastic
+ * layers) is a quarter of the exact one and A3's is the exact one. */
+START_TEST(muprop_normalised)
+{
+    int categorical = _i;
+    sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1, .mean = {3.0, -2.0},
+                       .var = {16.0, 16.0}, .seen = {1, 1}};
+    bias_report rep;
+    measure_bias("muprop", categorical, 1, &bl, &rep);
+    sbn_model m;
+    tiny_model(&m, categorical, 21 + (uint64_t)categorical, 1.5f);
+    const vae_linear *top = &m.lay[SBN_A3];
+    for (int i = 0; i < (int)m.nparams; i++) {
+        size_t k = (size_t)i;
+        int in_top = (k >= top->w && k < top->w + (size_t)top->out * top->in) ||
+                     (k >= top->b && k < top->b + (size_t)top->out);
+        double want = in_top ? rep.exact[i] : rep.exact[i] / 4.0;
+        ck_assert_msg(fabs(rep.mean[i] - want) <= SE_BOUND * rep.se[i] + SE_SLACK,
+                      "muprop %s normalised, param %d: mean %.6g, want %.6g, SE %.3g",
+                      categorical ? "categorical" : "bernoulli", i, rep.mean[i], want, rep.se[i]);
+    }
+    sbn_free(&m);
+}
+END_TEST
+
 START_TEST(test_sees_st_bias)
 {
     bias_report rep;
@@ -720,6 +751,7 @@ static Suite *sbn_suite(void)
     tcase_add_loop_test(tc, gumbel_matches_finite_differences, 0, 8);
     tcase_add_loop_test(tc, sf_unbiased, 0, 8);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 8);
+    tcase_add_loop_test(tc, muprop_normalised, 0, 2);
     tcase_add_loop_test(tc, test_sees_st_bias, 0, 2);
     tcase_add_loop_test(tc, bound_falls_with_samples, 0, 2);
     tcase_add_loop_test(tc, eval_chunking_is_exact, 0, 2);
