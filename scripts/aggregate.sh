@@ -40,6 +40,14 @@ stats() {
               printf "%.2f %.2f %d\n", m, sqrt(v), n }'
 }
 
+# mean KEY FILES...: the unrounded mean of KEY (empty when none), for ratios.
+mean() {
+    key=$1; shift
+    for f in "$@"; do
+        [ -f "$f" ] && json "$f" "$key"
+    done | awk '$1 != "" { s += $1; n++ } END { if (n > 0) printf "%.9g\n", s / n }'
+}
+
 # vae_table KEY TITLE: one row per latent type, one column per estimator.
 vae_table() {
     tkey=$1
@@ -124,8 +132,9 @@ out=$dir/README.md
             sps=$1
             su=""
             if [ $e = exact ]; then
-                g=$(stats steps_per_second "$runs/semisup-k$k-gumbel"-s*/summary.json | cut -d' ' -f1)
-                su=$(awk -v g="$g" -v x="$sps" -v p="$pk" 'BEGIN { if (g + 0 > 0 && x + 0 > 0) printf "%.1fx (%sx)", g / x, p; else printf "— (%sx)", p }')
+                g=$(mean steps_per_second "$runs/semisup-k$k-gumbel"-s*/summary.json)
+                x=$(mean steps_per_second "$runs/semisup-k$k-exact"-s*/summary.json)
+                su=$(awk -v g="$g" -v x="$x" -v p="$pk" 'BEGIN { if (g + 0 > 0 && x + 0 > 0) printf "%.1fx (%sx)", g / x, p; else printf "— (%sx)", p }')
             fi
             echo "| $k | $e | $acc | $elbo | $sps | $su |"
         done
