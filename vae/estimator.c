@@ -133,9 +133,10 @@ static void baseline_forward(est_ctx *c)
     linear_forward(s->bl_out, s->bl_h, w2, b2, c->B, H, 1, 0);
 }
 
-/* One Adam step on (1/2B) sum_b (C(x_b) - target_b)^2, given
- * resid[b] = C(x_b) - target_b from baseline_forward's outputs. */
-static void baseline_train(est_ctx *c, const double *resid)
+/* One Adam step on (1/2B) sum_b (C(x_b) - target_b)^2 with the target
+ * f_b - mean, given u[b] = f_b - C(x_b) from baseline_forward's outputs:
+ * the residual C(x_b) - (f_b - mean) is mean - u[b]. */
+static void baseline_train(est_ctx *c, const double *u, double mean)
 {
     est_state *s = c->s;
     int H = s->bl_hidden, D = c->m->cfg.D, B = c->B;
@@ -143,7 +144,7 @@ static void baseline_train(est_ctx *c, const double *resid)
     float *gW1 = s->bl_grads, *gb1 = gW1 + (size_t)H * D, *gw2 = gb1 + H, *gb2 = gw2 + H;
     memset(s->bl_grads, 0, s->nbl * sizeof(float));
     for (int b = 0; b < B; b++)
-        s->bl_dout[b] = (float)(resid[b] / B);
+        s->bl_dout[b] = (float)((mean - u[b]) / B);
     linear_backward(s->bl_dh, gw2, gb2, s->bl_dout, s->bl_out, s->bl_h, w2, B, H, 1, 0);
     for (size_t i = 0; i < (size_t)B * H; i++)
         s->bl_dh[i] *= 1.0f - s->bl_h[i] * s->bl_h[i];
@@ -193,12 +194,10 @@ static void centre_signal(est_ctx *c, double *u)
         for (int b = 0; b < B; b++)
             bv += (u[b] - bm) * (u[b] - bm);
         bv /= B;
-        if (s->baseline == EST_BASELINE_LEARNED) {
-            /* C(x) - (f - c) = c - (f - C(x)) = mean - u. */
-            for (int b = 0; b < B; b++)
-                s->signal[b] = mean - u[b];
-            baseline_train(c, s->signal);
-        }
+        /* u is the caller's s->signal: the residuals are formed inside
+         * baseline_train so that u itself is left as it is. */
+        if (s->baseline == EST_BASELINE_LEARNED)
+            baseline_train(c, u, mean);
         double a = EST_BASELINE_DECAY;
         p[P_MEAN] = (float)(seen ? a * p[P_MEAN] + (1.0 - a) * bm : bm);
         p[P_VAR] = (float)(seen ? a * p[P_VAR] + (1.0 - a) * bv : bv);
