@@ -29,12 +29,17 @@ paper() {
         'BEGIN { split(v, a, " ") } { if ($1 == w) print a[NR] }'
 }
 
-# stats KEY FILES...: "mean sd n" of KEY over the summaries that exist.
-stats() {
+# values KEY FILES...: KEY of each summary that exists, one a line.
+values() {
     key=$1; shift
     for f in "$@"; do
         [ -f "$f" ] && json "$f" "$key"
-    done | awk '$1 != "" { s += $1; ss += $1 * $1; n++ }
+    done
+}
+
+# stats KEY FILES...: "mean sd n" of KEY over the summaries that exist.
+stats() {
+    values "$@" | awk '$1 != "" { s += $1; ss += $1 * $1; n++ }
         END { if (n == 0) { print "- - 0"; exit }
               m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0
               printf "%.2f %.2f %d\n", m, sqrt(v), n }'
@@ -42,10 +47,7 @@ stats() {
 
 # mean KEY FILES...: the unrounded mean of KEY (empty when none), for ratios.
 mean() {
-    key=$1; shift
-    for f in "$@"; do
-        [ -f "$f" ] && json "$f" "$key"
-    done | awk '$1 != "" { s += $1; n++ } END { if (n > 0) printf "%.9g\n", s / n }'
+    values "$@" | awk '$1 != "" { s += $1; n++ } END { if (n > 0) printf "%.9g\n", s / n }'
 }
 
 # vae_table KEY TITLE: one row per latent type, one column per estimator.
