@@ -21,7 +21,10 @@
  * The exact unlabelled loss is compared with a brute-force sum over the
  * classes (one labelled pass per class with the same noise); the mean of the
  * gumbel unlabelled loss over Gumbel draws at tau = 0.01 with it (4 standard
- * errors + 0.2%); the row counts show that gumbel runs one encoder/decoder
+ * errors + 0.2%), and that of st-gumbel (a true sample forward) with no
+ * allowance at all; st-gumbel's gradient is checked against the surrogate
+ * one-hot + y~ - y~(fixed), whose differences give the straight-through
+ * gradient; the row counts show that gumbel runs one encoder/decoder
  * row per unlabelled example where exact runs K; and the command is run end
  * to end on real MNIST (learning, outputs, repeatability, the NaN stop, bad
  * flags).  Timing is left to benchmarks. */
@@ -85,6 +88,12 @@ typedef struct {
     const float *eps, *gnoise;
     double min_margin;
     double ex_loss[MAXB];
+    /* st-gumbel: the soft samples at the first call's parameters, held as
+     * constants so that the reference is the surrogate
+     * one-hot + y~(p) - y~(p_first): its value is the one-hot's loss and
+     * its gradient the straight-through one. */
+    double soft0[MAXB][K];
+    int have_soft0[MAXB];
 } ref_ss;
 
 static double softplus_ref(double v)
@@ -185,6 +194,19 @@ static double ref_loss(ref_ss *R)
             log_softmax_ref(a, a, K);
             for (int j = 0; j < K; j++)
                 y[j] = exp(a[j]);
+            if (R->est == SS_ST_GUMBEL) {
+                double *s0 = R->soft0[u];
+                if (!R->have_soft0[u]) {
+                    memcpy(s0, y, sizeof y);
+                    R->have_soft0[u] = 1;
+                }
+                int top = 0;
+                for (int j = 1; j < K; j++)
+                    if (s0[j] > s0[top])
+                        top = j;
+                for (int j = 0; j < K; j++)
+                    y[j] = (j == top) + (y[j] - s0[j]);
+            }
             U += ref_row(R, x, y, R->eps + (size_t)(R->B_l + u) * Z);
         }
         R->ex_loss[b] = U;
@@ -250,7 +272,8 @@ static void check_gradient(const char *name, ss_activation act, int nhidden, int
         p = malloc(sizeof(double) * m.nparams);
         for (size_t i = 0; i < m.nparams; i++)
             p[i] = m.params[i];
-        R = (ref_ss){&m, p, x, y, B_l, B_u, est, tau, wt, w.eps, w.gnoise, 0, {0}};
+        R = (ref_ss){.m = &m, .p = p, .x = x, .y = y, .B_l = B_l, .B_u = B_u, .est = est,
+                     .tau = tau, .wt = wt, .eps = w.eps, .gnoise = w.gnoise};
         ref_loss(&R);
         if (act != SS_ACT_RELU || R.min_margin > RELU_MARGIN)
             break;
@@ -327,10 +350,19 @@ END_TEST
 
 /* Labelled and unlabelled rows in one batch, as in training: the row
  * offsets of each part. */
+START_TEST(gradient_st_gumbel_unlabelled)
+{
+    check_gradient("st-gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_ST_GUMBEL);
+    check_gradient("st-gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_ST_GUMBEL);
+    check_gradient("st-gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_ST_GUMBEL);
+}
+END_TEST
+
 START_TEST(gradient_mixed_batch)
 {
     check_gradient("mixed exact", SS_ACT_SOFTPLUS, 2, 3, 4, SS_EXACT);
     check_gradient("mixed gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, SS_GUMBEL);
+    check_gradient("mixed st-gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, SS_ST_GUMBEL);
 }
 END_TEST
 
@@ -420,12 +452,10 @@ START_TEST(gumbel_runs_one_row_per_example)
 }
 END_TEST
 
-/* The objective the gumbel path samples tends to the exact one as tau -> 0:
- * with the z noise shared by every class, the mean over Gumbel draws of the
- * relaxed U(x) at tau = 0.01 matches sum_y q(y|x) L(x,y) - H(q) within 4
- * standard errors plus 0.2% for the relaxation's bias (one-hot is reached
- * only in the limit). */
-START_TEST(gumbel_mean_tends_to_exact)
+/* The mean over Gumbel draws of est's unlabelled loss U(x), against the
+ * exact sum_y q(y|x) L(x,y) - H(q) with the z noise shared by every class:
+ * within 4 standard errors plus rel_bias of the exact value. */
+static void check_mean_against_exact(ss_estimator est, float tau, double rel_bias)
 {
     enum { COPIES = 500, DRAWS = 40 };
     ss_model m;
@@ -451,10 +481,10 @@ START_TEST(gumbel_mean_tends_to_exact)
     double exact = w.ex_loss[0];
     double sum = 0, sumsq = 0;
     for (int d = 0; d < DRAWS; d++) {
-        ss_draw_noise(&m, &w, 0, COPIES, SS_GUMBEL, &r);
+        ss_draw_noise(&m, &w, 0, COPIES, est, &r);
         for (int b = 0; b < COPIES; b++)
             memcpy(w.eps + b * Z, eps, sizeof eps);
-        ss_forward(&m, &w, x, NULL, 0, COPIES, SS_GUMBEL, 0.01f, &wt, NULL);
+        ss_forward(&m, &w, x, NULL, 0, COPIES, est, tau, &wt, NULL);
         for (int b = 0; b < COPIES; b++) {
             sum += w.ex_loss[b];
             sumsq += w.ex_loss[b] * w.ex_loss[b];
@@ -463,12 +493,33 @@ START_TEST(gumbel_mean_tends_to_exact)
     double n = (double)COPIES * DRAWS, mean = sum / n;
     double se = sqrt(fmax(sumsq / n - mean * mean, 0.0) / n);
     if (getenv("GSVAE_TEST_VERBOSE"))
-        fprintf(stderr, "gumbel mean %.6f, exact %.6f, standard error %.2e\n", mean, exact, se);
-    ck_assert_msg(se > 0, "the relaxed loss does not vary with the noise");
-    ck_assert_msg(fabs(mean - exact) < 4 * se + 0.002 * fabs(exact),
-                  "gumbel mean %.6f, exact %.6f, standard error %.3g", mean, exact, se);
+        fprintf(stderr, "%s mean %.6f, exact %.6f, standard error %.2e\n", ss_estimator_name(est),
+                mean, exact, se);
+    ck_assert_msg(se > 0, "the sampled loss does not vary with the noise");
+    ck_assert_msg(fabs(mean - exact) < 4 * se + rel_bias * fabs(exact),
+                  "%s mean %.6f, exact %.6f, standard error %.3g", ss_estimator_name(est), mean,
+                  exact, se);
     ss_ws_free(&w);
     ss_free(&m);
+}
+
+/* The objective the gumbel path samples tends to the exact one as tau -> 0:
+ * at tau = 0.01 within 4 standard errors plus 0.2% for the relaxation's bias
+ * (one-hot is reached only in the limit). */
+START_TEST(gumbel_mean_tends_to_exact)
+{
+    check_mean_against_exact(SS_GUMBEL, 0.01f, 0.002);
+}
+END_TEST
+
+/* st-gumbel's forward pass is a true sample of q(y|x) (Gumbel-Max) at any
+ * tau: its mean is the exact objective, with no allowance for bias (1e-6
+ * for float rounding).  A forward pass that fed the relaxed y, or an argmax
+ * without the noise, is off by many standard errors. */
+START_TEST(st_gumbel_mean_is_exact)
+{
+    check_mean_against_exact(SS_ST_GUMBEL, 1.0f, 1e-6);
+    check_mean_against_exact(SS_ST_GUMBEL, 0.5f, 1e-6);
 }
 END_TEST
 
@@ -528,11 +579,11 @@ enum { COL_TEST_NEG_ELBO = 7, COL_TEST_ACCURACY = 8, COL_STEPS_PER_S = 10 };
  * than the paper's so that 300 steps show learning. */
 #define SMALL "--hidden 64 --latent 16 --eval-images 1000 --init-std 0.05 --lr 1e-3 --quiet"
 
-static void learns(const char *estimator)
+static void learns(const char *estimator, const char *extra)
 {
     const char *dir = testutil_tmpdir();
-    int rc = gsvae("--estimator %s --data %s --out %s --steps 300 --eval-every 300 " SMALL,
-                   estimator, testutil_data_dir(), dir);
+    int rc = gsvae("--estimator %s --data %s --out %s --steps 300 --eval-every 300 %s " SMALL,
+                   estimator, testutil_data_dir(), dir, extra);
     ck_assert_msg(rc == 0, "%s: exit %d: %s", estimator, rc, errout);
     ck_assert_msg(testutil_contains(out, "final test accuracy") &&
                       testutil_contains(out, "steps/s"),
@@ -555,18 +606,32 @@ static void learns(const char *estimator)
     ck_assert(testutil_contains(summary, "\"test_accuracy\": 0."));
     ck_assert(testutil_contains(summary, "\"test_neg_elbo\""));
     ck_assert(testutil_contains(summary, "\"steps_per_second\""));
+    if (testutil_contains(extra, "--weighting batch"))
+        ck_assert_msg(testutil_contains(summary, "\"weighting\": \"batch\"") &&
+                          testutil_contains(summary, "{\"labelled_neg_elbo\": 1, \"unlabelled\": 1,"),
+                      "%s", summary);
+    else
+        ck_assert_msg(testutil_contains(summary, "\"weighting\": \"k14\"") &&
+                          testutil_contains(summary, "{\"labelled_neg_elbo\": 0.0019960"),
+                      "%s", summary);
     free(summary);
 }
 
 START_TEST(gumbel_learns)
 {
-    learns("gumbel");
+    learns("gumbel", "");
+}
+END_TEST
+
+START_TEST(st_gumbel_learns_batch_weighting)
+{
+    learns("st-gumbel", "--weighting batch");
 }
 END_TEST
 
 START_TEST(exact_learns)
 {
-    learns("exact");
+    learns("exact", "");
 }
 END_TEST
 
@@ -628,6 +693,7 @@ START_TEST(bad_flags_fail_before_any_work)
         {"--hidden 0", "--hidden '0'"},
         {"--activation tanh", "--activation 'tanh'"},
         {"--alpha -1", "--alpha -1"},
+        {"--weighting dataset", "--weighting 'dataset'"},
         {"--lr 0", "--lr 0"},
         {"--batch 0", "--batch 0"},
         {"--labelled-batch 0", "--labelled-batch 0"},
@@ -671,15 +737,18 @@ int main(void)
     tcase_add_test(unit, gradient_labelled);
     tcase_add_test(unit, gradient_exact_unlabelled);
     tcase_add_test(unit, gradient_gumbel_unlabelled);
+    tcase_add_test(unit, gradient_st_gumbel_unlabelled);
     tcase_add_test(unit, gradient_mixed_batch);
     tcase_add_test(unit, exact_equals_brute_force_sum);
     tcase_add_test(unit, gumbel_runs_one_row_per_example);
     tcase_add_test(unit, gumbel_mean_tends_to_exact);
+    tcase_add_test(unit, st_gumbel_mean_is_exact);
     tcase_add_test(unit, evaluate_is_independent_of_chunking);
     suite_add_tcase(s, unit);
     TCase *cli = tcase_create("cli");
     tcase_set_timeout(cli, 300);
     tcase_add_test(cli, gumbel_learns);
+    tcase_add_test(cli, st_gumbel_learns_batch_weighting);
     tcase_add_test(cli, exact_learns);
     tcase_add_test(cli, same_seed_same_numbers);
     tcase_add_test(cli, nan_stops_the_run);

@@ -45,7 +45,10 @@
  *                batched into one matrix product (K14).  gumbel: one row with the relaxed
  *                y~ = softmax((logits + g)/tau), g Gumbel, fed to both q(z|x,y) and
  *                p(x|y,z); KL(q(y|x) || uniform) analytic (J17 4.3; the KL as in the
- *                categorical VAE of J17).  Labelled examples take one row each in both.
+ *                categorical VAE of J17).  st-gumbel: as gumbel, but the row holds the
+ *                one-hot argmax of y~ (a true sample of q(y|x)) and the backward pass
+ *                takes y~'s Jacobian (J17 2.2), so the networks never see a y between
+ *                classes.  Labelled examples take one row each in all three.
  *   temperature  tau = max(0.5, 1.0 exp(-3e-5 t)), updated every 2000 steps.  J17 4.3.
  *   steps        50000 by default.  Not stated in J17: chosen as in the VAE task.
  *   evaluation   test accuracy: argmax q(y|x) over the 10,000 test images; test -ELBO:
@@ -87,7 +90,7 @@
 #define SS_LABEL_STREAM 0x6c6162656c73ull
 
 typedef struct {
-    const char *task, *data_dir, *out_dir, *estimator, *hidden, *activation;
+    const char *task, *data_dir, *out_dir, *estimator, *hidden, *activation, *weighting;
     int classes, labels, unlabelled, latent, batch, labelled_batch, eval_images, threads, quiet;
     double alpha, lr, tau0, tau_min, anneal_rate, init_std;
     long steps, anneal_every, seed, eval_every, log_every;
@@ -102,6 +105,7 @@ static void opts_default(ss_opts *o)
     o->estimator = "gumbel";
     o->hidden = "500";
     o->activation = "softplus";
+    o->weighting = "k14";
     o->classes = 10;
     o->labels = 100;
     o->unlabelled = 50000;
@@ -129,8 +133,9 @@ static void flag_table(ss_opts *o, flag_def *d)
         {"data", FLAG_STRING, &o->data_dir, "DIR", "directory of the MNIST IDX files"},
         {"out", FLAG_STRING, &o->out_dir, "DIR", "output directory (created)"},
         {"estimator", FLAG_STRING, &o->estimator, "NAME",
-         "exact (sum over the K classes, K rows per unlabelled example) or gumbel (one "
-         "Gumbel-Softmax sample of y, one row)"},
+         "exact (sum over the K classes, K rows per unlabelled example), gumbel (one "
+         "Gumbel-Softmax sample of y, one row) or st-gumbel (its one-hot argmax forward, "
+         "the soft sample's gradient backward)"},
         {"classes", FLAG_INT, &o->classes, "K",
          "classes of the model; labels stay 0..9, so accuracy means something only at 10 "
          "(larger K measures the cost of the exact sum)"},
@@ -144,12 +149,15 @@ static void flag_table(ss_opts *o, flag_def *d)
         {"alpha", FLAG_DOUBLE, &o->alpha, "A",
          "weight of the mean labelled -log q(y|x) in the per-example objective (Kingma et "
          "al.'s alpha / N)"},
+        {"weighting", FLAG_STRING, &o->weighting, "MODE",
+         "weights of the labelled and unlabelled -ELBO means: k14 (N_l/N and N_u/N, Kingma "
+         "et al.'s sum over the data set) or batch (1 and 1: each batch's mean counts alike)"},
         {"lr", FLAG_DOUBLE, &o->lr, "RATE", "Adam learning rate"},
         {"batch", FLAG_INT, &o->batch, "B", "unlabelled examples per step"},
         {"labelled-batch", FLAG_INT, &o->labelled_batch, "B",
          "labelled examples per step, drawn with replacement"},
         {"steps", FLAG_LONG, &o->steps, "S", "training steps"},
-        {"tau0", FLAG_DOUBLE, &o->tau0, "T", "initial temperature (gumbel)"},
+        {"tau0", FLAG_DOUBLE, &o->tau0, "T", "initial temperature (gumbel, st-gumbel)"},
         {"tau-min", FLAG_DOUBLE, &o->tau_min, "T", "floor of the temperature"},
         {"anneal-rate", FLAG_DOUBLE, &o->anneal_rate, "R", "tau = max(tau-min, tau0 exp(-R step))"},
         {"anneal-every", FLAG_LONG, &o->anneal_every, "N", "update tau every N steps"},
@@ -189,6 +197,7 @@ static const char usage_sources[] =
     "               stated in J17: chosen; the weights above keep K14's objective)\n"
     "  temperature  tau = max(0.5, exp(-3e-5 t)), updated every 2000 steps (J17 sec. 4.3)\n"
     "  gumbel       relaxed y fed to encoder and decoder; KL(q(y|x)||uniform) analytic\n"
+    "  st-gumbel    as gumbel with the one-hot argmax of the relaxed y fed forward (J17 2.2)\n"
     "  steps        50000 (not stated in J17: as the VAE task)\n"
     "  --classes K  K > 10: the model has K classes but the labels stay 0..9, so the\n"
     "               accuracy is meaningful only at K = 10; larger K measures speed (J17 fig. 5)\n";
@@ -201,7 +210,7 @@ static int opts_check(const ss_opts *o, ss_config *c, ss_estimator *est, char *e
     if (strcmp(o->task, "semisup") != 0)
         return errf(err, "--task '%s': this command trains semisup", o->task);
     if (ss_estimator_parse(o->estimator, est) != 0)
-        return errf(err, "--estimator '%s': expected exact or gumbel", o->estimator);
+        return errf(err, "--estimator '%s': expected exact, gumbel or st-gumbel", o->estimator);
     if (o->classes < 10 || o->classes > 1000)
         return errf(err, "--classes %d: must lie in 10..1000 (the labels are 0..9)", o->classes);
     if (o->labels < 10 || o->labels % 10 != 0)
@@ -223,6 +232,8 @@ static int opts_check(const ss_opts *o, ss_config *c, ss_estimator *est, char *e
         return errf(err, "--latent %d: must lie in 1..10000", o->latent);
     if (!(o->alpha >= 0))
         return errf(err, "--alpha %g: must be >= 0", o->alpha);
+    if (strcmp(o->weighting, "k14") != 0 && strcmp(o->weighting, "batch") != 0)
+        return errf(err, "--weighting '%s': expected k14 or batch", o->weighting);
     if (!(o->lr > 0 && o->lr < 1))
         return errf(err, "--lr %g: must lie in (0, 1)", o->lr);
     if (o->batch < 1 || o->batch > 10000)
@@ -370,8 +381,9 @@ static int run_setup(ss_run *R, char *err)
         return -1;
 
     double Nl = o->labels, Nu = o->unlabelled;
-    R->wt.labelled = Nl / (Nl + Nu);
-    R->wt.unlabelled = Nu / (Nl + Nu);
+    int k14 = strcmp(o->weighting, "k14") == 0;
+    R->wt.labelled = k14 ? Nl / (Nl + Nu) : 1.0;
+    R->wt.unlabelled = k14 ? Nu / (Nl + Nu) : 1.0;
     R->wt.alpha = o->alpha;
 
     rng_seed(&R->rng, (uint64_t)o->seed);
@@ -463,12 +475,12 @@ static int write_summary(const ss_run *R, const ss_eval_result *fin, char *err)
     fprintf(f, "  \"versions\": {\"openblas\": \"%s\"},\n", openblas_get_config());
     fprintf(f, "  \"flags\": {\"estimator\": \"%s\", \"classes\": %d, \"labels\": %d, "
                "\"unlabelled\": %d, \"hidden\": \"%s\", \"activation\": \"%s\", \"latent\": %d, "
-               "\"alpha\": %.17g, \"lr\": %.17g, \"batch\": %d, \"labelled_batch\": %d, "
+               "\"alpha\": %.17g, \"weighting\": \"%s\", \"lr\": %.17g, \"batch\": %d, \"labelled_batch\": %d, "
                "\"steps\": %ld, \"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"init_std\": %.17g, \"eval_images\": %d, "
                "\"threads\": %d},\n",
             ss_estimator_name(R->est), o->classes, o->labels, o->unlabelled, hid, o->activation,
-            o->latent, o->alpha, o->lr, o->batch, o->labelled_batch, o->steps, o->tau0,
+            o->latent, o->alpha, o->weighting, o->lr, o->batch, o->labelled_batch, o->steps, o->tau0,
             o->tau_min, o->anneal_rate, o->anneal_every, o->init_std, R->ntest, o->threads);
     fprintf(f, "  \"seed\": %ld,\n", o->seed);
     fprintf(f, "  \"objective_weights\": {\"labelled_neg_elbo\": %.17g, \"unlabelled\": %.17g, "

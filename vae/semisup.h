@@ -14,7 +14,8 @@
  *                                 = sum_y q(y|x) L(x,y) - H(q(y|x)),
  * with the sum over y exact (K rows per x) or replaced by one relaxed
  * sample y~ = softmax((logits + g) / tau) fed to the encoder and decoder (one
- * row per x), the KL of q(y|x) to uniform staying analytic.
+ * row per x), the KL of q(y|x) to uniform staying analytic; st-gumbel feeds
+ * the one-hot argmax of y~ instead and backpropagates through y~.
  *
  * A step's loss over a batch of B_l labelled and B_u unlabelled examples is
  *   w.labelled / B_l * sum L  +  w.alpha / B_l * sum -log q(y|x)
@@ -24,7 +25,7 @@
  * twin gradient buffer.  The encoder and decoder process "rows": rows
  * [0, B_l) are the labelled examples with their one-hot labels; then, per
  * unlabelled example b, K rows (exact: row B_l + b*K + j has y = e_j) or
- * one row (gumbel: row B_l + b has y = y~_b).  A workspace is allocated once
+ * one row (gumbel: row B_l + b has y = y~_b; st-gumbel: its one-hot argmax).  A workspace is allocated once
  * for the largest batch; nothing is allocated per step. */
 #ifndef GSVAE_SEMISUP_H
 #define GSVAE_SEMISUP_H
@@ -38,9 +39,9 @@
 #define SS_MAX_HIDDEN 4
 
 typedef enum { SS_ACT_SOFTPLUS, SS_ACT_RELU } ss_activation;
-typedef enum { SS_EXACT, SS_GUMBEL } ss_estimator;
+typedef enum { SS_EXACT, SS_GUMBEL, SS_ST_GUMBEL } ss_estimator;
 
-/* "softplus"/"relu" and "exact"/"gumbel"; -1 if unknown. */
+/* "softplus"/"relu" and "exact"/"gumbel"/"st-gumbel"; -1 if unknown. */
 int ss_activation_parse(const char *s, ss_activation *out);
 int ss_estimator_parse(const char *s, ss_estimator *out);
 const char *ss_estimator_name(ss_estimator e);

@@ -29,6 +29,8 @@ int ss_estimator_parse(const char *s, ss_estimator *out)
         *out = SS_EXACT;
     else if (!strcmp(s, "gumbel"))
         *out = SS_GUMBEL;
+    else if (!strcmp(s, "st-gumbel"))
+        *out = SS_ST_GUMBEL;
     else
         return -1;
     return 0;
@@ -36,7 +38,7 @@ int ss_estimator_parse(const char *s, ss_estimator *out)
 
 const char *ss_estimator_name(ss_estimator e)
 {
-    return e == SS_EXACT ? "exact" : "gumbel";
+    return e == SS_EXACT ? "exact" : e == SS_GUMBEL ? "gumbel" : "st-gumbel";
 }
 
 long ss_rows(const ss_config *c, int B_l, int B_u, ss_estimator est)
@@ -266,10 +268,17 @@ double ss_forward(const ss_model *m, ss_ws *w, const float *x, const uint8_t *y,
                 set_row(w->xy + (size_t)(B_l + (long)b * K + j) * ldxy, x + (size_t)(B_l + b) * D,
                         D, NULL, j, K);
     } else if (B_u > 0) {
+        /* st-gumbel feeds the one-hot argmax of y~ (a sample of q(y|x), by
+         * the Gumbel-Max trick) forward; y~ stays for the backward pass. */
         gumbel_softmax_forward(w->yrel, logits + (size_t)B_l * K, w->gnoise, B_u, K, tau);
-        for (int b = 0; b < B_u; b++)
+        for (int b = 0; b < B_u; b++) {
+            const float *yb = w->yrel + (size_t)b * K;
+            int j = 0;
+            if (est == SS_ST_GUMBEL)
+                argmax_rows(&j, yb, 1, K);
             set_row(w->xy + (size_t)(B_l + b) * ldxy, x + (size_t)(B_l + b) * D, D,
-                    w->yrel + (size_t)b * K, 0, K);
+                    est == SS_GUMBEL ? yb : NULL, j, K);
+        }
     }
 
     /* z = mu + exp(lv / 2) eps, and the analytic KL to N(0, I). */
@@ -408,7 +417,7 @@ void ss_draw_noise(const ss_model *m, ss_ws *w, int B_l, int B_u, ss_estimator e
     size_t n = (size_t)ss_rows(&m->cfg, B_l, B_u, est) * m->cfg.Z;
     for (size_t i = 0; i < n; i++)
         w->eps[i] = (float)rng_normal(r);
-    if (est == SS_GUMBEL)
+    if (est != SS_EXACT)
         gumbel_noise(w->gnoise, (size_t)B_u * m->cfg.K, r);
 }
 
