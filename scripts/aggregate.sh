@@ -142,6 +142,10 @@ out=$dir/README.md
         done
     done
     echo
+    echo "Each cell's flags are its line of jobs.txt (the k = 10 cells weigh the labelled and"
+    echo "unlabelled -ELBO alike, \`--weighting batch\`; at k = 100 the labels stay 0..9, so its"
+    echo "accuracy means little and the cell times a step)."
+    echo
     echo "## Figures"
     echo
 } > "$out.tmp"
