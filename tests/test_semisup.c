@@ -608,7 +608,8 @@ static void learns(const char *estimator, const char *extra)
     ck_assert(testutil_contains(summary, "\"steps_per_second\""));
     if (testutil_contains(extra, "--weighting batch"))
         ck_assert_msg(testutil_contains(summary, "\"weighting\": \"batch\"") &&
-                          testutil_contains(summary, "{\"labelled_neg_elbo\": 1, \"unlabelled\": 1,"),
+                          testutil_contains(summary,
+                                            "{\"labelled_neg_elbo\": 1, \"unlabelled\": 1,"),
                       "%s", summary);
     else
         ck_assert_msg(testutil_contains(summary, "\"weighting\": \"k14\"") &&

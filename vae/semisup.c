@@ -475,13 +475,15 @@ static int write_summary(const ss_run *R, const ss_eval_result *fin, char *err)
     fprintf(f, "  \"versions\": {\"openblas\": \"%s\"},\n", openblas_get_config());
     fprintf(f, "  \"flags\": {\"estimator\": \"%s\", \"classes\": %d, \"labels\": %d, "
                "\"unlabelled\": %d, \"hidden\": \"%s\", \"activation\": \"%s\", \"latent\": %d, "
-               "\"alpha\": %.17g, \"weighting\": \"%s\", \"lr\": %.17g, \"batch\": %d, \"labelled_batch\": %d, "
+               "\"alpha\": %.17g, \"weighting\": \"%s\", \"lr\": %.17g, \"batch\": %d, "
+               "\"labelled_batch\": %d, "
                "\"steps\": %ld, \"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"init_std\": %.17g, \"eval_images\": %d, "
                "\"threads\": %d},\n",
             ss_estimator_name(R->est), o->classes, o->labels, o->unlabelled, hid, o->activation,
-            o->latent, o->alpha, o->weighting, o->lr, o->batch, o->labelled_batch, o->steps, o->tau0,
-            o->tau_min, o->anneal_rate, o->anneal_every, o->init_std, R->ntest, o->threads);
+            o->latent, o->alpha, o->weighting, o->lr, o->batch, o->labelled_batch, o->steps,
+            o->tau0, o->tau_min, o->anneal_rate, o->anneal_every, o->init_std, R->ntest,
+            o->threads);
     fprintf(f, "  \"seed\": %ld,\n", o->seed);
     fprintf(f, "  \"objective_weights\": {\"labelled_neg_elbo\": %.17g, \"unlabelled\": %.17g, "
                "\"class_nll\": %.17g},\n",

@@ -25,8 +25,9 @@
  * twin gradient buffer.  The encoder and decoder process "rows": rows
  * [0, B_l) are the labelled examples with their one-hot labels; then, per
  * unlabelled example b, K rows (exact: row B_l + b*K + j has y = e_j) or
- * one row (gumbel: row B_l + b has y = y~_b; st-gumbel: its one-hot argmax).  A workspace is allocated once
- * for the largest batch; nothing is allocated per step. */
+ * one row (gumbel: row B_l + b has y = y~_b; st-gumbel: its one-hot argmax).
+ * A workspace is allocated once for the largest batch; nothing is allocated
+ * per step. */
 #ifndef GSVAE_SEMISUP_H
 #define GSVAE_SEMISUP_H
 
