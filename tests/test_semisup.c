@@ -348,8 +348,6 @@ START_TEST(gradient_gumbel_unlabelled)
 }
 END_TEST
 
-/* Labelled and unlabelled rows in one batch, as in training: the row
- * offsets of each part. */
 START_TEST(gradient_st_gumbel_unlabelled)
 {
     check_gradient("st-gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_ST_GUMBEL);
@@ -358,6 +356,8 @@ START_TEST(gradient_st_gumbel_unlabelled)
 }
 END_TEST
 
+/* Labelled and unlabelled rows in one batch, as in training: the row
+ * offsets of each part. */
 START_TEST(gradient_mixed_batch)
 {
     check_gradient("mixed exact", SS_ACT_SOFTPLUS, 2, 3, 4, SS_EXACT);
