@@ -181,6 +181,58 @@ START_TEST(nan_stops_the_run_and_keeps_the_last_checkpoint)
 }
 END_TEST
 
+/* The figures of a train run's final line, without the wall time and the
+ * output directory. */
+static void final_figures(char *dst, size_t len)
+{
+    const char *f = strstr(out, "final test -ELBO");
+    ck_assert_msg(f != NULL, "no final line in '%s'", out);
+    snprintf(dst, len, "%s", f);
+    *strstr(dst, " steps in ") = '\0';
+}
+
+/* Annealed ST with the slope in the posterior: the checkpoint's model is
+ * the tempered one (eval scores exactly what training scored last), and
+ * at slope 1 the two readings are the same run. */
+START_TEST(annealed_st_posterior_slope)
+{
+    const char *a = testutil_tmpdir(), *b = testutil_tmpdir(), *data = testutil_data_dir();
+    char first[512], second[512];
+    const char *tempered = "--estimator annealed-st --tau0 0.5 --anneal-rate 0 --steps 100 "
+                           "--eval-every 50 " SMALL;
+    int rc = gsvae("train --data %s --out %s --st-slope posterior %s", data, a, tempered);
+    ck_assert_msg(rc == 0, "%s", errout);
+    final_figures(first, sizeof first);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(a, "summary.json"), &len);
+    ck_assert(summary != NULL);
+    ck_assert(testutil_contains(summary, "\"estimator\": \"annealed-st\", \"st_slope\": \"posterior\""));
+    free(summary);
+    /* "final test -ELBO X nats (recon R, KL K)..." against eval's
+     * "test -ELBO X nats (recon R, KL K) on 500 images". */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 500 --iw-samples 0", a, data);
+    ck_assert_msg(rc == 0, "%s", errout);
+    const char *e = strstr(out, "test -ELBO"), *t = first + strlen("final ");
+    size_t n = (size_t)(strchr(t, ')') - t) + 1;
+    ck_assert_msg(e && !strncmp(e, t, n), "eval '%s' differs from training's '%s'", out, t);
+    /* The backward reading of the same flags is another run... */
+    rc = gsvae("train --data %s --out %s --st-slope backward %s", data, b, tempered);
+    ck_assert_msg(rc == 0, "%s", errout);
+    final_figures(second, sizeof second);
+    ck_assert_str_ne(first, second);
+    /* ...but at slope 1 both are straight-through. */
+    const char *slope1 = "--estimator annealed-st --tau0 1 --anneal-rate 0 --steps 100 "
+                         "--eval-every 50 " SMALL;
+    rc = gsvae("train --data %s --out %s --st-slope posterior %s", data, a, slope1);
+    ck_assert_msg(rc == 0, "%s", errout);
+    final_figures(first, sizeof first);
+    rc = gsvae("train --data %s --out %s --st-slope backward %s", data, b, slope1);
+    ck_assert_msg(rc == 0, "%s", errout);
+    final_figures(second, sizeof second);
+    ck_assert_str_eq(first, second);
+}
+END_TEST
+
 static void expect_flag_error(const char *args, const char *needle)
 {
     const char *dir = testutil_tmpdir();
@@ -213,6 +265,9 @@ START_TEST(bad_flags_fail_before_any_work)
     expect_flag_error("--lr-decay 1.5", "--lr-decay 1.5");
     expect_flag_error("--threads -1", "--threads -1");
     expect_flag_error("--task nope", "--task 'nope'");
+    expect_flag_error("--st-slope sideways", "--st-slope 'sideways'");
+    expect_flag_error("--st-slope posterior", "--st-slope posterior: only with --estimator "
+                                              "annealed-st, not gumbel");
     int rc = gsvae("train --help");
     ck_assert_int_eq(rc, 0);
     ck_assert(testutil_contains(out, "--anneal-every"));
@@ -302,6 +357,7 @@ int main(void)
     tcase_add_test(tc, train_learns_and_writes_outputs);
     tcase_add_test(tc, same_seed_same_run_and_resume_is_exact);
     tcase_add_test(tc, nan_stops_the_run_and_keeps_the_last_checkpoint);
+    tcase_add_test(tc, annealed_st_posterior_slope);
     tcase_add_test(tc, bad_flags_fail_before_any_work);
     tcase_add_test(tc, bad_checkpoints_are_refused);
     suite_add_tcase(s, tc);

@@ -94,6 +94,7 @@ typedef struct {
     const float *x;     /* B x D */
     const float *noise; /* B x zdim, held fixed */
     double tau;
+    double logit_scale; /* the logits are this times the top layer */
     /* Straight-through: the decoder sees zfix (B x zdim) instead of the
      * relaxed sample, and the encoder is scored by the surrogate
      * sum(c * logits), c the estimator's d/dlogits (B x zdim), + KL. */
@@ -142,7 +143,8 @@ static double ref_loss(void *ctx)
             memcpy(h, t, sizeof t);
         }
         double *logits = R->logits + b * zdim;
-        memcpy(logits, h, zdim * sizeof *h);
+        for (int j = 0; j < zdim; j++)
+            logits[j] = R->logit_scale * h[j];
         const float *g = R->noise + b * zdim;
         if (cfg->latent == LATENT_CATEGORICAL) {
             for (int i = 0; i < cfg->N; i++) {
@@ -292,14 +294,16 @@ static double *params_double(const vae_model *m)
  * hard set, the reference decoder sees the estimator's hard code a->z
  * (R->zfix, which the caller frees). */
 static void fixture_for_fd(fixture *f, ref_vae *R, latent_type lt, int N, int K,
-                           const estimator *est, float tau, uint64_t noise_seed, int hard)
+                           const estimator *est, float tau, uint64_t noise_seed, int hard,
+                           float logit_scale)
 {
     for (uint64_t seed = 1;; seed++) {
         ck_assert_msg(seed < 200, "no model seed keeps the ReLUs clear of 0");
         fixture_init(f, lt, N, K, seed);
+        f->m.logit_scale = logit_scale;
         model_grad(f, est, tau, noise_seed);
         *R = (ref_vae){.m = &f->m, .p = params_double(&f->m), .x = f->x, .noise = f->es.noise,
-                       .tau = tau};
+                       .tau = tau, .logit_scale = logit_scale};
         if (hard) {
             size_t nz = (size_t)B * vae_zdim(&f->m.cfg);
             R->zfix = malloc(nz * sizeof *R->zfix);
@@ -316,16 +320,17 @@ static void fixture_for_fd(fixture *f, ref_vae *R, latent_type lt, int N, int K,
     }
 }
 
-static void check_relaxed_gradient(latent_type lt, int N, int K, float tau)
+static void check_relaxed_gradient(latent_type lt, int N, int K, float tau, float logit_scale)
 {
     const estimator *est = estimator_find("gumbel");
     ck_assert_ptr_nonnull(est);
     fixture f;
     ref_vae R;
-    fixture_for_fd(&f, &R, lt, N, K, est, tau, 99, 0);
+    fixture_for_fd(&f, &R, lt, N, K, est, tau, 99, 0, logit_scale);
     int zdim = vae_zdim(&f.m.cfg);
     char tag[64];
-    snprintf(tag, sizeof tag, "gumbel %s tau %g", vae_latent_name(lt), (double)tau);
+    snprintf(tag, sizeof tag, "gumbel %s tau %g logit scale %g", vae_latent_name(lt), (double)tau,
+             (double)logit_scale);
 
     /* The forward values agree with the reference... */
     double recon = 0, kl = 0;
@@ -376,15 +381,24 @@ static void check_relaxed_gradient(latent_type lt, int N, int K, float tau)
 
 START_TEST(gumbel_categorical_gradient)
 {
-    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 1.0f);
-    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f);
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 1.0f, 1.0f);
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f, 1.0f);
 }
 END_TEST
 
 START_TEST(gumbel_bernoulli_gradient)
 {
-    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 1.0f);
-    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 0.5f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 1.0f, 1.0f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 0.5f, 1.0f);
+}
+END_TEST
+
+/* The logits scaled (the posterior slope of annealed ST): forward values
+ * and every gradient, the KL's included, through the scale. */
+START_TEST(logit_scale_gradient)
+{
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f, 2.0f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 0.5f, 1.7f);
 }
 END_TEST
 
@@ -396,7 +410,7 @@ static void check_straight_through(latent_type lt, int N, int K, float tau)
     ck_assert_ptr_nonnull(est);
     fixture f;
     ref_vae R;
-    fixture_for_fd(&f, &R, lt, N, K, est, tau, 7, 1);
+    fixture_for_fd(&f, &R, lt, N, K, est, tau, 7, 1, 1.0f);
     const vae_config *cfg = &f.m.cfg;
     int zdim = vae_zdim(cfg);
     size_t nz = (size_t)B * zdim;
@@ -523,7 +537,7 @@ START_TEST(train_step_is_grad_then_adam)
     fixture f;
     ref_vae R;
     const float tau = 0.8f;
-    fixture_for_fd(&f, &R, LATENT_CATEGORICAL, 2, 3, est, tau, 5, 0);
+    fixture_for_fd(&f, &R, LATENT_CATEGORICAL, 2, 3, est, tau, 5, 0, 1.0f);
     size_t np = f.m.nparams;
     float *grads = malloc(np * sizeof *grads), *p0 = malloc(np * sizeof *p0);
     ck_assert(grads && p0);
@@ -681,6 +695,7 @@ static Suite *model_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, gumbel_categorical_gradient);
     tcase_add_test(tc, gumbel_bernoulli_gradient);
+    tcase_add_test(tc, logit_scale_gradient);
     tcase_add_test(tc, st_gumbel_categorical);
     tcase_add_test(tc, st_gumbel_bernoulli);
     tcase_add_test(tc, train_step_is_grad_then_adam);

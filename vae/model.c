@@ -119,6 +119,7 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
+    m->logit_scale = 1.0f;
     int zdim = vae_zdim(c);
     size_t off = 0;
     int in = c->D;
@@ -220,6 +221,11 @@ void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
                        i < m->nenc - 1);
         in = a->enc[i];
     }
+    if (m->logit_scale != 1.0f) {
+        float *logits = a->enc[m->nenc - 1];
+        for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
+            logits[i] *= m->logit_scale;
+    }
     if (m->cfg.latent == LATENT_CATEGORICAL)
         log_softmax_forward(a->logq, in, B * m->cfg.N, m->cfg.K);
 }
@@ -297,6 +303,8 @@ void vae_kl_backward(const vae_model *m, vae_acts *a, int B, float scale)
 
 void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)
 {
-    /* The top layer has no ReLU, so linear_backward leaves dlogits intact. */
+    if (m->logit_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
+            a->dlogits[i] *= m->logit_scale;
     stack_backward(m, m->grads, m->enc, a->enc, m->nenc, x, a->dlogits, NULL, a, B);
 }

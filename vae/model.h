@@ -57,6 +57,10 @@ typedef struct {
     size_t nparams;
     float *params;
     float *grads;
+    /* The logits of q(z|x) are logit_scale times the encoder's top layer:
+     * 1 but for slope-annealed ST in its posterior reading, where the
+     * training loop sets it to 1/tau (--st-slope posterior). */
+    float logit_scale;
 } vae_model;
 
 /* Allocate and initialise (uniform Glorot weights, zero biases) from r. */
@@ -79,7 +83,8 @@ typedef struct {
 int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err);
 void vae_acts_free(vae_acts *a);
 
-/* Encoder: a->enc[...] and, for categorical latents, a->logq. */
+/* Encoder: a->enc[...] (the last scaled by m->logit_scale) and, for
+ * categorical latents, a->logq. */
 void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B);
 static inline float *vae_logits(const vae_model *m, vae_acts *a)
 {
@@ -106,7 +111,7 @@ void vae_kl(const vae_model *m, vae_acts *a, int B);
 /* a->dlogits += scale * dKL/dlogits. */
 void vae_kl_backward(const vae_model *m, vae_acts *a, int B, float scale);
 /* Backward through the encoder from a->dlogits (weights' gradients
- * accumulate). */
+ * accumulate); a->dlogits is multiplied by m->logit_scale in place. */
 void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B);
 
 #endif

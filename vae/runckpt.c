@@ -212,10 +212,14 @@ int run_ckpt_load_model(const char *path, train_opts *o, char **text, vae_model 
     }
     if (vae_init(m, &c, &r, err) != 0)
         goto out;
-    if (run_ckpt_restore(f, path, m, NULL, NULL, err) != 0) {
+    uint64_t state[STATE_WORDS];
+    if (run_ckpt_restore(f, path, m, NULL, NULL, err) != 0 ||
+        ckpt_get_exact(f, "state", state, sizeof state, err) != 0) {
         vae_free(m);
         goto out;
     }
+    /* The posterior as the run left it: the scale of its last step. */
+    m->logit_scale = train_logit_scale(o, state[0] > 0 ? (long)state[0] - 1 : 0);
     rc = 0;
 out:
     if (rc != 0) {

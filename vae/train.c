@@ -30,6 +30,7 @@ void train_opts_default(train_opts *o)
     o->hidden = "512,256";
     o->estimator = "gumbel";
     o->baseline = "mean";
+    o->st_slope = "backward";
     o->binarize = "dynamic";
     o->lr = 1e-3;
     o->lr_decay = 1.0;
@@ -62,6 +63,9 @@ void train_flag_table(train_opts *o, flag_def *d)
         {"baseline", FLAG_STRING, &o->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
+        {"st-slope", FLAG_STRING, &o->st_slope, "WHERE",
+         "annealed-st: the slope 1/tau acts on the backward pass only (backward), or tempers "
+         "q(z|x) = softmax(logits / tau) itself, sample, KL and evaluation included (posterior)"},
         {"lr", FLAG_DOUBLE, &o->lr, "RATE", "Adam learning rate"},
         {"lr-decay", FLAG_DOUBLE, &o->lr_decay, "F",
          "multiply the learning rate by F every --lr-decay-every steps (the authors' notebook: "
@@ -118,6 +122,11 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
     est_baseline bl;
     if (est_baseline_parse(o->baseline, &bl) != 0)
         return errf(err, "--baseline '%s': expected none, mean or learned", o->baseline);
+    int posterior;
+    if (train_slope_in_posterior(o->st_slope, &posterior) != 0)
+        return errf(err, "--st-slope '%s': expected backward or posterior", o->st_slope);
+    if (posterior && strcmp(est, "annealed-st"))
+        return errf(err, "--st-slope posterior: only with --estimator annealed-st, not %s", est);
     binarize_mode bm;
     if (binarize_parse(o->binarize, &bm) != 0)
         return errf(err, "--binarize '%s': expected dynamic, threshold or none", o->binarize);
@@ -156,6 +165,24 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
     return 0;
 }
 
+int train_slope_in_posterior(const char *st_slope, int *posterior)
+{
+    if (!strcmp(st_slope, "backward") || !strcmp(st_slope, "posterior")) {
+        *posterior = !strcmp(st_slope, "posterior");
+        return 0;
+    }
+    return -1;
+}
+
+float train_logit_scale(const train_opts *o, long step)
+{
+    int posterior;
+    if (train_slope_in_posterior(o->st_slope, &posterior) != 0 || !posterior)
+        return 1.0f;
+    tau_schedule sched = {o->tau0, o->tau_min, o->anneal_rate, o->anneal_every};
+    return (float)(1.0 / schedule_tau(&sched, step));
+}
+
 static void train_usage(FILE *out, train_opts *o)
 {
     flag_def defs[TRAIN_MAX_FLAGS];
@@ -182,6 +209,7 @@ typedef struct {
     vae_model m;
     vae_acts a;
     est_state es;
+    const estimator *step_est; /* what a step runs: est, or st under --st-slope posterior */
     adam_state adam;
     eval_ws ev;
     run_state st;
@@ -221,6 +249,11 @@ static int run_setup(run *R, char *err)
         return -1;
     binarize_parse(R->o.binarize, &R->bin);
     R->est = estimator_find(R->o.hard ? "st-gumbel" : R->o.estimator);
+    /* Annealed ST with the slope in q is ST on the tempered posterior: the
+     * model carries the slope (its logit scale, set before every step). */
+    int posterior = 0;
+    train_slope_in_posterior(R->o.st_slope, &posterior);
+    R->step_est = posterior ? estimator_find("st") : R->est;
     if (R->o.threads > 0)
         openblas_set_num_threads(R->o.threads);
     if (dataset_load_split(R->o.data_dir, "train", &R->train, err) != 0 ||
@@ -375,11 +408,13 @@ static int write_summary(run *R, const elbo_result *fin, double relaxed, double 
     fprintf(f, "  \"versions\": {\"openblas\": \"%s\", \"zlib\": \"%s\", \"libpng\": \"%s\"},\n",
             openblas_get_config(), zlibVersion(), png_get_libpng_ver(NULL));
     fprintf(f, "  \"flags\": {\"latent_type\": \"%s\", \"latent\": \"%s\", \"hidden\": \"%s\", "
-               "\"estimator\": \"%s\", \"baseline\": \"%s\", \"lr\": %.17g, \"batch\": %d, \"steps\": %ld, "
+               "\"estimator\": \"%s\", \"st_slope\": \"%s\", \"baseline\": \"%s\", \"lr\": %.17g, "
+               "\"batch\": %d, \"steps\": %ld, "
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"eval_images\": %d, "
                "\"iw_samples\": %d, \"threads\": %d},\n",
-            R->o.latent_type, lat, hid, R->est->name, R->o.baseline, R->o.lr, R->o.batch, R->total_steps,
+            R->o.latent_type, lat, hid, R->est->name, R->o.st_slope, R->o.baseline, R->o.lr,
+            R->o.batch, R->total_steps,
             R->o.tau0, R->o.tau_min, R->o.anneal_rate, R->o.anneal_every, R->o.binarize,
             R->ntest, R->o.iw_samples, R->o.threads);
     fprintf(f, "  \"seed\": %ld,\n", R->o.seed);
@@ -511,6 +546,7 @@ int cmd_train(int argc, char **argv)
         /* The starting point of the learning curve. */
         log_row *row = &R.st.log[R.st.nlog++];
         *row = (log_row){0, 0.0, schedule_tau(&sched, 0), NAN, NAN, NAN, NAN, NAN, 0.0};
+        R.m.logit_scale = train_logit_scale(&R.o, 0);
         evaluate_into(&R, row);
     }
     /* Fault injection for the tests of the NaN stop: poison one weight
@@ -525,7 +561,8 @@ int cmd_train(int argc, char **argv)
         batcher_next(&R.bt, R.bin, &R.st.rng, R.x, NULL);
         double recon, kl;
         double lr = R.o.lr * pow(R.o.lr_decay, (double)(step / R.o.lr_decay_every));
-        double loss = train_step(&R.m, &R.a, &R.es, R.est, &R.adam, R.x, R.o.batch, (float)tau,
+        R.m.logit_scale = train_logit_scale(&R.o, step);
+        double loss = train_step(&R.m, &R.a, &R.es, R.step_est, &R.adam, R.x, R.o.batch, (float)tau,
                                  (float)lr, &R.st.rng, &recon, &kl);
         if (!isfinite(loss)) {
             if (tty && !R.o.quiet)

@@ -20,6 +20,7 @@
 typedef struct {
     const char *data_dir, *out_dir, *latent_type, *latent, *hidden, *estimator, *binarize;
     const char *baseline;    /* none, mean or learned (score-function estimators) */
+    const char *st_slope;    /* annealed-st: backward or posterior */
     int resume, hard;
     double lr, lr_decay, tau0, tau_min, anneal_rate;
     long steps, lr_decay_every, anneal_every, seed, eval_every, log_every;
@@ -32,6 +33,16 @@ void train_flag_table(train_opts *o, flag_def *defs);
 /* Check ranges and parse the model shape into c; one-line error naming the
  * flag. */
 int train_opts_check(const train_opts *o, vae_config *c, char *err);
+
+/* Slope-annealed ST has two readings of "the slope 1/tau of the sigmoid":
+ * backward (the default) keeps q(z|x) = softmax(l) and puts the slope in
+ * the backward pass only; posterior tempers q itself, q = softmax(l / tau),
+ * so the sample, the KL and every evaluation see the tempered posterior
+ * and the gradient is plain ST's on it.  1 when posterior is parsed. */
+int train_slope_in_posterior(const char *st_slope, int *posterior);
+/* The model's logit scale for the step (0-based) of a run with options o:
+ * 1/tau(step) under --st-slope posterior, else 1. */
+float train_logit_scale(const train_opts *o, long step);
 
 /* One optimisation step on batch x (B examples): the estimator's gradient
  * of the mean negative ELBO, then Adam.  Returns the mean loss, or NaN
