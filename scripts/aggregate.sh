@@ -82,6 +82,15 @@ out=$dir/README.md
         read -r m secs cores < "$dir/wall_time.txt"
         echo "Produced by \`scripts/reproduce.sh $m\` (\`make reproduce$( [ "$m" = quick ] && echo -quick)\`) in $secs s of wall time on $cores cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))."
     fi
+    # Training time summed over the finished jobs: the cost of the run even
+    # when it was run in pieces (then no single wall time exists).
+    hours=$(for f in "$runs"/*/summary.json; do [ -f "$f" ] && json "$f" train_seconds; done |
+        awk '$1 != "" { s += $1; n++ } END { if (n) printf "%.1f %d", s / 3600, n }')
+    if [ -n "$hours" ]; then
+        set -- $hours
+        echo "The $2 finished jobs trained for $1 hours of one core in all (the sum of their summaries' train_seconds; their evaluations, importance sampling included, come on top)."
+        echo
+    fi
     if [ -f "$dir/jobs.txt" ]; then
         total=$(wc -l < "$dir/jobs.txt")
         finished=$(sed 's/.*--out //' "$dir/jobs.txt" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
