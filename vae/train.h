@@ -38,7 +38,8 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err);
  * backward (the default) keeps q(z|x) = softmax(l) and puts the slope in
  * the backward pass only; posterior tempers q itself, q = softmax(l / tau),
  * so the sample, the KL and every evaluation see the tempered posterior
- * and the gradient is plain ST's on it.  1 when posterior is parsed. */
+ * and the gradient is plain ST's on it.  Sets *posterior (1 for posterior)
+ * and returns 0, or -1 for any other word. */
 int train_slope_in_posterior(const char *st_slope, int *posterior);
 /* The model's logit scale for the step (0-based) of a run with options o:
  * 1/tau(step) under --st-slope posterior, else 1. */
