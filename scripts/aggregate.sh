@@ -84,13 +84,9 @@ out=$dir/README.md
     fi
     # Training time summed over the finished jobs: the cost of the run even
     # when it was run in pieces (then no single wall time exists).
-    hours=$(for f in "$runs"/*/summary.json; do [ -f "$f" ] && json "$f" train_seconds; done |
-        awk '$1 != "" { s += $1; n++ } END { if (n) printf "%.1f %d", s / 3600, n }')
-    if [ -n "$hours" ]; then
-        set -- $hours
-        echo "The $2 finished jobs trained for $1 hours of one core in all (the sum of their summaries' train_seconds; their evaluations, importance sampling included, come on top)."
-        echo
-    fi
+    for f in "$runs"/*/summary.json; do [ -f "$f" ] && json "$f" train_seconds; done |
+        awk '$1 != "" { s += $1; n++ }
+            END { if (n) printf "The %d finished jobs trained for %.1f hours of one core in all (the sum of their summaries'"'"' train_seconds; their evaluations, importance sampling included, come on top).\n\n", n, s / 3600 }'
     if [ -f "$dir/jobs.txt" ]; then
         total=$(wc -l < "$dir/jobs.txt")
         finished=$(sed 's/.*--out //' "$dir/jobs.txt" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
