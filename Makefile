@@ -7,7 +7,16 @@ CC       ?= cc
 PKGS     := openblas zlib libpng
 TEST_PKGS := check
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
-CPPFLAGS += -Ivae -Idata -D_POSIX_C_SOURCE=200809L
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L
+# vae/ is layered: core (numerics, rng, optimizers, files) < data < models
+# (VAE, SBN, M2 on top of core) < cli (the commands and the training driver).
+# Each layer is compiled seeing only its own headers and those below it, so
+# an include of a higher layer fails to build.
+INC_core   := -Ivae/core
+INC_data   := $(INC_core) -Idata
+INC_models := $(INC_data) -Ivae/models
+INC_cli    := $(INC_models) -Ivae/cli
+INC_tests  := $(INC_cli) -Itests
 CFLAGS_COMMON := -std=c11 $(WARN) -fno-strict-aliasing
 # -O3 vectorises the elementwise loops (Adam, losses) that -O2 leaves scalar;
 # -fno-math-errno lets sqrtf and friends become single instructions.  Both
@@ -34,7 +43,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 CHECK_CFLAGS := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
-LIB_SRCS  := $(sort $(filter-out vae/main.c,$(wildcard vae/*.c data/*.c)))
+LIB_SRCS  := $(sort $(filter-out vae/cli/main.c,$(wildcard vae/*/*.c data/*.c)))
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_HELPERS := $(sort $(filter-out $(TEST_SRCS) tests/fuzz_%.c,$(wildcard tests/*.c)))
 
@@ -49,16 +58,21 @@ ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
 .DEFAULT_GOAL := all
 all: gsvae
 
-gsvae: $(REL_OBJS) $(REL)/vae/main.o
+gsvae: $(REL_OBJS) $(REL)/vae/cli/main.o
 	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(REL)/%.o: %.c $(wildcard vae/*.h data/*.h tests/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS_COMMON) $(RELEASE_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+HEADERS := $(wildcard vae/*/*.h data/*.h tests/*.h)
+$(foreach l,core models cli,$(eval $(REL)/vae/$(l)/%.o $(ASN)/vae/$(l)/%.o: LAYER_INC := $(INC_$(l))))
+$(REL)/data/%.o $(ASN)/data/%.o: LAYER_INC := $(INC_data)
+$(REL)/tests/%.o $(ASN)/tests/%.o: LAYER_INC := $(INC_tests)
 
-$(ASN)/%.o: %.c $(wildcard vae/*.h data/*.h tests/*.h)
+$(REL)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS_COMMON) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(LAYER_INC) $(CPPFLAGS) $(CFLAGS_COMMON) $(RELEASE_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(ASN)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LAYER_INC) $(CPPFLAGS) $(CFLAGS_COMMON) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(REL)/tests/%: $(REL)/tests/%.o $(TEST_HELPERS:%.c=$(REL)/%.o) $(REL_OBJS)
 	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
@@ -66,7 +80,7 @@ $(REL)/tests/%: $(REL)/tests/%.o $(TEST_HELPERS:%.c=$(REL)/%.o) $(REL_OBJS)
 $(ASN)/tests/%: $(ASN)/tests/%.o $(TEST_HELPERS:%.c=$(ASN)/%.o) $(ASN_OBJS)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 
-$(ASN)/gsvae: $(ASN_OBJS) $(ASN)/vae/main.o
+$(ASN)/gsvae: $(ASN_OBJS) $(ASN)/vae/cli/main.o
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # The suites find the program and the data through the environment.
@@ -90,7 +104,7 @@ fuzz: build/fuzz/fuzz_idx
 
 build/fuzz/fuzz_idx: tests/fuzz_idx.c data/idx.c data/idx.h
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ tests/fuzz_idx.c data/idx.c $(PKG_LIBS)
+	clang $(INC_data) $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ tests/fuzz_idx.c data/idx.c $(PKG_LIBS)
 
 bench: gsvae data
 	@sh scripts/bench.sh ./gsvae $(DATA_DIR)
