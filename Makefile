@@ -83,12 +83,27 @@ $(ASN)/tests/%: $(ASN)/tests/%.o $(TEST_HELPERS:%.c=$(ASN)/%.o) $(ASN_OBJS)
 $(ASN)/gsvae: $(ASN_OBJS) $(ASN)/vae/cli/main.o
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# The suites find the program and the data through the environment.
-test: gsvae $(REL_TESTS) data
-	@sh tests/run-suites.sh ./gsvae $(DATA_DIR) $(REL_TESTS)
+# The test build of the program: the same objects but the driver, which is
+# compiled with its fault-injection hooks (GSVAE_TEST_HOOKS: a NaN planted at
+# a given step); the released ./gsvae has none.
+HOOKED := vae/cli/driver
+$(REL)/gsvae-hooks: $(filter-out $(REL)/$(HOOKED).o,$(REL_OBJS)) $(REL)/$(HOOKED)-hooks.o $(REL)/vae/cli/main.o
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(PKG_LIBS)
+$(ASN)/gsvae-hooks: $(filter-out $(ASN)/$(HOOKED).o,$(ASN_OBJS)) $(ASN)/$(HOOKED)-hooks.o $(ASN)/vae/cli/main.o
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
+$(REL)/%-hooks.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LAYER_INC) $(CPPFLAGS) -DGSVAE_TEST_HOOKS $(CFLAGS_COMMON) $(RELEASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+$(ASN)/%-hooks.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LAYER_INC) $(CPPFLAGS) -DGSVAE_TEST_HOOKS $(CFLAGS_COMMON) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-asan: $(ASN)/gsvae $(ASN_TESTS) data
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+# The suites find the program and the data through the environment.
+test: gsvae $(REL)/gsvae-hooks $(REL_TESTS) data
+	@GSVAE_HOOKS_BIN=$(REL)/gsvae-hooks sh tests/run-suites.sh ./gsvae $(DATA_DIR) $(REL_TESTS)
+
+asan: $(ASN)/gsvae $(ASN)/gsvae-hooks $(ASN_TESTS) data
+	@GSVAE_HOOKS_BIN=$(ASN)/gsvae-hooks ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/run-suites.sh $(ASN)/gsvae $(DATA_DIR) $(ASN_TESTS)
 
 data:

@@ -840,7 +840,8 @@ static void train_lowers_loss(const char *tmp, const char *ltype, const char *es
                               const char *extra, double start)
 {
     char dir[512], cmd[2048];
-    snprintf(dir, sizeof dir, "%s/%s-%s", tmp, est, ltype);
+    /* A run with extra flags gets a directory of its own. */
+    snprintf(dir, sizeof dir, "%s/%s-%s%s", tmp, est, ltype, *extra ? "-extra" : "");
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --latent-type %s --estimator %s %s %s",
              testutil_bin(), testutil_data_dir(), dir, ltype, est, E2E_FLAGS, extra);
     run_ok(cmd);

@@ -11,7 +11,7 @@
 #include "adam.h"
 #include "estimator.h"
 #include "parallel.h"
-#include "train.h"
+#include "task_vae.h"
 
 static void mark(size_t lo, size_t hi, void *ctx)
 {

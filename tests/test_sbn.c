@@ -734,7 +734,7 @@ START_TEST(e2e_nan_stops)
     snprintf(cmd, sizeof cmd,
              "GSVAE_TEST_NAN_AT_STEP=5 %s " E2E " --data %s --estimator %s --steps 20 "
              "--eval-every 0 --out %s",
-             testutil_bin(), testutil_data_dir(), est[_i], dir);
+             testutil_hooks_bin(), testutil_data_dir(), est[_i], dir);
     int rc = run_capture(cmd, out, sizeof out, errout, sizeof errout);
     ck_assert_msg(rc == 1, "rc %d: %s", rc, errout);
     ck_assert_msg(testutil_contains(errout, "step 5") && testutil_contains(errout, "NaN"),

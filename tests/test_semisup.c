@@ -660,8 +660,8 @@ START_TEST(same_seed_same_numbers)
             ck_assert_msg((isnan(va[i]) && isnan(vb[i])) || va[i] == vb[i],
                           "log.csv column %d row %d: %.6f vs %.6f", col, i, va[i], vb[i]);
     }
-    /* Another seed, other numbers. */
-    ck_assert(gsvae("--data %s --out %s --steps 30 --eval-every 0 --seed 6 " SMALL,
+    /* Another seed, other numbers (replacing b's run takes --force). */
+    ck_assert(gsvae("--data %s --out %s --steps 30 --eval-every 0 --seed 6 --force " SMALL,
                     testutil_data_dir(), b) == 0);
     *strstr(out, " steps in ") = '\0';
     ck_assert_str_ne(first, out);
@@ -675,7 +675,7 @@ START_TEST(nan_stops_the_run)
     snprintf(cmd, sizeof cmd,
              "GSVAE_TEST_NAN_AT_STEP=7 %s train --task semisup --data %s --out %s --steps 20 "
              "--eval-every 0 " SMALL,
-             testutil_bin(), testutil_data_dir(), dir);
+             testutil_hooks_bin(), testutil_data_dir(), dir);
     int rc = run_capture(cmd, out, sizeof out, errout, sizeof errout);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(testutil_contains(errout, "step 7: loss is NaN"), "%s", errout);

@@ -99,6 +99,12 @@ const char *testutil_bin(void)
     return b && *b ? b : "./gsvae";
 }
 
+const char *testutil_hooks_bin(void)
+{
+    const char *b = getenv("GSVAE_HOOKS_BIN");
+    return b && *b ? b : "build/release/gsvae-hooks";
+}
+
 const char *testutil_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");

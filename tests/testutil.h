@@ -23,6 +23,9 @@ int run_capture(const char *cmdline, char *out, size_t outlen, char *errbuf, siz
 const char *testutil_data_dir(void);
 /* GSVAE_BIN, else "./gsvae". */
 const char *testutil_bin(void);
+/* GSVAE_HOOKS_BIN, the test build of the program with its fault-injection
+ * hooks (make test sets it), else build/release/gsvae-hooks. */
+const char *testutil_hooks_bin(void);
 
 /* A fresh empty directory from mkdtemp under $TMPDIR (or /tmp), removed with
  * its contents at exit.  The string stays owned by testutil.  Aborts the

@@ -13,7 +13,7 @@
 #include "estimator.h"
 #include "evaluate.h"
 #include "outputs.h"
-#include "train.h"
+#include "task_vae.h"
 #include "util.h"
 
 typedef struct {
@@ -87,21 +87,25 @@ static double time_gemms(const gemm_shape *g, int n, char *err)
 
 int cmd_bench(int argc, char **argv)
 {
-    static train_opts o;
-    train_opts_default(&o);
+    run_opts o;
+    vae_task *v = calloc(1, sizeof *v);
+    if (!v) {
+        fprintf(stderr, "gsvae bench: out of memory\n");
+        return 1;
+    }
+    driver_defaults(&task_vae, &o, v);
     long steps = 500;
     int iw_images = 100;
-    o.iw_samples = 1000;
     const flag_def defs[] = {
         {"data", FLAG_STRING, &o.data_dir, "DIR", "directory of the MNIST IDX files"},
-        {"latent-type", FLAG_STRING, &o.latent_type, "TYPE", "categorical or bernoulli"},
-        {"latent", FLAG_STRING, &o.latent, "SPEC", "NxK or N (default 20x10 / 200)"},
-        {"hidden", FLAG_STRING, &o.hidden, "W1,W2", "encoder widths"},
+        {"latent-type", FLAG_STRING, &v->latent_type, "TYPE", "categorical or bernoulli"},
+        {"latent", FLAG_STRING, &v->latent, "SPEC", "NxK or N (default 20x10 / 200)"},
+        {"hidden", FLAG_STRING, &v->hidden, "W1,W2", "encoder widths"},
         {"estimator", FLAG_STRING, &o.estimator, "NAME", "gradient estimator"},
         {"batch", FLAG_INT, &o.batch, "B", "examples per step"},
         {"steps", FLAG_LONG, &steps, "S", "timed training steps (after 20 warm-up steps)"},
-        {"threads", FLAG_INT, &o.threads, "T", "threads for sgemm and the optimizer (0: all cores)"},
-        {"iw-samples", FLAG_INT, &o.iw_samples, "S", "importance samples per image"},
+        {"threads", FLAG_INT, &o.threads, "T", "threads for sgemm and the optimizer (0: every core)"},
+        {"iw-samples", FLAG_INT, &v->iw_samples, "S", "importance samples per image"},
         {"iw-images", FLAG_INT, &iw_images, "N", "test images for the importance-sampling timing"},
         {"seed", FLAG_LONG, &o.seed, "N", "seed"},
         {NULL, 0, NULL, NULL, NULL},
@@ -114,22 +118,25 @@ int cmd_bench(int argc, char **argv)
                     "Time training steps and evaluation on real MNIST; print examples/s,\n"
                     "ms/step, achieved and sgemm-bound GFLOP/s, peak memory.",
                     defs);
+        free(v);
         return 0;
     }
-    vae_config cfg;
-    if (rc < 0 || train_opts_check(&o, &cfg, err) != 0) {
+    if (rc < 0 || vae_task_check(&o, v, err) != 0) {
         fprintf(stderr, "gsvae bench: %s\n", err);
+        free(v);
         return 2;
     }
+    const vae_config cfg = v->cfg;
     if (steps < 1 || iw_images < 1) {
         fprintf(stderr, "gsvae bench: --steps and --iw-images must be >= 1\n");
+        free(v);
         return 2;
     }
-    if (o.threads > 0)
-        openblas_set_num_threads(o.threads);
+    int threads = driver_threads(o.threads);
+    openblas_set_num_threads(threads);
     binarize_mode bin;
-    binarize_parse(o.binarize, &bin);
-    const estimator *est = estimator_find(o.estimator);
+    driver_eval_binarize(o.binarize, &bin);
+    const estimator *est = v->est;
     dataset train = {0}, test = {0};
     vae_model m = {0};
     vae_acts a = {0};
@@ -146,9 +153,9 @@ int cmd_bench(int argc, char **argv)
         dataset_load_split(o.data_dir, "test", &test, err) != 0 ||
         vae_init(&m, &cfg, &r, err) != 0 || vae_acts_init(&a, &m, o.batch, err) != 0 ||
         est_state_init(&es, &m, o.batch, NULL, err) != 0 || est_check(est, &cfg, err) != 0 ||
-        adam_init(&adam, m.nparams, err) != 0 || (adam.threads = train_threads(&o)) < 1 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
+        adam_init(&adam, m.nparams, err) != 0 || (adam.threads = threads) < 1 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
         batcher_init(&bt, &train, (uint32_t)o.batch, &r, err) != 0 ||
-        !(test_x = load_test_set(&test, bin, 10000, &ntest, err)) ||
+        !(test_x = driver_eval_images(&test, bin, 10000, &ntest, err)) ||
         !(x = xcalloc((size_t)o.batch * cfg.D, sizeof(float), err, "batch"))) {
         fprintf(stderr, "gsvae bench: %s\n", err);
         goto out;
@@ -179,7 +186,7 @@ int cmd_bench(int argc, char **argv)
     double elbo_s = now_seconds() - te;
     int niw = iw_images < ntest ? iw_images : ntest;
     te = now_seconds();
-    double nll = eval_iw(&m, &ev, test_x, niw, o.iw_samples, &er);
+    double nll = eval_iw(&m, &ev, test_x, niw, v->iw_samples, &er);
     double iw_s = now_seconds() - te;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -188,7 +195,7 @@ int cmd_bench(int argc, char **argv)
     vae_format_latent(&cfg, lat, sizeof lat);
     vae_format_hidden(&cfg, hid, sizeof hid);
     printf("gsvae bench: %s %s latent, hidden %s, %s, batch %d, threads %d, %ld steps\n",
-           lat, vae_latent_name(cfg.latent), hid, est->name, o.batch, o.threads, steps);
+           lat, vae_latent_name(cfg.latent), hid, est->name, o.batch, threads, steps);
     printf("train: %.0f examples/s, %.3f ms/step (loss %.2f)\n", o.batch / step_s,
            1e3 * step_s, recon + kl);
     printf("matmul: %.1f MFLOP/step; achieved %.1f GFLOP/s; sgemm alone at these shapes "
@@ -199,7 +206,7 @@ int cmd_bench(int argc, char **argv)
            elbo_s, ntest / elbo_s);
     printf("eval: importance sampling, %d samples x %d images in %.3f s (%.0f samples/s), "
            "-log p(x) %.2f\n",
-           o.iw_samples, niw, iw_s, (double)o.iw_samples * niw / iw_s, nll);
+           v->iw_samples, niw, iw_s, (double)v->iw_samples * niw / iw_s, nll);
     printf("peak resident memory: %.1f MB\n", ru.ru_maxrss / 1024.0);
     rc = 0;
 out:
@@ -213,5 +220,6 @@ out:
     vae_free(&m);
     dataset_free(&train);
     dataset_free(&test);
+    free(v);
     return rc;
 }

@@ -10,9 +10,5 @@ int cmd_sample(int argc, char **argv);
 int cmd_recon(int argc, char **argv);
 int cmd_gradvar(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-/* `gsvae train --task sbn` and `--task semisup`: each parses all of argv,
- * --task included. */
-int cmd_train_sbn(int argc, char **argv);
-int cmd_train_semisup(int argc, char **argv);
 
 #endif

@@ -27,7 +27,7 @@
 #include "dataset.h"
 #include "estimator.h"
 #include "outputs.h"
-#include "train.h"
+#include "task_vae.h"
 #include "util.h"
 
 typedef struct {
@@ -246,9 +246,10 @@ int cmd_gradvar(int argc, char **argv)
         return 2;
     }
 
-    static gv_run G;
+    gv_run G;
     memset(&G, 0, sizeof G);
-    train_opts to;
+    run_opts to;
+    vae_task *vt = NULL;
     char *text = NULL;
     int status = 1;
     float *x = NULL;
@@ -257,19 +258,22 @@ int cmd_gradvar(int argc, char **argv)
     const estimator *list[32];
     int nest = 0;
     if (o.ckpt) {
-        if (run_ckpt_load_model(o.ckpt, &to, &text, &G.m, err) != 0)
+        if (vae_task_load_model(o.ckpt, &to, &vt, &text, &G.m, err) != 0)
             goto fail;
     } else {
-        train_opts_default(&to);
+        if (!(vt = calloc(1, sizeof *vt))) {
+            errf(err, "out of memory");
+            goto fail;
+        }
+        driver_defaults(&task_vae, &to, vt);
         if (o.latent_type)
-            to.latent_type = o.latent_type;
-        to.latent = o.latent;
+            vt->latent_type = o.latent_type;
+        vt->latent = o.latent;
         if (o.hidden)
-            to.hidden = o.hidden;
-        vae_config cfg;
+            vt->hidden = o.hidden;
         rng_t r;
         rng_seed(&r, (uint64_t)o.seed);
-        if (train_opts_check(&to, &cfg, err) != 0 || vae_init(&G.m, &cfg, &r, err) != 0)
+        if (vae_task_check(&to, vt, err) != 0 || vae_init(&G.m, &vt->cfg, &r, err) != 0)
             goto fail;
     }
     const vae_config *cfg = &G.m.cfg;
@@ -286,8 +290,8 @@ int cmd_gradvar(int argc, char **argv)
     }
     binarize_mode bin;
     const char *mode = o.binarize ? o.binarize : o.ckpt ? to.binarize : "dynamic";
-    if (binarize_parse(mode, &bin) != 0) {
-        errf(err, "--binarize '%s': expected dynamic, threshold or none", mode);
+    if (driver_eval_binarize(mode, &bin) != 0) {
+        errf(err, "--binarize '%s': expected dynamic, fixed, threshold or none", mode);
         goto fail;
     }
     if (dataset_load_split(o.data_dir, "test", &d, err) != 0)
@@ -296,7 +300,7 @@ int cmd_gradvar(int argc, char **argv)
         errf(err, "%s: images have %u pixels, the model expects %d", o.data_dir, d.dim, cfg->D);
         goto fail;
     }
-    if (!(x = load_test_set(&d, bin, o.batch, &G.B, err)))
+    if (!(x = driver_eval_images(&d, bin, o.batch, &G.B, err)))
         goto fail;
     G.x = x;
     if (!strcmp(o.params, "encoder")) {
@@ -380,6 +384,7 @@ done:
     vae_free(&G.m);
     free(x);
     dataset_free(&d);
+    free(vt);
     free(text);
     return status;
 }

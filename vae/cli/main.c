@@ -11,7 +11,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"train", cmd_train, "train a VAE on MNIST and write its log, images and checkpoint"},
+    {"train", cmd_train, "train a model (--task vae, sbn or semisup) and write its log and checkpoint"},
     {"eval", cmd_eval, "test -ELBO and importance-sampled -log p(x) of a checkpoint"},
     {"sample", cmd_sample, "decode samples from the prior of a checkpoint into a PNG grid"},
     {"recon", cmd_recon, "test images beside their reconstructions, as a PNG grid"},

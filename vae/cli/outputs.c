@@ -9,45 +9,6 @@
 #include "pngio.h"
 #include "util.h"
 
-float *load_test_set(const dataset *d, binarize_mode bin, int limit, int *n, char *err)
-{
-    *n = (int)d->count < limit ? (int)d->count : limit;
-    float *x = xcalloc((size_t)*n * d->dim, sizeof(float), err, "test set");
-    if (!x)
-        return NULL;
-    rng_t r;
-    rng_seed(&r, EVAL_SEED);
-    for (int i = 0; i < *n; i++)
-        dataset_example(d, (uint32_t)i, bin, &r, x + (size_t)i * d->dim);
-    return x;
-}
-
-int write_log_csv(const char *dir, const run_state *st, char *err)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/log.csv", dir);
-    atomic_file af;
-    if (af_open(&af, path, "w", err) != 0)
-        return -1;
-    fprintf(af.f, "step,epoch,tau,train_loss,train_recon,train_kl,test_neg_elbo,"
-                  "test_neg_elbo_relaxed,seconds\n");
-    for (long i = 0; i < st->nlog; i++) {
-        const log_row *r = &st->log[i];
-        /* An empty field is a figure not measured at that row. */
-        const double figures[] = {r->train_loss,    r->train_recon,
-                                  r->train_kl,      r->test_neg_elbo,
-                                  r->test_neg_elbo_relaxed};
-        fprintf(af.f, "%ld,%.4f,%.6f", r->step, r->epoch, r->tau);
-        for (size_t k = 0; k < sizeof figures / sizeof figures[0]; k++) {
-            fputc(',', af.f);
-            if (isfinite(figures[k]))
-                fprintf(af.f, "%.4f", figures[k]);
-        }
-        fprintf(af.f, ",%.3f\n", r->seconds);
-    }
-    return af_commit(&af, err);
-}
-
 /* Pixel means sigmoid(logits) of the last decode, rows x D, into out. */
 static void decoded_means(const vae_model *m, eval_ws *w, int rows, float *out)
 {

@@ -6,7 +6,7 @@
 #include "cli.h"
 #include "evaluate.h"
 #include "outputs.h"
-#include "train.h"
+#include "task_vae.h"
 #include "util.h"
 
 typedef struct {
@@ -35,15 +35,15 @@ static int tool_parse(const char *cmd, const char *synopsis, const char *about,
 }
 
 /* Load the checkpoint's model and an evaluation workspace. */
-static int tool_load(const char *cmd, const tool_opts *t, train_opts *o, char **text,
-                     vae_model *m, eval_ws *w)
+static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task **v,
+                     char **text, vae_model *m, eval_ws *w)
 {
     char err[ERR_LEN];
     if (!t->ckpt) {
         fprintf(stderr, "gsvae %s: --ckpt: required\n", cmd);
         return 2;
     }
-    if (run_ckpt_load_model(t->ckpt, o, text, m, err) != 0) {
+    if (vae_task_load_model(t->ckpt, o, v, text, m, err) != 0) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         return 1;
     }
@@ -51,28 +51,30 @@ static int tool_load(const char *cmd, const tool_opts *t, train_opts *o, char **
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         vae_free(m);
         free(*text);
+        free(*v);
         return 1;
     }
     return 0;
 }
 
 /* Release what tool_load set up. */
-static void tool_unload(vae_model *m, eval_ws *w, char *text)
+static void tool_unload(vae_model *m, eval_ws *w, vae_task *v, char *text)
 {
     eval_ws_free(w);
     vae_free(m);
+    free(v);
     free(text);
 }
 
 /* The test set under the checkpoint's binarization (or --binarize). */
-static float *tool_test_set(const char *cmd, const tool_opts *t, const train_opts *o, int *n)
+static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts *o, int *n)
 {
     char err[ERR_LEN];
     binarize_mode bin;
     const char *mode = t->binarize ? t->binarize : o->binarize;
-    if (binarize_parse(mode, &bin) != 0) {
-        fprintf(stderr, "gsvae %s: --binarize '%s': expected dynamic, threshold or none\n", cmd,
-                mode);
+    if (driver_eval_binarize(mode, &bin) != 0) {
+        fprintf(stderr, "gsvae %s: --binarize '%s': expected dynamic, fixed, threshold or none\n",
+                cmd, mode);
         return NULL;
     }
     dataset d;
@@ -80,7 +82,7 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const train_opt
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         return NULL;
     }
-    float *x = load_test_set(&d, bin, t->images, n, err);
+    float *x = driver_eval_images(&d, bin, t->images, n, err);
     if (!x)
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
     dataset_free(&d);
@@ -113,11 +115,12 @@ int cmd_eval(int argc, char **argv)
                         "--seed and --tau >= 0\n");
         return 2;
     }
-    train_opts o;
+    run_opts o;
+    vae_task *v;
     char *text;
     vae_model m;
     eval_ws w;
-    if ((rc = tool_load("eval", &t, &o, &text, &m, &w)) != 0)
+    if ((rc = tool_load("eval", &t, &o, &v, &text, &m, &w)) != 0)
         return rc;
     int n;
     float *x = tool_test_set("eval", &t, &o, &n);
@@ -143,7 +146,7 @@ int cmd_eval(int argc, char **argv)
         rc = 0;
     }
     free(x);
-    tool_unload(&m, &w, text);
+    tool_unload(&m, &w, v, text);
     return rc;
 }
 
@@ -166,11 +169,12 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "gsvae sample: --count must lie in 1..1000 and --seed be >= 0\n");
         return 2;
     }
-    train_opts o;
+    run_opts o;
+    vae_task *v;
     char *text, err[ERR_LEN];
     vae_model m;
     eval_ws w;
-    if ((rc = tool_load("sample", &t, &o, &text, &m, &w)) != 0)
+    if ((rc = tool_load("sample", &t, &o, &v, &text, &m, &w)) != 0)
         return rc;
     rng_t r;
     rng_seed(&r, (uint64_t)t.seed);
@@ -181,7 +185,7 @@ int cmd_sample(int argc, char **argv)
     } else {
         printf("wrote %d samples to %s\n", t.count, t.out);
     }
-    tool_unload(&m, &w, text);
+    tool_unload(&m, &w, v, text);
     return rc;
 }
 
@@ -206,11 +210,12 @@ int cmd_recon(int argc, char **argv)
         fprintf(stderr, "gsvae recon: --images must lie in 1..64 and --seed be >= 0\n");
         return 2;
     }
-    train_opts o;
+    run_opts o;
+    vae_task *v;
     char *text, err[ERR_LEN];
     vae_model m;
     eval_ws w;
-    if ((rc = tool_load("recon", &t, &o, &text, &m, &w)) != 0)
+    if ((rc = tool_load("recon", &t, &o, &v, &text, &m, &w)) != 0)
         return rc;
     int n;
     float *x = tool_test_set("recon", &t, &o, &n);
@@ -226,6 +231,6 @@ int cmd_recon(int argc, char **argv)
         }
     }
     free(x);
-    tool_unload(&m, &w, text);
+    tool_unload(&m, &w, v, text);
     return rc;
 }

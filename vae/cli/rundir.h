@@ -1,0 +1,28 @@
+/* rundir.h: the output directory of a training run, made safe before the
+ * first step: a finished or foreign run is never overwritten, the directory
+ * is proven writable and roomy enough for a checkpoint, and temporary files
+ * left by a killed run are removed.
+ *
+ * A run directory holds model.ckpt, log.csv, summary.json and PNG images
+ * (plus NAME.tmp.PID while one of them is being written). */
+#ifndef GSVAE_RUNDIR_H
+#define GSVAE_RUNDIR_H
+
+#include <stdint.h>
+
+/* Create dir (mkdir -p) and make it ready for a run:
+ * - a directory holding a run (model.ckpt, log.csv or summary.json) is
+ *   refused unless resume (continue it) or force (replace it: its outputs
+ *   are removed, and stderr says so);
+ * - a directory holding any other file is refused, force or not;
+ * - stale temporary files of run outputs (NAME.tmp.PID) are removed;
+ * - a probe file is written, synced and removed, so an unwritable
+ *   directory is found now, not when the first checkpoint is due.
+ * Returns 0, or -1 with a line naming the directory and the reason. */
+int rundir_prepare(const char *dir, int resume, int force, char *err);
+
+/* 0 when the file system of dir has at least bytes free for an
+ * unprivileged writer, else -1 with a line saying how much is missing. */
+int rundir_check_room(const char *dir, uint64_t bytes, char *err);
+
+#endif

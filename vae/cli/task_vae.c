@@ -1,0 +1,324 @@
+/* task_vae.c: `gsvae train` (--task vae, the default): the paper's VAE with
+ * a discrete code, trained with any estimator of estimator.h.  Writes, over
+ * the driver's files, recon.png and samples.png. */
+#include "task_vae.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "outputs.h"
+#include "schedule.h"
+#include "util.h"
+
+static vae_task *V(const run *R)
+{
+    return R->t;
+}
+
+static void vae_defaults(run_opts *c, void *t)
+{
+    vae_task *v = t;
+    (void)c;
+    v->latent_type = "categorical";
+    v->latent = NULL;     /* 20x10 or 200 by latent type */
+    v->hidden = "512,256";
+    v->baseline = "mean";
+    v->st_slope = "backward";
+    v->iw_samples = 1000;
+}
+
+static int vae_flags(void *t, flag_def *d)
+{
+    vae_task *v = t;
+    const flag_def defs[] = {
+        {"st-slope", FLAG_STRING, &v->st_slope, "WHERE",
+         "annealed-st: the slope 1/tau acts on the backward pass only (backward), or tempers "
+         "q(z|x) = softmax(logits / tau) itself, sample, KL and evaluation included (posterior)"},
+        {"latent-type", FLAG_STRING, &v->latent_type, "TYPE", "categorical or bernoulli"},
+        {"latent", FLAG_STRING, &v->latent, "SPEC",
+         "NxK categorical variables (default 20x10) or N Bernoulli units (default 200)"},
+        {"hidden", FLAG_STRING, &v->hidden, "W1,W2", "encoder widths; the decoder mirrors them"},
+        {"hard", FLAG_BOOL, &v->hard, NULL, "alias of --estimator st-gumbel"},
+        {"baseline", FLAG_STRING, &v->baseline, "MODE",
+         "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
+         "on x); mean and learned also normalise its variance (NVIL)"},
+        {"iw-samples", FLAG_INT, &v->iw_samples, "S",
+         "importance samples for -log p(x) at the end (0: skip)"},
+    };
+    memcpy(d, defs, sizeof defs);
+    return (int)(sizeof defs / sizeof defs[0]);
+}
+
+static void vae_help(FILE *out)
+{
+    fprintf(out, "\nestimators:\n");
+    for (const estimator *e = estimator_list(); e->name; e++)
+        fprintf(out, "  %-12s %s\n", e->name, e->help);
+}
+
+int vae_task_check(const run_opts *o, vae_task *v, char *err)
+{
+    vae_config *c = &v->cfg;
+    memset(c, 0, sizeof *c);
+    c->D = 784;
+    if (vae_latent_parse(v->latent_type, &c->latent) != 0)
+        return errf(err, "--latent-type '%s': expected categorical or bernoulli", v->latent_type);
+    /* Unset or empty: the paper's code for the latent type. */
+    const char *spec = v->latent && *v->latent ? v->latent
+                       : c->latent == LATENT_CATEGORICAL ? "20x10"
+                                                         : "200";
+    if (vae_parse_latent_spec(spec, c, err) != 0 || vae_parse_hidden(v->hidden, c, err) != 0)
+        return -1;
+    const char *est = v->hard ? "st-gumbel" : o->estimator;
+    if (v->hard && strcmp(o->estimator, "gumbel") && strcmp(o->estimator, "st-gumbel"))
+        return errf(err, "--hard: conflicts with --estimator %s", o->estimator);
+    if (!(v->est = estimator_find(est)))
+        return errf(err, "--estimator '%s': unknown (see gsvae train --help)", est);
+    if (est_check(v->est, c, err) != 0)
+        return -1;
+    est_baseline bl;
+    if (est_baseline_parse(v->baseline, &bl) != 0)
+        return errf(err, "--baseline '%s': expected none, mean or learned", v->baseline);
+    if (strcmp(v->st_slope, "backward") && strcmp(v->st_slope, "posterior"))
+        return errf(err, "--st-slope '%s': expected backward or posterior", v->st_slope);
+    v->slope_posterior = !strcmp(v->st_slope, "posterior");
+    if (v->slope_posterior && strcmp(est, "annealed-st"))
+        return errf(err, "--st-slope posterior: only with --estimator annealed-st, not %s", est);
+    /* Annealed ST with the slope in q is ST on the tempered posterior: the
+     * model carries the slope (its logit scale, set before every step). */
+    v->step_est = v->slope_posterior ? estimator_find("st") : v->est;
+    if (v->iw_samples < 0 || v->iw_samples > 1000000)
+        return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
+    return 0;
+}
+
+static int vae_check(run *R, char *err)
+{
+    return vae_task_check(&R->o, V(R), err);
+}
+
+float vae_task_logit_scale(const run_opts *o, const vae_task *v, long step)
+{
+    if (!v->slope_posterior)
+        return 1.0f;
+    tau_schedule sched = {o->tau0, o->tau_min, o->anneal_rate, o->anneal_every};
+    return (float)(1.0 / schedule_tau(&sched, step));
+}
+
+static int vae_setup(run *R, char *err)
+{
+    vae_task *v = V(R);
+    const run_opts *o = &R->o;
+    if ((int)R->train.dim != v->cfg.D)
+        return errf(err, "%s: images are %ux%u, the model expects 28x28", o->data_dir,
+                    R->train.rows, R->train.cols);
+    /* NVIL normalises the signal's variance whenever it centres it; the
+     * baseline network gets its own seed so the run's stream is unchanged. */
+    est_options eo;
+    est_options_default(&eo);
+    est_baseline_parse(v->baseline, &eo.baseline);
+    eo.var_norm = eo.baseline != EST_BASELINE_NONE;
+    eo.baseline_lr = (float)o->lr;
+    eo.baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
+    if (vae_init(&v->m, &v->cfg, &R->rng, err) != 0 ||
+        vae_acts_init(&v->a, &v->m, o->batch, err) != 0 ||
+        est_state_init(&v->es, &v->m, o->batch, &eo, err) != 0 ||
+        eval_ws_init(&v->ev, &v->m, 1000, err) != 0)
+        return -1;
+    if (!(v->x = xcalloc((size_t)o->batch * v->cfg.D, sizeof(float), err, "batch")))
+        return -1;
+    R->params = v->m.params;
+    R->grads = v->m.grads;
+    R->nparams = v->m.nparams;
+    R->persist = v->es.persist;
+    R->persist_bytes = v->es.npersist * sizeof(float);
+    return 0;
+}
+
+static void vae_describe(const run *R, char *buf, size_t len)
+{
+    const vae_task *v = V(R);
+    char lat[64];
+    vae_format_latent(&v->cfg, lat, sizeof lat);
+    snprintf(buf, len, "%s VAE (%s) with %s", vae_latent_name(v->cfg.latent), lat, v->est->name);
+}
+
+/* The gradient of the batch's mean negative ELBO; figures loss, recon, KL. */
+static double vae_step(run *R, long step, float tau, double *figs)
+{
+    vae_task *v = V(R);
+    int B = R->o.batch;
+    batcher_next(&R->bt, R->bin, &R->rng, v->x, NULL);
+    v->m.logit_scale = vae_task_logit_scale(&R->o, v, step);
+    est_ctx c = {&v->m, &v->a, &v->es, v->x, B, tau, &R->rng};
+    est_elbo_gradient(v->step_est, &c);
+    double recon = 0.0, kl = 0.0;
+    for (int b = 0; b < B; b++) {
+        recon += v->a.recon[b];
+        kl += v->a.kl[b];
+    }
+    figs[0] = (recon + kl) / B;
+    figs[1] = recon / B;
+    figs[2] = kl / B;
+    return isfinite(recon + kl) ? figs[0] : NAN;
+}
+
+/* -ELBO with the hard (discrete) code, and with the relaxed one at tau. */
+static void vae_evaluate_parts(run *R, const eval_set *s, float tau, elbo_result *hard,
+                               elbo_result *relaxed)
+{
+    vae_task *v = V(R);
+    v->m.logit_scale = vae_task_logit_scale(&R->o, v, R->step > 0 ? R->step - 1 : 0);
+    rng_t rr;
+    rng_seed(&rr, EVAL_SEED);
+    eval_elbo(&v->m, &v->ev, s->x, s->n, &rr, hard);
+    rng_seed(&rr, EVAL_SEED);
+    eval_elbo_relaxed(&v->m, &v->ev, s->x, s->n, tau, &rr, relaxed);
+}
+
+static void vae_evaluate(run *R, const eval_set *s, float tau, double *figs)
+{
+    elbo_result hard, relaxed;
+    vae_evaluate_parts(R, s, tau, &hard, &relaxed);
+    figs[0] = hard.neg_elbo;
+    figs[1] = relaxed.neg_elbo;
+}
+
+static int vae_finish(run *R, FILE *f, char *err)
+{
+    vae_task *v = V(R);
+    const run_opts *o = &R->o;
+    const eval_set *s = &R->test_set;
+    tau_schedule sched = {o->tau0, o->tau_min, o->anneal_rate, o->anneal_every};
+    elbo_result fin, relaxed;
+    vae_evaluate_parts(R, s, (float)schedule_tau(&sched, R->step - 1), &fin, &relaxed);
+    double iw = NAN;
+    rng_t er;
+    if (v->iw_samples > 0) {
+        rng_seed(&er, EVAL_SEED + 1);
+        if (!o->quiet)
+            fprintf(stderr, "importance sampling -log p(x) with %d samples on %d images...\n",
+                    v->iw_samples, s->n);
+        iw = eval_iw(&v->m, &v->ev, s->x, s->n, v->iw_samples, &er);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/recon.png", o->out_dir);
+    rng_seed(&er, EVAL_SEED + 2);
+    if (write_recon_png(path, &v->m, &v->ev, s->x, s->n, &er, err) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/samples.png", o->out_dir);
+    rng_seed(&er, EVAL_SEED + 3);
+    if (write_samples_png(path, &v->m, &v->ev, 100, &er, err) != 0)
+        return -1;
+    fprintf(f, "  \"test_images\": %d,\n", s->n);
+    fprintf(f, "  \"test_neg_elbo\": %.6f,\n  \"test_recon\": %.6f,\n  \"test_kl\": %.6f,\n",
+            fin.neg_elbo, fin.recon, fin.kl);
+    fprintf(f, "  \"test_neg_elbo_relaxed\": %.6f,\n", relaxed.neg_elbo);
+    if (isfinite(iw))
+        fprintf(f, "  \"test_neg_log_px_iw\": %.6f,\n", iw);
+    else
+        fprintf(f, "  \"test_neg_log_px_iw\": null,\n");
+    printf("final test -ELBO %.3f nats (recon %.3f, KL %.3f)", fin.neg_elbo, fin.recon, fin.kl);
+    if (isfinite(iw))
+        printf(", -log p(x) ~ %.3f (%d importance samples)", iw, v->iw_samples);
+    printf("; %ld steps in %.1f s; outputs in %s\n", R->step, R->seconds, o->out_dir);
+    return 0;
+}
+
+static void vae_free_run(run *R)
+{
+    vae_task *v = V(R);
+    vae_free(&v->m);
+    vae_acts_free(&v->a);
+    est_state_free(&v->es);
+    eval_ws_free(&v->ev);
+    free(v->x);
+}
+
+const task_ops task_vae = {
+    .name = "vae",
+    .synopsis = "gsvae train [--task vae] [FLAGS]",
+    .about = "Train a VAE with a discrete latent code on MNIST. Writes log.csv, summary.json,\n"
+             "recon.png, samples.png and model.ckpt into --out.",
+    .train_cols = {"train_loss", "train_recon", "train_kl"},
+    .eval_cols = {"neg_elbo", "neg_elbo_relaxed"},
+    .state_size = sizeof(vae_task),
+    .defaults = vae_defaults,
+    .flags = vae_flags,
+    .help = vae_help,
+    .check = vae_check,
+    .setup = vae_setup,
+    .describe = vae_describe,
+    .step = vae_step,
+    .evaluate = vae_evaluate,
+    .finish = vae_finish,
+    .free = vae_free_run,
+};
+
+int vae_task_load_model(const char *path, run_opts *o, vae_task **v, char **text, vae_model *m,
+                        char *err)
+{
+    ckpt_file *f;
+    const task_ops *ops;
+    void *t = NULL;
+    *v = NULL;
+    *text = NULL;
+    if (ckpt_read(path, &f, err) != 0)
+        return -1;
+    char inner[ERR_LEN];
+    int rc = -1;
+    long step;
+    if (driver_read_config(f, path, &ops, o, &t, text, err) != 0)
+        goto out;
+    if (ops != &task_vae) {
+        errf(err, "%s: a %s run; this command reads VAE checkpoints", path, ops->name);
+        goto out;
+    }
+    if (vae_task_check(o, t, inner) != 0) {
+        errf(err, "%s: stored options invalid: %s", path, inner);
+        goto out;
+    }
+    rng_t r;
+    rng_seed(&r, 0);
+    if (vae_init(m, &((vae_task *)t)->cfg, &r, err) != 0)
+        goto out;
+    if (ckpt_get_exact(f, "params", m->params, m->nparams * sizeof(float), err) != 0 ||
+        driver_ckpt_step(f, &step, err) != 0) {
+        vae_free(m);
+        goto out;
+    }
+    /* The posterior as the run left it: the scale of its last step. */
+    m->logit_scale = vae_task_logit_scale(o, t, step > 0 ? step - 1 : 0);
+    rc = 0;
+out:
+    if (rc != 0) {
+        free(*text);
+        *text = NULL;
+        free(t);
+        t = NULL;
+    }
+    *v = t;
+    ckpt_free(f);
+    return rc;
+}
+
+double train_step(vae_model *m, vae_acts *a, est_state *es, const estimator *est,
+                  adam_state *adam, const float *x, int B, float tau, float lr, rng_t *r,
+                  double *recon_out, double *kl_out)
+{
+    est_ctx c = {m, a, es, x, B, tau, r};
+    est_elbo_gradient(est, &c);
+    double recon = 0.0, kl = 0.0;
+    for (int b = 0; b < B; b++) {
+        recon += a->recon[b];
+        kl += a->kl[b];
+    }
+    *recon_out = recon / B;
+    *kl_out = kl / B;
+    if (!isfinite(recon + kl))
+        return NAN;
+    adam_update(adam, m->params, m->grads, lr);
+    return (recon + kl) / B;
+}
