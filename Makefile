@@ -54,7 +54,8 @@ ASN_OBJS := $(LIB_SRCS:%.c=$(ASN)/%.o)
 REL_TESTS := $(TEST_SRCS:tests/%.c=$(REL)/tests/%)
 ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
 
-.PHONY: all test asan data data-fashion fuzz bench demo reproduce reproduce-quick clean distclean
+.PHONY: all test asan data data-fashion fuzz bench demo reproduce reproduce-quick figures \
+        install uninstall clean distclean
 .DEFAULT_GOAL := all
 all: gsvae
 
@@ -132,3 +133,8 @@ reproduce: gsvae data
 
 reproduce-quick: gsvae data
 	sh scripts/reproduce.sh quick -j $(JOBS)
+
+# Every PNG under results/ that comes from committed data (scripts/figures.sh
+# lists them); needs gnuplot, not the data.
+figures: gsvae
+	@sh scripts/figures.sh
