@@ -26,15 +26,24 @@ ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-
 FUZZ_SECONDS ?= 60
 DATA_DIR ?= data/mnist
 
-# Goals that need no compiler dependencies.
-NODEPS_GOALS := clean data data-fashion distclean
-ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
-  ifneq ($(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo ok),ok)
-    $(info gsvae: pkg-config cannot find all of: $(PKGS) $(TEST_PKGS); running scripts/install-deps.sh)
-    DEPS_RC := $(shell sh scripts/install-deps.sh 1>&2; echo $$?)
-    ifneq ($(DEPS_RC),0)
-      $(error gsvae: missing build dependencies; see the message above)
-    endif
+# What each goal needs installed, as groups of scripts/install-deps.sh, which
+# checks them (quickly, by capability) and installs only what is missing:
+# `make demo` never pulls in the test tools or python3-torch, and only
+# `make bench` asks for python3-torch.
+NODEPS_GOALS := clean data data-fashion distclean uninstall
+deps_for = $(sort \
+  $(if $(filter-out $(NODEPS_GOALS),$1),build) \
+  $(if $(filter data demo test asan bench reproduce reproduce-quick,$1),data) \
+  $(if $(filter test asan,$1),test grid) \
+  $(if $(filter reproduce reproduce-quick,$1),grid plot) \
+  $(if $(filter figures,$1),plot) \
+  $(if $(filter fuzz,$1),fuzz) \
+  $(if $(filter bench,$1),bench))
+DEPS_GROUPS := $(call deps_for,$(or $(MAKECMDGOALS),all))
+ifneq ($(DEPS_GROUPS),)
+  DEPS_RC := $(shell sh scripts/install-deps.sh $(DEPS_GROUPS) 1>&2; echo $$?)
+  ifneq ($(DEPS_RC),0)
+    $(error gsvae: missing dependencies (install-deps.sh groups: $(DEPS_GROUPS)); see the message above)
   endif
 endif
 
