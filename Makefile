@@ -123,6 +123,22 @@ bench: gsvae data
 clean:
 	rm -rf build gsvae
 
+# make install PREFIX=DIR (default /usr/local; DESTDIR stages): the binary and
+# its manual page, gsvae(1), which the binary writes from the same flag
+# tables as its --help (`gsvae manpage`), so the two cannot drift.
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
+install: gsvae
+	@mkdir -p build
+	./gsvae manpage > build/gsvae.1
+	install -d $(BINDIR) $(MAN1DIR)
+	install -m 755 gsvae $(BINDIR)/gsvae
+	install -m 644 build/gsvae.1 $(MAN1DIR)/gsvae.1
+
+uninstall:
+	rm -f $(BINDIR)/gsvae $(MAN1DIR)/gsvae.1
+
 distclean: clean
 	rm -rf data/mnist data/fashion data/.cache
 
