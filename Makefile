@@ -26,15 +26,24 @@ ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-
 FUZZ_SECONDS ?= 60
 DATA_DIR ?= data/mnist
 
-# Goals that need no compiler dependencies.
-NODEPS_GOALS := clean data data-fashion distclean
-ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
-  ifneq ($(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo ok),ok)
-    $(info gsvae: pkg-config cannot find all of: $(PKGS) $(TEST_PKGS); running scripts/install-deps.sh)
-    DEPS_RC := $(shell sh scripts/install-deps.sh 1>&2; echo $$?)
-    ifneq ($(DEPS_RC),0)
-      $(error gsvae: missing build dependencies; see the message above)
-    endif
+# What each goal needs installed, as groups of scripts/install-deps.sh, which
+# checks them (quickly, by capability) and installs only what is missing:
+# `make demo` never pulls in the test tools or python3-torch, and only
+# `make bench` asks for python3-torch.
+NODEPS_GOALS := clean data data-fashion distclean uninstall
+deps_for = $(sort \
+  $(if $(filter-out $(NODEPS_GOALS),$1),build) \
+  $(if $(filter data demo test asan bench reproduce reproduce-quick,$1),data) \
+  $(if $(filter test asan,$1),test grid) \
+  $(if $(filter reproduce reproduce-quick,$1),grid plot) \
+  $(if $(filter figures,$1),plot) \
+  $(if $(filter fuzz,$1),fuzz) \
+  $(if $(filter bench,$1),bench))
+DEPS_GROUPS := $(call deps_for,$(or $(MAKECMDGOALS),all))
+ifneq ($(DEPS_GROUPS),)
+  DEPS_RC := $(shell sh scripts/install-deps.sh $(DEPS_GROUPS) 1>&2; echo $$?)
+  ifneq ($(DEPS_RC),0)
+    $(error gsvae: missing dependencies (install-deps.sh groups: $(DEPS_GROUPS)); see the message above)
   endif
 endif
 
@@ -54,7 +63,8 @@ ASN_OBJS := $(LIB_SRCS:%.c=$(ASN)/%.o)
 REL_TESTS := $(TEST_SRCS:tests/%.c=$(REL)/tests/%)
 ASN_TESTS := $(TEST_SRCS:tests/%.c=$(ASN)/tests/%)
 
-.PHONY: all test asan data data-fashion fuzz bench demo reproduce reproduce-quick clean distclean
+.PHONY: all test asan data data-fashion fuzz bench demo reproduce reproduce-quick figures \
+        install uninstall clean distclean
 .DEFAULT_GOAL := all
 all: gsvae
 
@@ -128,6 +138,22 @@ bench: gsvae data
 clean:
 	rm -rf build gsvae
 
+# make install PREFIX=DIR (default /usr/local; DESTDIR stages): the binary and
+# its manual page, gsvae(1), which the binary writes from the same flag
+# tables as its --help (`gsvae manpage`), so the two cannot drift.
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
+install: gsvae
+	@mkdir -p build
+	./gsvae manpage > build/gsvae.1
+	install -d $(BINDIR) $(MAN1DIR)
+	install -m 755 gsvae $(BINDIR)/gsvae
+	install -m 644 build/gsvae.1 $(MAN1DIR)/gsvae.1
+
+uninstall:
+	rm -f $(BINDIR)/gsvae $(MAN1DIR)/gsvae.1
+
 distclean: clean
 	rm -rf data/mnist data/fashion data/.cache
 
@@ -147,3 +173,8 @@ reproduce: gsvae data
 
 reproduce-quick: gsvae data
 	sh scripts/reproduce.sh quick -j $(JOBS)
+
+# Every PNG under results/ that comes from committed data (scripts/figures.sh
+# lists them); needs gnuplot, not the data.
+figures: gsvae
+	@sh scripts/figures.sh

@@ -1,8 +1,8 @@
 #!/bin/sh
 # aggregate.sh DIR [MODE]: DIR/README.md from DIR/runs/*/summary.json, our
 # mean +- sd over seeds beside the paper's numbers, and DIR/figures/*.png
-# (learning curves per estimator, the temperature schedule, reconstruction
-# grids) drawn with gnuplot.
+# (test loss against step per estimator as the paper's Figures 3 and 4, the
+# temperature schedules, reconstruction grids) drawn by scripts/plot/.
 set -eu
 dir=$1
 mode=${2:-full}
@@ -16,17 +16,12 @@ json() {
     sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
 }
 
-# Paper, Table 2 (test loss, nats): rows x estimators in the order above.
+# paper ROW ESTIMATOR: the paper's test loss in nats (its Table 1, the
+# README's "Table 2"), from scripts/plot/paper-table1.txt.
+PLOT_DIR=$(dirname "$0")/plot
+. "$PLOT_DIR/lib.sh"
 paper() {
-    row=$1 want=$2
-    case "$row" in
-    sbn-bernoulli)   vals="72.0 59.7 58.9 58.9 58.7 58.5 59.3" ;;
-    sbn-categorical) vals="73.1 67.9 63.0 61.8 61.1 59.0 59.7" ;;
-    vae-bernoulli)   vals="112.2 110.9 109.7 116.0 111.5 105.0 111.5" ;;
-    vae-categorical) vals="110.6 128.8 107.0 110.9 107.8 101.5 107.8" ;;
-    esac
-    echo "$estimators" | tr ' ' '\n' | paste -d' ' - /dev/null | awk -v v="$vals" -v w="$want" \
-        'BEGIN { split(v, a, " ") } { if ($1 == w) print a[NR] }'
+    plot_paper "$1" "$2"
 }
 
 # values KEY FILES...: KEY of each summary that exists, one a line.
@@ -155,33 +150,24 @@ out=$dir/README.md
     echo
 } > "$out.tmp"
 
-# Learning curves: test loss against steps, one line per estimator (seed 1).
-have_gnuplot=0
-command -v gnuplot > /dev/null 2>&1 && have_gnuplot=1
-for task in vae sbn; do
-    for lt in bernoulli categorical; do
-        plots=""
-        for e in $estimators; do
-            log="$runs/$task-$lt-$e-s1/log.csv"
-            [ -f "$log" ] || continue
-            # The test-loss column is named test_neg_elbo (VAE) or test_nll (SBN).
-            col=$(head -n 1 "$log" | tr ',' '\n' | grep -n -E '^test_(neg_elbo|nll)$' | head -n 1 | cut -d: -f1)
-            [ -n "$col" ] || continue
-            plots="$plots${plots:+, }'$log' using 1:(column($col) > 0 ? column($col) : 1/0) with linespoints title '$e'"
-        done
-        [ -n "$plots" ] || continue
-        png="$fig/curve-$task-$lt.png"
-        if [ $have_gnuplot = 1 ]; then
-            gnuplot -e "set terminal pngcairo size 800,500; set output '$png.tmp'; set datafile separator ','; set key autotitle columnhead; set xlabel 'step'; set ylabel 'test loss (nats)'; set title '$task $lt: test loss per estimator (seed 1)'; set logscale y; plot $plots" 2>/dev/null \
-                && mv "$png.tmp" "$png" && echo "![$task $lt](figures/curve-$task-$lt.png)" >> "$out.tmp"
-        fi
+# Figures (scripts/plot/: one look for all): test loss against step per
+# estimator, mean over seeds, the counterparts of the paper's Figures 3
+# (SBN) and 4 (VAE); the temperature schedules.  Without gnuplot the tables
+# are still written, and the figures are left as they are.
+if command -v gnuplot > /dev/null 2>&1; then
+    echo "Test loss against training step per estimator, the mean over seeds (the paper's Figures 3" >> "$out.tmp"
+    echo "and 4); the legend gives each estimator's final figure (the table's) and the paper's, which" >> "$out.tmp"
+    echo "is also drawn as a dashed line in the estimator's colour." >> "$out.tmp"
+    echo >> "$out.tmp"
+    for spec in sbn:figure3-sbn vae:figure4-vae; do
+        task=${spec%%:*} png=${spec#*:}.png
+        sh "$PLOT_DIR/curves.sh" "$runs" "$task" "$fig/$png" &&
+            echo "![$task: test loss per estimator](figures/$png)" >> "$out.tmp"
     done
-done
-# The temperature schedule of the VAE runs.
-log="$runs/vae-categorical-gumbel-s1/log.csv"
-if [ -f "$log" ] && [ $have_gnuplot = 1 ]; then
-    gnuplot -e "set terminal pngcairo size 800,300; set output '$fig/tau.png.tmp'; set datafile separator ','; set xlabel 'step'; set ylabel 'tau'; set title 'temperature schedule'; plot '$log' using 1:3 every ::1 with lines notitle" 2>/dev/null \
-        && mv "$fig/tau.png.tmp" "$fig/tau.png" && echo "![tau](figures/tau.png)" >> "$out.tmp"
+    sh "$PLOT_DIR/tau.sh" "$runs" "$fig/tau.png" &&
+        echo "![temperature schedules](figures/tau.png)" >> "$out.tmp"
+else
+    echo "aggregate.sh: warning: gnuplot not found; figures not drawn (scripts/install-deps.sh installs it)" >&2
 fi
 # Reconstruction grids per estimator (seed 1, VAE).
 echo >> "$out.tmp"

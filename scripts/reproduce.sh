@@ -1,35 +1,61 @@
 #!/bin/sh
-# reproduce.sh MODE [-j N] [--out DIR] [--dry-run]
+# reproduce.sh MODE [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE]
+#              [--slurm] [--dry-run]
 #
 # Regenerates the paper's tables: every task x latent type x estimator x
-# seed as an independent `gsvae train` command.  The commands are written to
-# DIR/jobs.txt first (one per line: hand the file unchanged to a cluster
-# scheduler as a job array, line $TASK_ID), then run here N at a time.  A
-# job whose summary.json exists is skipped, so an interrupted run resumes.
-# Finally scripts/aggregate.sh writes DIR/README.md (tables beside the
-# paper's numbers) and the figures.
+# seed as an independent `gsvae train` command, one per line of DIR/jobs.txt.
+# The list runs through an existing engine, not a loop of ours:
+#   - GNU parallel (the default), N jobs at a time per host, with a job log
+#     (DIR/joblog) so that a rerun resumes: finished jobs are skipped, failed
+#     ones retried (--resume-failed).  --sshloginfile FILE spreads the jobs
+#     over the hosts it lists (':' is this one); each host needs this
+#     repository at the same path, built, with the data, on a file system
+#     that all of them share (runs write under DIR/runs).
+#   - Slurm: DIR/slurm.sh, written beside jobs.txt, is a job array over the
+#     same lines (task i runs line i); --slurm submits it, and a dependent
+#     job that writes the tables when the array is over.
+# Each job runs through scripts/run-job.sh, which skips a job whose
+# summary.json exists (so an interrupted grid resumes under either engine)
+# and prints a progress line for the whole grid after each job:
+# jobs done / total, time elapsed, an estimate of the time left
+# (`scripts/run-job.sh DIR --progress` prints it at any time).  Finally
+# scripts/aggregate.sh writes DIR/README.md (tables beside the paper's
+# numbers) and the figures.
 #
 # MODE quick: small budgets that exercise every cell in minutes.
 # MODE full:  the paper's budgets (days on two cores); writes results/full/.
+# MODE tiny:  a few steps of small models, for the tests of the runner.
+# --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
+# matches the extended regular expression.  --dry-run writes the job list
+# and the Slurm script, and stops.
 set -eu
+usage="usage: scripts/reproduce.sh quick|full|tiny [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
 mode=${1:-}
-[ "$mode" = quick ] || [ "$mode" = full ] || {
-    echo "usage: scripts/reproduce.sh quick|full [-j N] [--out DIR] [--dry-run]" >&2
-    exit 2
-}
+case $mode in quick | full | tiny) ;; *) echo "$usage" >&2; exit 2 ;; esac
 shift
 jobs=$(nproc)
 out=""
+only=""
+hosts=""
+slurm=0
 dry=0
 while [ $# -gt 0 ]; do
     case $1 in
-    -j) jobs=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    -j) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; jobs=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; out=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; only=$2; shift 2 ;;
+    --sshloginfile) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; hosts=$2; shift 2 ;;
+    --slurm) slurm=1; shift ;;
     --dry-run) dry=1; shift ;;
-    *) echo "reproduce.sh: unknown argument '$1'" >&2; exit 2 ;;
+    *) echo "reproduce.sh: unknown argument '$1'" >&2; echo "$usage" >&2; exit 2 ;;
     esac
 done
-[ -n "$out" ] || { [ "$mode" = full ] && out=results/full || out=runs/reproduce-quick; }
+case $jobs in
+'' | *[!0-9]* | 0) echo "reproduce.sh: -j '$jobs': expected a positive number of jobs" >&2; exit 2 ;;
+esac
+[ -z "$hosts" ] || [ -f "$hosts" ] || { echo "reproduce.sh: --sshloginfile $hosts: no such file" >&2; exit 2; }
+cd "$(dirname "$0")/.."
+[ -n "$out" ] || { [ "$mode" = full ] && out=results/full || out=runs/reproduce-$mode; }
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 [ -x "$bin" ] || { echo "reproduce.sh: $bin: not built (run make)" >&2; exit 1; }
@@ -50,6 +76,11 @@ if [ "$mode" = full ]; then
     sbn_budget="--steps 50000 --eval-every 5000"
     semi_budget="--steps 50000 --eval-every 5000"
     semi_speed_budget="--steps 500 --eval-every 500"
+elif [ "$mode" = tiny ]; then
+    vae_budget="--steps 20 --eval-every 10 --eval-images 200 --iw-samples 0 --hidden 32"
+    sbn_budget="--steps 20 --eval-every 10 --eval-samples 2 --eval-images 200 --test-samples 5"
+    semi_budget="--steps 4 --eval-every 4 --eval-images 100"
+    semi_speed_budget=$semi_budget
 else
     vae_budget="--steps 300 --eval-every 100 --eval-images 1000 --iw-samples 0"
     sbn_budget="--steps 300 --eval-every 100 --eval-samples 10 --eval-images 1000 --test-samples 100"
@@ -83,23 +114,80 @@ for est in gumbel exact; do
         done
     done
 done
+# --only: the jobs whose run name (the last part of --out) matches.
+if [ -n "$only" ]; then
+    awk -v re="$only" '{ n = $0; sub(/.*\//, "", n); if (n ~ re) print }' "$joblist.tmp" > "$joblist.only"
+    mv "$joblist.only" "$joblist.tmp"
+fi
+total=$(grep -c . "$joblist.tmp" || true)
+[ "$total" -gt 0 ] || { echo "reproduce.sh: no job matches --only '$only'" >&2; rm -f "$joblist.tmp"; exit 2; }
+# The job log numbers the jobs of one list: a different list starts afresh.
+if [ -f "$joblist" ] && ! cmp -s "$joblist" "$joblist.tmp"; then
+    rm -f "$out/joblog"
+fi
 mv "$joblist.tmp" "$joblist"
-echo "reproduce.sh: $(wc -l < "$joblist") jobs in $joblist; running $jobs at a time"
-[ $dry = 1 ] && exit 0
 
+# The Slurm array over the same list: task i runs line i.
+case $mode in full) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) limit=00:05:00 ;; esac
+{
+    echo "#!/bin/sh"
+    echo "# Slurm job array over $joblist (written by scripts/reproduce.sh $mode): task i"
+    echo "# runs line i through scripts/run-job.sh, which skips a finished job.  Submit"
+    echo "# from the repository root: sbatch $out/slurm.sh (options given to sbatch,"
+    echo "# e.g. --partition or --array=1-$total%8, override those below)."
+    echo "#SBATCH --job-name=gsvae-$mode"
+    echo "#SBATCH --array=1-$total"
+    echo "#SBATCH --cpus-per-task=1"
+    echo "#SBATCH --mem=1G"
+    echo "#SBATCH --time=$limit"
+    echo "#SBATCH --output=$out/runs/slurm-%a.out"
+    echo '[ -f scripts/run-job.sh ] || { echo "submit from the repository root" >&2; exit 2; }'
+    echo "exec sh scripts/run-job.sh $out \"\$SLURM_ARRAY_TASK_ID\""
+} > "$out/slurm.sh.tmp"
+mv "$out/slurm.sh.tmp" "$out/slurm.sh"
+
+finished=$(sed 's/.*--out //' "$joblist" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
+echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
+[ $dry = 1 ] && exit 0
+# The clock of the progress line: now, and the jobs done before it.
+echo "$(date +%s) $finished" > "$out/.grid-start"
+
+if [ $slurm = 1 ]; then
+    command -v sbatch > /dev/null 2>&1 || { echo "reproduce.sh: --slurm: sbatch not found" >&2; exit 1; }
+    array=$(sbatch --parsable "$out/slurm.sh")
+    array=${array%%;*}
+    agg=$(sbatch --parsable --dependency=afterany:"$array" --job-name="gsvae-$mode-tables" \
+        --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/aggregate.sh $out $mode")
+    echo "reproduce.sh: submitted job array $array ($total tasks) and job ${agg%%;*} (the tables, after it)"
+    echo "reproduce.sh: progress: sh scripts/run-job.sh $out --progress; logs: $out/runs/slurm-*.out"
+    exit 0
+fi
+
+command -v parallel > /dev/null 2>&1 && parallel --version 2>/dev/null | grep -q 'GNU parallel' ||
+    { echo "reproduce.sh: GNU parallel not found (sh scripts/install-deps.sh grid installs it)" >&2; exit 1; }
+# The job log and the summaries agree: a job logged as done whose
+# summary.json is gone (deleted to run it again) leaves the log, so that
+# --resume-failed runs every job without a summary and only those.
+if [ -f "$out/joblog" ]; then
+    sed 's/.*--out //' "$joblist" | awk '{ print NR, $0 }' | while read -r i d; do
+        [ -f "$d/summary.json" ] && echo "$i"
+    done > "$out/joblog.done"
+    awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
+        "$out/joblog.done" "$out/joblog" > "$out/joblog.tmp"
+    mv "$out/joblog.tmp" "$out/joblog"
+    rm -f "$out/joblog.done"
+fi
+echo "reproduce.sh: running $jobs at a time${hosts:+ per host of $hosts} through GNU parallel (job log $out/joblog)"
 start=$(date +%s)
-# Each job: skip when done; its output goes to DIR/runs/NAME.out.
-export out
-tr '\n' '\0' < "$joblist" | xargs -0 -P "$jobs" -I CMD sh -c '
-    cmd=$1
-    dir=${cmd##*--out }
-    [ -f "$dir/summary.json" ] && exit 0
-    mkdir -p "$dir"
-    if ! sh -c "$cmd" > "$dir.out" 2>&1; then
-        echo "FAILED: $cmd (see $dir.out)" >&2
-    fi
-    exit 0' _ CMD
+failed=0
+seq 1 "$total" | parallel --joblog "$out/joblog" --resume-failed -j "$jobs" \
+    ${hosts:+--sshloginfile "$hosts" --workdir "$PWD"} \
+    sh scripts/run-job.sh "$out" {} || failed=$?
 end=$(date +%s)
 echo "reproduce.sh: jobs finished in $((end - start)) s"
 echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
 sh scripts/aggregate.sh "$out" "$mode"
+if [ $failed != 0 ]; then
+    echo "reproduce.sh: $failed job(s) failed (see $out/joblog and their .out files); rerun the same command to retry them" >&2
+    exit 1
+fi

@@ -89,32 +89,74 @@ int flags_parse(const flag_def *defs, int argc, char **argv, char **pos, int max
     return 0;
 }
 
+/* " (default X)" for a flag, or "" where it has none to show. */
+static void default_text(const flag_def *d, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    switch (d->kind) {
+    case FLAG_INT:
+        snprintf(buf, len, " (default %d)", *(int *)d->dst);
+        break;
+    case FLAG_LONG:
+        snprintf(buf, len, " (default %ld)", *(long *)d->dst);
+        break;
+    case FLAG_DOUBLE:
+        snprintf(buf, len, " (default %g)", *(double *)d->dst);
+        break;
+    case FLAG_STRING:
+        if (*(const char **)d->dst)
+            snprintf(buf, len, " (default %s)", *(const char **)d->dst);
+        break;
+    case FLAG_BOOL:
+        break;
+    }
+}
+
 void flags_usage(FILE *out, const char *synopsis, const char *about, const flag_def *defs)
 {
     fprintf(out, "usage: %s\n%s\n\nflags:\n", synopsis, about);
     for (const flag_def *d = defs; d->name; d++) {
-        char left[64];
+        char left[64], dflt[300];
         snprintf(left, sizeof left, "--%s%s%s", d->name, d->metavar ? " " : "",
                  d->metavar ? d->metavar : "");
-        fprintf(out, "  %-24s %s", left, d->help);
-        switch (d->kind) {
-        case FLAG_INT:
-            fprintf(out, " (default %d)", *(int *)d->dst);
-            break;
-        case FLAG_LONG:
-            fprintf(out, " (default %ld)", *(long *)d->dst);
-            break;
-        case FLAG_DOUBLE:
-            fprintf(out, " (default %g)", *(double *)d->dst);
-            break;
-        case FLAG_STRING:
-            if (*(const char **)d->dst)
-                fprintf(out, " (default %s)", *(const char **)d->dst);
-            break;
-        case FLAG_BOOL:
-            break;
-        }
-        fputc('\n', out);
+        default_text(d, dflt, sizeof dflt);
+        fprintf(out, "  %-24s %s%s\n", left, d->help, dflt);
     }
     fprintf(out, "  %-24s %s\n", "--help", "print this help and exit");
+}
+
+void flags_roff(FILE *out, const char *s)
+{
+    for (const char *c = s; *c; c++) {
+        /* A control character at the start of a line would be a request. */
+        if ((c == s || c[-1] == '\n') && (*c == '.' || *c == '\''))
+            fputs("\\&", out);
+        if (*c == '\\')
+            fputs("\\e", out);
+        else if (*c == '-')
+            fputs("\\-", out);
+        else
+            fputc(*c, out);
+    }
+}
+
+void flags_man(FILE *out, const flag_def *defs)
+{
+    for (const flag_def *d = defs; d->name; d++) {
+        char dflt[300];
+        default_text(d, dflt, sizeof dflt);
+        fputs(".TP\n\\fB\\-\\-", out);
+        flags_roff(out, d->name);
+        fputs("\\fR", out);
+        if (d->metavar) {
+            fputs(" \\fI", out);
+            flags_roff(out, d->metavar);
+            fputs("\\fR", out);
+        }
+        fputc('\n', out);
+        flags_roff(out, d->help);
+        flags_roff(out, dflt);
+        fputc('\n', out);
+    }
+    fputs(".TP\n\\fB\\-\\-help\\fR\nprint this help and exit\n", out);
 }

@@ -23,5 +23,11 @@ typedef struct {
 int flags_parse(const flag_def *defs, int argc, char **argv, char **pos, int maxpos,
                 int *npos, char *err);
 void flags_usage(FILE *out, const char *synopsis, const char *about, const flag_def *defs);
+/* The same table for a manual page: one roff .TP paragraph per flag, with
+ * the help text and default that flags_usage prints, then --help. */
+void flags_man(FILE *out, const flag_def *defs);
+/* s as roff text: backslashes and minus signs escaped, and a '.' or '\''
+ * that would start a line made literal. */
+void flags_roff(FILE *out, const char *s);
 
 #endif

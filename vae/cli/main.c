@@ -4,13 +4,7 @@
 
 #include "cli.h"
 
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *help;
-} command;
-
-static const command commands[] = {
+static const cli_command commands[] = {
     {"train", cmd_train, "train a model (--task vae, sbn or semisup) and write its log and checkpoint"},
     {"eval", cmd_eval, "test -ELBO and importance-sampled -log p(x) of a checkpoint"},
     {"sample", cmd_sample, "decode samples from the prior of a checkpoint into a PNG grid"},
@@ -18,6 +12,7 @@ static const command commands[] = {
     {"gradvar", cmd_gradvar, "variance and bias of every gradient estimator on one test batch"},
     {"bench", cmd_bench, "time training and evaluation; GFLOP/s against the sgemm-bound limit"},
     {"inspect", cmd_inspect, "print the kind, dimensions and a summary of IDX files"},
+    {"gumbel-demo", cmd_gumbel_demo, "Gumbel-Softmax samples and their mean per temperature (Figure 1)"},
 };
 
 static void usage(FILE *out)
@@ -27,7 +22,7 @@ static void usage(FILE *out)
             "Categorical VAEs with Gumbel-Softmax and other gradient estimators.\n\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\n`gsvae COMMAND --help` describes the flags of a command.\n");
 }
 
@@ -41,6 +36,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "manpage"))
+        return cli_manpage(stdout, commands, sizeof commands / sizeof commands[0]);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 2, argv + 2);

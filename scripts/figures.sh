@@ -1,0 +1,21 @@
+#!/bin/sh
+# figures.sh: redraw every PNG under results/ that comes from committed data
+# (`make figures`), each with the scripts of scripts/plot/:
+#   results/figure1/        Figure 1, from `gsvae gumbel-demo` (seeded)
+#   results/full/           Figures 3 and 4, the temperature schedules, and
+#                           README.md's tables, from results/full/runs/
+#   results/vae/curves.png  the paper's VAE with Gumbel-Softmax, from the
+#                           logs beside it
+# The other PNGs under results/ (reconstructions, samples, predictions,
+# results/quick/figures) are written by the runs themselves or from runs
+# that are not committed: `make reproduce-quick` redraws results/quick.
+set -eu
+cd "$(dirname "$0")/.."
+command -v gnuplot > /dev/null 2>&1 ||
+    { echo "figures.sh: gnuplot not found (scripts/install-deps.sh installs it)" >&2; exit 1; }
+GSVAE_BIN=${GSVAE_BIN:-./gsvae}
+export GSVAE_BIN
+sh scripts/plot/figure1.sh results/figure1
+sh scripts/aggregate.sh results/full full
+sh scripts/plot/gumbel-vae.sh results/vae/curves.png results/vae/categorical results/vae/bernoulli
+echo "figures.sh: drew results/figure1/figure1.png, results/full/figures/{figure3-sbn,figure4-vae,tau}.png, results/vae/curves.png"

@@ -1,0 +1,107 @@
+#!/bin/sh
+# curves.sh RUNS TASK OUT.png: test loss against training step per
+# estimator, one panel per latent type (Bernoulli above, categorical
+# below): the counterpart of the paper's Figure 3 (TASK sbn) or Figure 4
+# (TASK vae), from RUNS/TASK-LATENT-ESTIMATOR-sSEED/{log.csv,summary.json}.
+#
+# Each line is the mean over the seeds found, from the first evaluation
+# after step 0 (the untrained model, hundreds of nats above the rest);
+# the legend gives each estimator's final test loss (the summaries' mean,
+# the tables' figure) and the paper's value, which is also drawn as a
+# dashed line in the estimator's colour.  SBN runs evaluate with fewer
+# samples during training than at the end, so there the final figure is
+# also marked at the last step (a diamond): it sits below the curve.
+set -eu
+[ $# -eq 3 ] || { echo "usage: scripts/plot/curves.sh RUNS sbn|vae OUT.png" >&2; exit 2; }
+runs=$1 task=$2 out=$3
+PLOT_DIR=$(dirname "$0")
+. "$PLOT_DIR/lib.sh"
+case $task in
+sbn) col=test_nll; fig=3
+     what="structured output prediction with stochastic binary networks"
+     ylabel="test −log p(x_{lower} | x_{upper}), nats" ;;
+vae) col=test_neg_elbo; fig=4
+     what="variational autoencoders on binarized MNIST"
+     ylabel="test −ELBO (hard code), nats" ;;
+*) echo "curves.sh: task '$task': expected sbn or vae" >&2; exit 2 ;;
+esac
+command -v gnuplot > /dev/null 2>&1 || { echo "curves.sh: gnuplot not found; $out not drawn" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
+gp=$tmp/plot.gp
+seeds_max=0
+{
+    echo "W = 1000; H = 1040"
+    echo "load '$PLOT_DIR/style.gp'"
+    echo "set output '$out.tmp'"
+    echo "set lmargin at screen 0.085; set rmargin at screen 0.61"
+    echo "set key outside right top vertical Left reverse samplen 2.2 spacing 1.25 font 'DejaVu Sans Mono,12'"
+    echo "set key title 'final: ours  (paper)' left"
+    echo "set xlabel 'training step'"
+    echo "set ylabel '$ylabel'"
+    echo "set xrange [0:*]"
+    echo "set offsets 0, 0, graph 0.04, graph 0.04"
+} > "$gp"
+
+panels=0
+for lt in bernoulli categorical; do
+    plots="" notes=""
+    for e in $PLOT_ESTIMATORS; do
+        set -- "$runs/$task-$lt-$e"-s*/log.csv
+        [ -f "$1" ] || continue
+        dat=$tmp/$lt-$e.dat
+        plot_seed_mean "$col" "$@" > "$dat"
+        [ -s "$dat" ] || continue
+        n=$#
+        [ "$n" -gt "$seeds_max" ] && seeds_max=$n
+        last=$(tail -n 1 "$dat" | cut -d' ' -f1)
+        final=$(plot_summary_mean "$col" "$runs/$task-$lt-$e"-s*/summary.json)
+        final=${final%% *}
+        paper=$(plot_paper "$task-$lt" "$e")
+        [ -n "$final" ] || final=$(tail -n 1 "$dat" | cut -d' ' -f2)
+        lt_expr="est_lt('$e')"
+        title="sprintf('%-18s%7.2f  (%s)', est_label('$e'), $final, '${paper:-none}')"
+        plots="$plots${plots:+, }'$dat' using 1:2 with linespoints lt $lt_expr title $title"
+        if [ -n "$paper" ]; then
+            plots="$plots, $paper with lines lt $lt_expr lw 1.8 dt PAPER notitle"
+        fi
+        if [ $task = sbn ]; then
+            echo "$last $final" > "$tmp/$lt-$e.final"
+            plots="$plots, '$tmp/$lt-$e.final' using 1:2 with points lt $lt_expr pt 12 ps 2.2 lw 2 notitle"
+        fi
+    done
+    [ -n "$plots" ] || continue
+    panels=$((panels + 1))
+    first=$(ls -d "$runs/$task-$lt"-*-s1 2>/dev/null | head -n 1)
+    latent=""
+    [ -n "$first" ] && [ -f "$first/summary.json" ] &&
+        latent=$(sed -n 's/.*"latent": *"\([^"]*\)".*/\1/p' "$first/summary.json" | head -n 1)
+    if [ $lt = bernoulli ]; then
+        label="(a) Bernoulli latents${latent:+ ($latent units)}"
+    else
+        label="(b) categorical latents${latent:+ (${latent%x*} variables of ${latent#*x} classes)}"
+    fi
+    {
+        echo "set title \"$label\" font ',14'"
+        echo "plot $plots, NaN with lines lc rgb '#606060' lw 1.5 dt PAPER title 'paper (dashed)'"
+    } >> "$tmp/panel-$lt.gp"
+done
+[ $panels -gt 0 ] || { echo "curves.sh: no $task runs with a '$col' column under $runs" >&2; exit 1; }
+
+note="{/*0.8 mean of $seeds_max seeds per line; step 0 (the untrained model) is left out}"
+if [ $task = sbn ]; then
+    s1=$(ls -d "$runs/sbn-"*-s1 2>/dev/null | head -n 1)
+    m_eval=$(plot_json "$s1/summary.json" eval_samples)
+    m_test=$(plot_json "$s1/summary.json" test_samples)
+    [ -n "$m_eval" ] && [ -n "$m_test" ] &&
+        note="$note\\n{/*0.8 curves: M = $m_eval samples per test image; final figure (◇ and legend): M = $m_test}"
+fi
+{
+    printf 'set multiplot layout %d,1 title "Figure %s (counterpart): %s\\n%s" font ",15"\n' \
+        "$panels" "$fig" "$what" "$note"
+    cat "$tmp"/panel-*.gp
+    echo "unset multiplot"
+} >> "$gp"
+gnuplot "$gp"
+mv "$out.tmp" "$out"

@@ -1,0 +1,72 @@
+#!/bin/sh
+# run-job.sh DIR N: run line N of DIR/jobs.txt, the job that GNU parallel
+# (scripts/reproduce.sh) or a Slurm array task (DIR/slurm.sh) hands out, from
+# the repository root.  A job whose summary.json exists is skipped, so a
+# rerun, a restarted array or a second host never repeats finished work.
+# The job's output goes to its directory's .out file beside it.  Exit status:
+# the job's (0 when skipped).  Then one progress line for the whole grid.
+#
+# run-job.sh DIR --progress: that line alone.
+#
+# The progress line: jobs done / total (those with a summary.json), the time
+# since the grid was started (DIR/.grid-start, written by reproduce.sh:
+# "EPOCH DONE_THEN"), and an estimate of the time left from the rate of the
+# jobs finished since then.  With several hosts it counts what the shared
+# file system shows.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+[ $# -eq 2 ] || { echo "usage: scripts/run-job.sh DIR N | DIR --progress" >&2; exit 2; }
+dir=$1
+jobs=$dir/jobs.txt
+[ -f "$jobs" ] || { echo "run-job.sh: $jobs: missing (scripts/reproduce.sh writes it)" >&2; exit 2; }
+
+hms() {
+    awk -v s="$1" 'BEGIN { printf "%d:%02d:%02d", s / 3600, (s % 3600) / 60, s % 60 }'
+}
+
+progress() {
+    total=$(grep -c . "$jobs")
+    done=$(sed 's/.*--out //' "$jobs" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
+    now=$(date +%s)
+    start=$now done0=$done
+    [ -f "$dir/.grid-start" ] && read -r start done0 < "$dir/.grid-start"
+    elapsed=$((now - start))
+    ran=$((done - done0))
+    if [ "$done" -ge "$total" ]; then
+        left="none left"
+    elif [ "$ran" -gt 0 ]; then
+        left="about $(hms $((elapsed * (total - done) / ran))) left"
+    else
+        left="no estimate yet"
+    fi
+    echo "grid $dir: $done/$total jobs done, $(hms "$elapsed") elapsed, $left"
+}
+
+if [ "$2" = --progress ]; then
+    progress
+    exit 0
+fi
+n=$2
+case $n in
+'' | *[!0-9]*) echo "run-job.sh: job '$n': expected a line number of $jobs" >&2; exit 2 ;;
+esac
+cmd=$(sed -n "${n}p" "$jobs")
+[ -n "$cmd" ] || { echo "run-job.sh: $jobs has no line $n" >&2; exit 2; }
+out=${cmd##*--out }
+case $out in
+*' '* | '') echo "run-job.sh: line $n of $jobs does not end with --out DIR" >&2; exit 2 ;;
+esac
+rc=0
+if [ -f "$out/summary.json" ]; then
+    echo "skip (done): $out"
+else
+    mkdir -p "$out"
+    if sh -c "$cmd" > "$out.out" 2>&1; then
+        echo "done: $out"
+    else
+        rc=$?
+        echo "FAILED (exit $rc): $cmd (see $out.out)" >&2
+    fi
+fi
+progress >&2
+exit $rc

@@ -1,0 +1,218 @@
+/* test_scripts.c: end-to-end tests of what surrounds the program: the grid
+ * runner (scripts/reproduce.sh through GNU parallel on this host, with its
+ * job log, resume, retry of a failed job and the Slurm script it writes),
+ * and `make install` / `make uninstall` with the gsvae(1) manual page, which
+ * must document every flag that each command's --help lists.  Run from the
+ * repository root, as `make test` does. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define OUT_LEN (1 << 20)
+static char out[OUT_LEN], errout[OUT_LEN];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return run_capture(cmd, out, sizeof out, errout, sizeof errout);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Lines of a file (0 when it cannot be read). */
+static int count_lines(const char *path)
+{
+    size_t len;
+    char *text = (char *)testutil_read_file(path, &len);
+    int n = 0;
+    for (size_t i = 0; text && i < len; i++)
+        n += text[i] == '\n';
+    free(text);
+    return n;
+}
+
+/* Three tiny jobs of the grid: two VAE runs and an SBN run. */
+#define ONLY "'^(vae-categorical-(gumbel|st-gumbel)|sbn-bernoulli-gumbel)-s1$'"
+
+static int reproduce(const char *dir)
+{
+    return sh("GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/reproduce.sh tiny --out %s --only " ONLY
+              " -j 2",
+              testutil_bin(), testutil_data_dir(), dir);
+}
+
+START_TEST(grid_runs_through_gnu_parallel_and_resumes)
+{
+    const char *dir = testutil_tmpdir();
+    int rc = reproduce(dir);
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(out, "3 jobs in"), "%s", out);
+    ck_assert_msg(testutil_contains(out, "through GNU parallel"), "%s", out);
+    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    ck_assert_msg(testutil_contains(errout, "elapsed"), "%s", errout);
+    const char *names[3] = {"sbn-bernoulli-gumbel-s1", "vae-categorical-gumbel-s1",
+                            "vae-categorical-st-gumbel-s1"};
+    char path[1024];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s/summary.json", dir, names[i]);
+        ck_assert_msg(exists(path), "%s missing", path);
+    }
+    ck_assert_int_eq(count_lines(testutil_path(dir, "jobs.txt")), 3);
+    /* GNU parallel's job log: a header and one row per job, on this host. */
+    const char *joblog = testutil_path(dir, "joblog");
+    ck_assert_int_eq(count_lines(joblog), 4);
+    size_t len;
+    char *log = (char *)testutil_read_file(joblog, &len);
+    ck_assert(log && testutil_contains(log, "Seq\tHost"));
+    ck_assert(testutil_contains(log, "\t:\t"));
+    free(log);
+    ck_assert(exists(testutil_path(dir, "README.md")));
+    /* The Slurm array over the same list. */
+    char *slurm = (char *)testutil_read_file(testutil_path(dir, "slurm.sh"), &len);
+    ck_assert(slurm != NULL);
+    ck_assert_msg(testutil_contains(slurm, "#SBATCH --array=1-3\n"), "%s", slurm);
+    ck_assert(testutil_contains(slurm, "scripts/run-job.sh"));
+    ck_assert(testutil_contains(slurm, "SLURM_ARRAY_TASK_ID"));
+    free(slurm);
+
+    /* A rerun starts nothing: every job is done. */
+    rc = reproduce(dir);
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(out, "(3 done already)"), "%s", out);
+    ck_assert_int_eq(count_lines(joblog), 4);
+
+    /* A job that fails (a file stands where its directory goes) fails the
+     * grid; the rerun retries it, and it alone.  The log keeps the failure:
+     * its success row left with the summary, the failure and the retry are
+     * added. */
+    snprintf(path, sizeof path, "%s/runs/%s", dir, names[1]);
+    ck_assert(sh("rm -r %s && : > %s", path, path) == 0);
+    rc = reproduce(dir);
+    ck_assert_msg(rc == 1, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(errout, "FAILED"), "%s", errout);
+    ck_assert_msg(testutil_contains(errout, "1 job(s) failed"), "%s", errout);
+    ck_assert_int_eq(count_lines(joblog), 4);
+    ck_assert(unlink(path) == 0);
+    rc = reproduce(dir);
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    ck_assert_int_eq(count_lines(joblog), 5);
+    snprintf(path, sizeof path, "%s/runs/%s/summary.json", dir, names[1]);
+    ck_assert(exists(path));
+
+    /* Bad arguments: one line, exit 2. */
+    ck_assert_int_eq(sh("sh scripts/reproduce.sh tiny -j 0 --dry-run --out %s", dir), 2);
+    ck_assert(testutil_contains(errout, "-j '0'"));
+    ck_assert_int_eq(sh("sh scripts/reproduce.sh huge"), 2);
+    ck_assert_int_eq(sh("GSVAE_BIN=%s sh scripts/reproduce.sh tiny --dry-run --out %s --only nomatch",
+                        testutil_bin(), dir),
+                     2);
+    ck_assert(testutil_contains(errout, "no job matches"));
+    ck_assert_int_eq(sh("sh scripts/run-job.sh %s 99", dir), 2);
+    ck_assert(testutil_contains(errout, "has no line 99"));
+}
+END_TEST
+
+/* Every "--flag" that starts a line of `gsvae ARGS --help` appears in the
+ * rendered manual page. */
+static void page_documents_help(const char *page, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s --help", testutil_bin(), args);
+    static char help[OUT_LEN];
+    ck_assert_int_eq(run_capture(cmd, help, sizeof help, NULL, 0), 0);
+    int flags = 0;
+    for (char *line = help; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (!strncmp(line, "  --", 4) && line[4] != ' ' && line[4] != '\0') {
+            char flag[64];
+            size_t n = strcspn(line + 2, " ");
+            ck_assert(n < sizeof flag - 1);
+            memcpy(flag, line + 2, n);
+            flag[n] = ' ';
+            flag[n + 1] = '\0';
+            /* "--name " or "--name\n" in the page. */
+            char *at = strstr(page, flag);
+            flag[n] = '\n';
+            ck_assert_msg(at || strstr(page, flag), "gsvae %s: %.*s not in the manual page", args,
+                          (int)n, line + 2);
+            flags++;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    ck_assert_msg(flags > 0, "gsvae %s --help lists no flags", args);
+}
+
+START_TEST(make_install_with_manual_page)
+{
+    const char *prefix = testutil_tmpdir();
+    int rc = sh("MAKEFLAGS= MAKELEVEL= make -s install PREFIX=%s", prefix);
+    ck_assert_msg(rc == 0, "make install: exit %d\n%s\n%s", rc, out, errout);
+    const char *bin = testutil_path(prefix, "bin/gsvae");
+    const char *man = testutil_path(prefix, "share/man/man1/gsvae.1");
+    ck_assert(access(bin, X_OK) == 0);
+    ck_assert(exists(man));
+    rc = sh("%s --help", bin);
+    ck_assert_int_eq(rc, 0);
+    ck_assert(testutil_contains(out, "gumbel-demo"));
+
+    /* The page renders, without a warning from groff. */
+    rc = sh("groff -man -ww -z %s", man);
+    ck_assert_msg(rc == 0 && errout[0] == '\0', "groff: exit %d: %s", rc, errout);
+    rc = sh("MANWIDTH=1000 LC_ALL=C man -l %s", man);
+    ck_assert_msg(rc == 0, "man -l: exit %d: %s", rc, errout);
+    static char page[OUT_LEN];
+    strcpy(page, out);
+    ck_assert(testutil_contains(page, "GSVAE(1)"));
+    ck_assert(testutil_contains(page, "EXIT STATUS"));
+    /* Every command, and every flag each --help lists. */
+    const char *cmds[] = {"train", "train --task sbn", "train --task semisup", "eval", "sample",
+                          "recon", "gradvar", "bench", "gumbel-demo"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char title[64];
+        snprintf(title, sizeof title, "gsvae %s\n", cmds[i]);
+        ck_assert_msg(testutil_contains(page, title), "no section %s", title);
+        page_documents_help(page, cmds[i]);
+    }
+    /* The defaults are those of the binary: the page and --help agree. */
+    ck_assert(testutil_contains(page, "(default 50000)"));
+    ck_assert(testutil_contains(page, "(default 0,0.1,0.5,1,10)"));
+
+    rc = sh("MAKEFLAGS= MAKELEVEL= make -s uninstall PREFIX=%s", prefix);
+    ck_assert_msg(rc == 0, "make uninstall: exit %d: %s", rc, errout);
+    ck_assert(!exists(bin));
+    ck_assert(!exists(man));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("scripts");
+    TCase *tc = tcase_create("scripts");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
+    tcase_add_test(tc, make_install_with_manual_page);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
