@@ -12,7 +12,11 @@
  *              step count, log rows, parameter count, examples
  *   order      the batcher's permutation (u32 each)
  *   log        the log rows (log_row each)
- *   estimator  the task's persistent state (R->persist) */
+ *   estimator  the task's persistent state (R->persist)
+ *   window     the training figures since the last log row: their count
+ *              and sums (1 + LOG_MAX_FIGS doubles)
+ *   data       crc32 of the training file's pixels and labels (u32), so
+ *              that a resume on other data is refused */
 #include "driver.h"
 
 #include <assert.h>
@@ -195,6 +199,9 @@ static int check_opts(run *R, char *err)
         return errf(err, "--threads %d: must lie in 0..256", o->threads);
     if (o->seed < 0)
         return errf(err, "--seed %ld: must be >= 0", o->seed);
+    if (o->tau_min > o->tau0)
+        fprintf(stderr, "gsvae train: warning: --tau-min %g is above --tau0 %g: the temperature "
+                        "stays at %g\n", o->tau_min, o->tau0, o->tau_min);
     if (o->resume && o->force)
         return errf(err, "--resume and --force: choose one (continue the run, or replace it)");
     return 0;
@@ -253,6 +260,9 @@ static int load_data(run *R, char *err)
     if ((uint32_t)o->validation >= R->train.count)
         return errf(err, "--validation %d: %s holds only %u training images", o->validation,
                     o->data_dir, R->train.count);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32_z(crc, R->train.pixels, (size_t)R->train.count * R->train.dim);
+    R->data_crc = (uint32_t)crc32_z(crc, R->train.labels, R->train.count);
     if (R->tbin == TRAIN_BIN_FIXED)
         binarize_fixed(&R->train);
     binarize_mode eval_bin = BIN_DYNAMIC;
@@ -572,7 +582,10 @@ static int save_checkpoint(run *R, char *err)
     state[9] = (uint64_t)R->nlog;
     state[10] = R->nparams;
     state[11] = R->batch_set->count;
-    ckpt_section secs[9];
+    double window[1 + LOG_MAX_FIGS];
+    window[0] = (double)R->window_n;
+    memcpy(window + 1, R->window, sizeof R->window);
+    ckpt_section secs[11];
     int n = 0;
     secs[n++] = (ckpt_section){"config", config, clen};
     secs[n++] = (ckpt_section){"params", R->params, R->nparams * sizeof(float)};
@@ -586,6 +599,8 @@ static int save_checkpoint(run *R, char *err)
     secs[n++] = (ckpt_section){"order", R->bt.order, (uint64_t)R->batch_set->count * sizeof(uint32_t)};
     secs[n++] = (ckpt_section){"log", R->log, (uint64_t)R->nlog * sizeof(log_row)};
     secs[n++] = (ckpt_section){"estimator", R->persist, R->persist_bytes};
+    secs[n++] = (ckpt_section){"window", window, sizeof window};
+    secs[n++] = (ckpt_section){"data", &R->data_crc, sizeof R->data_crc};
     char path[4200];
     snprintf(path, sizeof path, "%s/model.ckpt", R->o.out_dir);
     return ckpt_write(path, secs, n, err);
@@ -682,6 +697,14 @@ int driver_ckpt_step(const struct ckpt_file *f, long *step, char *err)
     return 0;
 }
 
+static int has_section(const ckpt_file *f, const char *name)
+{
+    for (int i = 0; i < ckpt_count(f); i++)
+        if (!strcmp(ckpt_name(f, i), name))
+            return 1;
+    return 0;
+}
+
 /* Everything a checkpoint holds into a run set up from its options; every
  * size is checked against the run's. */
 static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char *err)
@@ -728,6 +751,21 @@ static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char
     for (uint32_t i = 0; i < R->batch_set->count; i++)
         if (R->bt.order[i] >= R->batch_set->count)
             return errf(err, "%s: data order holds index %u out of range", path, R->bt.order[i]);
+    if (has_section(f, "data")) {
+        uint32_t crc;
+        if (ckpt_get_exact(f, "data", &crc, sizeof crc, err) != 0)
+            return -1;
+        if (crc != R->data_crc)
+            return errf(err, "%s: the run was trained on other data than %s/ holds (--data)", path,
+                        R->o.data_dir);
+    }
+    if (has_section(f, "window")) {
+        double window[1 + LOG_MAX_FIGS];
+        if (ckpt_get_exact(f, "window", window, sizeof window, err) != 0)
+            return -1;
+        R->window_n = (long)window[0];
+        memcpy(R->window, window + 1, sizeof R->window);
+    }
     memcpy(R->log, logdata, (size_t)loglen);
     R->nlog = (long)state[9];
     R->step = (long)state[0];
@@ -785,8 +823,8 @@ static void evaluate_row(run *R, log_row *row, int tty)
     int sets = R->valid_set.x ? 2 : 1;
     for (int s = 0; s < sets && n < (int)sizeof line; s++)
         for (int k = 0; k < R->neval && n < (int)sizeof line; k++)
-            n += snprintf(line + n, sizeof line - (size_t)n, " %s %s %.3f%s",
-                          k ? "" : s ? "valid" : "test", R->ops->eval_cols[k],
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.3f%s",
+                          k ? " " : s ? " valid " : " test ", R->ops->eval_cols[k],
                           row->fig[R->ntrain + s * R->neval + k], k + 1 < R->neval ? "," : "");
     if (tty)
         fprintf(stderr, "\r%s%20s\n", line, "");
@@ -825,9 +863,11 @@ static int train_loop(run *R, long last_ckpt, char *err)
      * weight before the given step, so the NaN travels the real path. */
     const char *inject = getenv("GSVAE_TEST_NAN_AT_STEP");
     long nan_step = inject ? atol(inject) : -1;
+    /* ...and a SIGTERM raised after the given step, at a known point. */
+    const char *sig_at = getenv("GSVAE_TEST_SIGNAL_AT_STEP");
+    long sig_step = sig_at ? atol(sig_at) : -1;
 #endif
-    double acc[LOG_MAX_FIGS] = {0};
-    long acc_n = 0, window_start = R->step;
+    long window_start = R->step;
     double window_seconds = 0, ex_per_s = 0, last_print = 0;
     while (R->step < R->total_steps) {
         long step = R->step;
@@ -848,15 +888,19 @@ static int train_loop(run *R, long last_ckpt, char *err)
             return 1;
         }
         optimizer_step(R, step);
+#ifdef GSVAE_TEST_HOOKS
+        if (step == sig_step)
+            raise(SIGTERM);
+#endif
         double now = now_seconds();
         R->seconds += now - t0;
         window_seconds += now - t0;
         R->step = step + 1;
         for (int i = 0; i < R->ntrain; i++)
-            acc[i] += figs[i];
-        acc_n++;
+            R->window[i] += figs[i];
+        R->window_n++;
         int do_eval = (o->eval_every > 0 && R->step % o->eval_every == 0) || R->step == R->total_steps;
-        if (R->step % o->log_every == 0 || do_eval || stop_signal) {
+        if (R->step % o->log_every == 0 || do_eval) {
             if (window_seconds > 0)
                 ex_per_s = (double)(R->step - window_start) * o->batch / window_seconds;
             log_row *row = next_row(R, err);
@@ -867,18 +911,18 @@ static int train_loop(run *R, long last_ckpt, char *err)
             row->tau = tau;
             row->seconds = R->seconds;
             for (int i = 0; i < R->ntrain; i++)
-                row->fig[i] = acc[i] / acc_n;
+                row->fig[i] = R->window[i] / R->window_n;
             if (!tty)
                 progress(R, tau, row->fig[0], ex_per_s, 0, 0);
             if (do_eval)
                 evaluate_row(R, row, tty);
-            if (do_eval || stop_signal) {
+            memset(R->window, 0, sizeof R->window);
+            R->window_n = 0;
+            if (do_eval) {
                 if (save_checkpoint(R, err) != 0 || write_log(R, err) != 0)
                     return -1;
                 last_ckpt = R->step;
             }
-            memset(acc, 0, sizeof acc);
-            acc_n = 0;
             window_start = R->step;
             window_seconds = 0;
         }
@@ -886,8 +930,13 @@ static int train_loop(run *R, long last_ckpt, char *err)
             progress(R, tau, loss, ex_per_s, 1, R->step == R->total_steps);
             last_print = now;
         }
-        if (stop_signal)
+        if (stop_signal) {
+            /* Stopped between rows: the window goes into the checkpoint,
+             * so that a resumed run writes the rows this one would have. */
+            if (save_checkpoint(R, err) != 0 || write_log(R, err) != 0)
+                return -1;
             return stop_signal;
+        }
     }
     return 0;
 }
@@ -1032,6 +1081,8 @@ int cmd_train(int argc, char **argv)
     if (rc == 1)
         goto done;
     if (rc > 1) {
+        /* The images of an earlier finish no longer show this model. */
+        rundir_remove_images(R->o.out_dir);
         if (write_summary(R, 1, err) != 0)
             goto fail_status;
         fprintf(stderr, "gsvae train: %s at step %ld of %ld; saved %s/model.ckpt. To continue: "

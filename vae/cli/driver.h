@@ -122,6 +122,11 @@ struct run {
     double seconds;             /* training time so far, evaluations excluded */
     log_row *log;
     long nlog, log_cap;
+    /* The training figures of the steps since the last row: their sums and
+     * count (checkpointed, so a run stopped between rows resumes exactly). */
+    double window[LOG_MAX_FIGS];
+    long window_n;
+    uint32_t data_crc;          /* crc32 of the training file's pixels and labels */
     int ntrain, neval;          /* figures per row of each kind */
     char out_path[4096];        /* --out */
 };

@@ -132,3 +132,18 @@ int rundir_check_room(const char *dir, uint64_t bytes, char *err)
                     (unsigned long long)avail, (unsigned long long)bytes);
     return 0;
 }
+
+void rundir_remove_images(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char path[4400];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (ends_with(e->d_name, ".png")) {
+            join(path, sizeof path, dir, e->d_name);
+            remove(path);
+        }
+    closedir(d);
+}

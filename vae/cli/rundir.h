@@ -25,4 +25,7 @@ int rundir_prepare(const char *dir, int resume, int force, char *err);
  * unprivileged writer, else -1 with a line saying how much is missing. */
 int rundir_check_room(const char *dir, uint64_t bytes, char *err);
 
+/* Remove the PNG images of dir (a run stopped before its final outputs). */
+void rundir_remove_images(const char *dir);
+
 #endif
