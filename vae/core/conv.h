@@ -55,7 +55,11 @@ size_t convt_scratch_floats(int H, int W, int OC, int KS);
  * output (conv_out_dim > 0 on both axes); B = 0 does nothing.  scratch holds
  * conv_scratch_floats(C, H, W, KS, stride, pad) floats; its contents on
  * return are unspecified. */
-void conv_forward(float *out, const float *in, const float *w, const float *b, float *scratch,
+void conv_forward(float *out,        /* [B][OC][OH][OW] */
+                  const float *in,   /* [B][C][H][W] */
+                  const float *w,    /* [OC][C][KS][KS] */
+                  const float *b,    /* [OC] */
+                  float *scratch,    /* [C*KS*KS][OH*OW] */
                   int B, int C, int H, int W, int OC, int KS, int stride, int pad, int relu);
 
 /* Gradients of conv_forward with the same shape: dout[B][OC][OH][OW] is the
@@ -64,24 +68,41 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, f
  * dw[OC][C][KS][KS] and db[OC]; overwrites din[B][C][H][W], which may be
  * NULL (a first layer) to skip that half of the work.  in and w are the
  * forward's.  scratch as for conv_forward. */
-void conv_backward(float *din, float *dw, float *db, float *dout, const float *out,
-                   const float *in, const float *w, float *scratch, int B, int C, int H, int W,
-                   int OC, int KS, int stride, int pad, int relu);
+void conv_backward(float *din,        /* [B][C][H][W] or NULL */
+                   float *dw,         /* [OC][C][KS][KS] */
+                   float *db,         /* [OC] */
+                   float *dout,       /* [B][OC][OH][OW] */
+                   const float *out,  /* [B][OC][OH][OW] */
+                   const float *in,   /* [B][C][H][W] */
+                   const float *w,    /* [OC][C][KS][KS] */
+                   float *scratch,    /* [C*KS*KS][OH*OW] */
+                   int B, int C, int H, int W, int OC, int KS, int stride, int pad, int relu);
 
 /* out[B][OC][OH][OW] = convT(in[B][C][H][W], w[C][OC][KS][KS]) + b[OC], then
- * max(0, .) when relu is set.  OH, OW from convt_out_dim with out_pad (> 0);
- * where out_pad > pad, the last out_pad - pad rows and columns lie beyond
+ * max(0, .) when relu is set.  OH and OW are convt_out_dim of H and W, which
+ * must be positive; where out_pad > pad, the last out_pad - pad rows and columns lie beyond
  * every tap and hold the bias alone.  B = 0 does nothing.
  * scratch holds convt_scratch_floats(H, W, OC, KS) floats. */
-void convt_forward(float *out, const float *in, const float *w, const float *b, float *scratch,
+void convt_forward(float *out,        /* [B][OC][OH][OW] */
+                   const float *in,   /* [B][C][H][W] */
+                   const float *w,    /* [C][OC][KS][KS] */
+                   const float *b,    /* [OC] */
+                   float *scratch,    /* [OC*KS*KS][H*W] */
                    int B, int C, int H, int W, int OC, int KS, int stride, int pad, int out_pad,
                    int relu);
 
 /* Gradients of convt_forward with the same shape, with the conventions of
  * conv_backward: dout[B][OC][OH][OW] (masked in place with relu), adds into
  * dw[C][OC][KS][KS] and db[OC], overwrites din[B][C][H][W] unless NULL. */
-void convt_backward(float *din, float *dw, float *db, float *dout, const float *out,
-                    const float *in, const float *w, float *scratch, int B, int C, int H, int W,
-                    int OC, int KS, int stride, int pad, int out_pad, int relu);
+void convt_backward(float *din,        /* [B][C][H][W] or NULL */
+                    float *dw,         /* [C][OC][KS][KS] */
+                    float *db,         /* [OC] */
+                    float *dout,       /* [B][OC][OH][OW] */
+                    const float *out,  /* [B][OC][OH][OW] */
+                    const float *in,   /* [B][C][H][W] */
+                    const float *w,    /* [C][OC][KS][KS] */
+                    float *scratch,    /* [OC*KS*KS][H*W] */
+                    int B, int C, int H, int W, int OC, int KS, int stride, int pad, int out_pad,
+                    int relu);
 
 #endif

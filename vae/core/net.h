@@ -107,7 +107,9 @@ void net_ws_free(net_ws *w);
 /* Forward of B examples in[B][in_size], 0 <= B <= w->max_B, n bound.
  * Returns the output, w->act[last] [B][out_size], which stays valid until
  * the next forward on w. */
-const float *net_forward(const net_t *n, net_ws *w, const float *in, int B);
+const float *net_forward(const net_t *n, net_ws *w,
+                         const float *in, /* [B][in_size] */
+                         int B);
 
 /* Backward of the last net_forward on w, with the same in and B.  dout
  * [B][out_size] is the gradient at the output (masked in place where the
@@ -115,6 +117,10 @@ const float *net_forward(const net_t *n, net_ws *w, const float *in, int B);
  * overwrites din[B][in_size], which may be NULL (the input is data).  The
  * activations stay valid, so a second backward with another dout adds the
  * second gradient. */
-void net_backward(net_t *n, net_ws *w, float *din, const float *in, float *dout, int B);
+void net_backward(net_t *n, net_ws *w,
+                  float *din,      /* [B][in_size] or NULL */
+                  const float *in, /* [B][in_size], the forward's */
+                  float *dout,     /* [B][out_size] */
+                  int B);
 
 #endif
