@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -288,7 +289,12 @@ START_TEST(kill_at_random_point_then_resume)
             _exit(127);
         }
         srand((unsigned)getpid());
-        usleep(700000 + (useconds_t)(rand() % 700000));
+        struct timespec pause = {0, 700000000L + (long)(rand() % 700) * 1000000L};
+        while (pause.tv_nsec >= 1000000000L) {
+            pause.tv_sec++;
+            pause.tv_nsec -= 1000000000L;
+        }
+        nanosleep(&pause, NULL);
         kill(pid, sig);
         int status;
         ck_assert(waitpid(pid, &status, 0) == pid);

@@ -202,8 +202,6 @@ static int check_opts(run *R, char *err)
     if (o->tau_min > o->tau0)
         fprintf(stderr, "gsvae train: warning: --tau-min %g is above --tau0 %g: the temperature "
                         "stays at %g\n", o->tau_min, o->tau0, o->tau_min);
-    if (o->resume && o->force)
-        return errf(err, "--resume and --force: choose one (continue the run, or replace it)");
     return 0;
 }
 
@@ -1017,6 +1015,10 @@ int cmd_train(int argc, char **argv)
     }
     if (rc < 0)
         goto fail_status;
+    if (R->o.resume && R->o.force) {
+        errf(err, "--resume and --force: choose one (continue the run, or replace it)");
+        goto fail_status;
+    }
     if (R->o.resume) {
         /* The stored options define the run; what the command line gives
          * overrides them, and the checks see the merged options. */
