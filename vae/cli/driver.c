@@ -525,6 +525,71 @@ static int write_summary(run *R, int interrupted, char *err)
     return af_commit(&af, err);
 }
 
+/* ---- the learning curve ------------------------------------------------ */
+
+/* DIR/curve.png from log.csv when gnuplot is there (a warning when not):
+ * the first evaluation figure of the test (and validation) set against the
+ * step, beside the training loss, on linear axes zoomed from the first
+ * evaluation after step 0 onwards, with the last values in the legend. */
+static void plot_curve(const run *R)
+{
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "gsvae train: warning: gnuplot not found; no curve.png\n");
+        return;
+    }
+    char png[4200], tmp[4300], log[4200];
+    snprintf(png, sizeof png, "%s/curve.png", R->o.out_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", png, (long)getpid());
+    snprintf(log, sizeof log, "%s/log.csv", R->o.out_dir);
+    for (const char *c = log; *c; c++)
+        if (*c == '\'' || *c == '\\')
+            return;  /* a path gnuplot cannot quote: no figure rather than a wrong one */
+    for (const char *c = tmp; *c; c++)
+        if (*c == '\'' || *c == '\\')
+            return;
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g)
+        return;
+    int test_col = 4 + R->ntrain, valid_col = test_col + R->neval;
+    double last[2] = {NAN, NAN};
+    for (long i = 0; i < R->nlog; i++)
+        for (int s = 0; s < 2; s++)
+            if (!isnan(R->log[i].fig[R->ntrain + s * R->neval]))
+                last[s] = R->log[i].fig[R->ntrain + s * R->neval];
+    fprintf(g, "set terminal pngcairo enhanced size 900,520 font 'DejaVu Sans,12'\n"
+               "set output '%s'\nset datafile separator ','\nf = '%s'\n", tmp, log);
+    /* The range: every evaluation after step 0, and the training loss from
+     * the first of them on. */
+    fprintf(g, "stats f using ($1 > 0 ? $%d : NaN) nooutput\nlo = STATS_min; hi = STATS_max\n"
+               "stats f using ($1 > 0 && $%d == $%d ? $1 : NaN) nooutput\nfirst = STATS_min\n"
+               "stats f using ($1 >= first ? $4 : NaN) nooutput\n"
+               "lo = STATS_min < lo ? STATS_min : lo; hi = STATS_max > hi ? STATS_max : hi\n",
+            test_col, test_col, test_col);
+    if (R->valid_set.x)
+        fprintf(g, "stats f using ($1 > 0 ? $%d : NaN) nooutput\n"
+                   "lo = STATS_min < lo ? STATS_min : lo; hi = STATS_max > hi ? STATS_max : hi\n",
+                valid_col);
+    fprintf(g, "pad = (hi - lo) * 0.08 + 0.5\nset yrange [lo - pad : hi + pad]\n"
+               "set xrange [first : *]\nset key top right\nset grid lc rgb '#dddddd'\n"
+               "set border 3\nset tics nomirror out\nset xlabel 'step'\nset ylabel 'nats'\n"
+               "set title '%s: %s (seed %ld)' noenhanced\n",
+            R->ops->name, R->o.estimator, R->o.seed);
+    fprintf(g, "plot f using 1:($1 >= first ? $4 : NaN) with lines lw 1.5 lc rgb '#9a9a9a' "
+               "title '%s (window mean)' noenhanced, \\\n"
+               "  '' using 1:($1 > 0 ? $%d : NaN) with linespoints lw 2 pt 7 lc rgb '#d62728' "
+               "title 'test %s, last %.2f' noenhanced",
+            R->ops->train_cols[0], test_col, R->ops->eval_cols[0], last[0]);
+    if (R->valid_set.x)
+        fprintf(g, ", \\\n  '' using 1:($1 > 0 ? $%d : NaN) with linespoints lw 2 pt 5 "
+                   "lc rgb '#1f77b4' title 'validation %s, last %.2f' noenhanced",
+                valid_col, R->ops->eval_cols[0], last[1]);
+    fputc('\n', g);
+    if (pclose(g) == 0 && access(tmp, F_OK) == 0)
+        rename(tmp, png);
+    else
+        remove(tmp);
+}
+
 /* ---- the checkpoint --------------------------------------------------- */
 
 /* The options as name=value lines, the task first. */
@@ -1096,6 +1161,7 @@ int cmd_train(int argc, char **argv)
     }
     if (write_summary(R, 0, err) != 0)
         goto fail_status;
+    plot_curve(R);
     status = 0;
     goto done;
 fail_status:
