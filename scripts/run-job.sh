@@ -1,8 +1,9 @@
 #!/bin/sh
 # run-job.sh DIR N: run line N of DIR/jobs.txt, the job that GNU parallel
 # (scripts/reproduce.sh) or a Slurm array task (DIR/slurm.sh) hands out, from
-# the repository root.  A job whose summary.json exists is skipped, so a
-# rerun, a restarted array or a second host never repeats finished work.
+# the repository root.  A job whose summary.json exists (and does not say
+# "interrupted": true) is skipped, so a rerun, a restarted array or a second
+# host never repeats finished work; a job that left a checkpoint is resumed.
 # The job's output goes to its directory's .out file beside it.  Exit status:
 # the job's (0 when skipped).  Then one progress line for the whole grid.
 #
@@ -26,7 +27,7 @@ hms() {
 
 progress() {
     total=$(grep -c . "$jobs")
-    done=$(sed 's/.*--out //' "$jobs" | while read -r d; do [ -f "$d/summary.json" ] && echo; done | wc -l)
+    done=$(sed 's/.*--out //' "$jobs" | while read -r d; do [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo; done | wc -l)
     now=$(date +%s)
     start=$now done0=$done
     [ -f "$dir/.grid-start" ] && read -r start done0 < "$dir/.grid-start"
@@ -57,11 +58,14 @@ case $out in
 *' '* | '') echo "run-job.sh: line $n of $jobs does not end with --out DIR" >&2; exit 2 ;;
 esac
 rc=0
-if [ -f "$out/summary.json" ]; then
+if [ -f "$out/summary.json" ] && ! grep -q '"interrupted": true' "$out/summary.json"; then
     echo "skip (done): $out"
 else
     mkdir -p "$out"
-    if sh -c "$cmd" > "$out.out" 2>&1; then
+    # A job stopped part-way (a signal, a kill, a lost node) left its
+    # checkpoint: continue it rather than start again.
+    [ -f "$out/model.ckpt" ] && cmd="$cmd --resume"
+    if sh -c "$cmd" >> "$out.out" 2>&1; then
         echo "done: $out"
     else
         rc=$?
