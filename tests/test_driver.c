@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "dataset.h"
+#include "driver.h"
 #include "rundir.h"
 #include "testutil.h"
 #include "util.h"
@@ -353,6 +355,70 @@ START_TEST(resume_finds_the_task)
 }
 END_TEST
 
+/* ---- the data of the paper's protocol ---- */
+
+/* The validation split is the last N training images: disjoint from what
+ * is trained on, and the two make up the file. */
+START_TEST(validation_split_has_no_overlap)
+{
+    char err[ERR_LEN];
+    dataset d, whole;
+    ck_assert_msg(dataset_load_split(testutil_data_dir(), "train", &d, err) == 0, "%s", err);
+    whole = d;
+    dataset v;
+    driver_split_validation(&d, 10000, &v);
+    ck_assert_uint_eq(d.count, whole.count - 10000);
+    ck_assert_uint_eq(v.count, 10000);
+    ck_assert_ptr_eq(d.pixels, whole.pixels);
+    ck_assert_ptr_eq(v.pixels, whole.pixels + (size_t)d.count * d.dim);
+    ck_assert_ptr_eq(v.labels, whole.labels + d.count);
+    /* Through the program: the summary and log.csv carry the validation
+     * figures beside the test ones. */
+    const char *dir = testutil_tmpdir();
+    int rc = gsvae("train %s --data %s --out %s --steps 20 --eval-every 10 --validation 10000",
+                   tiny[0], testutil_data_dir(), dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    ck_assert(summary && testutil_contains(summary, "\"validation_images\": 10000") &&
+              testutil_contains(summary, "\"valid_neg_elbo\": "));
+    free(summary);
+    double v0[8];
+    ck_assert_int_eq(testutil_log_column(dir, "step,epoch,tau,train_loss,train_recon,train_kl,"
+                                              "test_neg_elbo,test_neg_elbo_relaxed,valid_neg_elbo,",
+                                         8, v0, 8), 3);
+    ck_assert(isfinite(v0[0]) && isfinite(v0[2]));
+    dataset_free(&whole);
+}
+END_TEST
+
+/* --binarize fixed: one draw per image, the same whatever the run. */
+START_TEST(fixed_binarization_is_the_same_in_every_run)
+{
+    char err[ERR_LEN];
+    dataset a, b;
+    ck_assert_msg(dataset_load_split(testutil_data_dir(), "train", &a, err) == 0, "%s", err);
+    ck_assert_msg(dataset_load_split(testutil_data_dir(), "train", &b, err) == 0, "%s", err);
+    size_t n = (size_t)a.count * a.dim;
+    double mean_intensity = 0, ones = 0;
+    for (size_t i = 0; i < n; i++)
+        mean_intensity += a.pixels[i] / 255.0;
+    driver_binarize_fixed(&a);
+    driver_binarize_fixed(&b);
+    ck_assert(memcmp(a.pixels, b.pixels, n) == 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert(a.pixels[i] == 0 || a.pixels[i] == 255);
+        ones += a.pixels[i] == 255;
+    }
+    /* A Bernoulli draw of each pixel: the share of ones is the mean
+     * intensity, within a few standard errors of 47 million draws. */
+    ck_assert_msg(fabs(ones - mean_intensity) / n < 1e-3, "ones %.0f, mean intensity %.0f", ones,
+                  mean_intensity);
+    dataset_free(&a);
+    dataset_free(&b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("driver");
@@ -376,6 +442,11 @@ int main(void)
     tcase_add_test(safe, kill_at_random_point_then_resume);
     tcase_add_test(safe, stale_temporaries_are_removed);
     suite_add_tcase(s, safe);
+    TCase *data = tcase_create("data");
+    tcase_set_timeout(data, 120);
+    tcase_add_test(data, validation_split_has_no_overlap);
+    tcase_add_test(data, fixed_binarization_is_the_same_in_every_run);
+    suite_add_tcase(s, data);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

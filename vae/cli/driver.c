@@ -233,15 +233,22 @@ float *driver_eval_images(const dataset *d, binarize_mode bin, int limit, int *n
     return x;
 }
 
-/* Each pixel ~ Bernoulli(intensity) once, from FIXED_BIN_SEED over the
- * whole training file in order, stored as 0 or 255 (read with BIN_NONE):
- * the same binary images in every run, whatever is held out. */
-static void binarize_fixed(dataset *d)
+void driver_binarize_fixed(dataset *d)
 {
     rng_t r;
     rng_seed(&r, FIXED_BIN_SEED);
     for (size_t i = 0; i < (size_t)d->count * d->dim; i++)
         d->pixels[i] = rng_uniformf_open(&r) < (float)d->pixels[i] * (1.0f / 255.0f) ? 255 : 0;
+}
+
+void driver_split_validation(dataset *train, uint32_t n, dataset *valid)
+{
+    assert(n > 0 && n < train->count);
+    train->count -= n;
+    *valid = *train;
+    valid->count = n;
+    valid->pixels = train->pixels + (size_t)train->count * train->dim;
+    valid->labels = train->labels + train->count;
 }
 
 /* Train and test images; the validation split is the last --validation
@@ -262,18 +269,15 @@ static int load_data(run *R, char *err)
     crc = crc32_z(crc, R->train.pixels, (size_t)R->train.count * R->train.dim);
     R->data_crc = (uint32_t)crc32_z(crc, R->train.labels, R->train.count);
     if (R->tbin == TRAIN_BIN_FIXED)
-        binarize_fixed(&R->train);
+        driver_binarize_fixed(&R->train);
     binarize_mode eval_bin = BIN_DYNAMIC;
     driver_eval_binarize(o->binarize, &eval_bin);
     R->test_set = (eval_set){"test", NULL, R->test.labels, 0};
     if (!(R->test_set.x = driver_eval_images(&R->test, eval_bin, o->eval_images, &R->test_set.n, err)))
         return -1;
     if (o->validation > 0) {
-        R->train.count -= (uint32_t)o->validation;
-        dataset v = R->train;
-        v.count = (uint32_t)o->validation;
-        v.pixels = R->train.pixels + (size_t)R->train.count * R->train.dim;
-        v.labels = R->train.labels + R->train.count;
+        dataset v;
+        driver_split_validation(&R->train, (uint32_t)o->validation, &v);
         R->valid_set = (eval_set){"valid", NULL, v.labels, 0};
         if (!(R->valid_set.x = driver_eval_images(&v, eval_bin, o->validation, &R->valid_set.n, err)))
             return -1;

@@ -153,6 +153,15 @@ int driver_ckpt_step(const struct ckpt_file *f, long *step, char *err);
 /* The task table of name, or NULL. */
 const task_ops *driver_find_task(const char *name);
 
+/* Each pixel of d ~ Bernoulli(intensity) once, from FIXED_BIN_SEED over the
+ * whole set in order, stored as 0 or 255 (read back with BIN_NONE): the
+ * same binary images in every run.  Applied to the whole training file
+ * before a validation split, so an image's draw does not depend on it. */
+void driver_binarize_fixed(dataset *d);
+/* Hold out the last n images of train (0 < n < count) as *valid, a view
+ * into train's buffers (not to be freed); train keeps the first count - n.
+ * The two never overlap and together are the original set. */
+void driver_split_validation(dataset *train, uint32_t n, dataset *valid);
 /* How the evaluation images of a run with --binarize mode are binarized:
  * dynamic and fixed by one Bernoulli draw (BIN_DYNAMIC with EVAL_SEED),
  * threshold and none as training.  -1 for an unknown mode. */
