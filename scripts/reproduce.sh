@@ -25,13 +25,21 @@
 # MODE quick: small budgets that exercise every cell in minutes.
 # MODE full:  the paper's budgets (days on two cores); writes results/full/.
 # MODE tiny:  a few steps of small models, for the tests of the runner.
+# MODE paper: Table 1 under the paper's own protocol, step 1: the sweep of
+#             learning rates (and the VAE's annealing constants) scored on
+#             validation (scripts/protocol-jobs.sh; results/protocol/sweep/).
+# MODE paper-final: step 2: the choice on validation
+#             (scripts/protocol-select.sh, written to
+#             results/protocol/chosen.csv) over seeds 1-3 on the test set
+#             (results/protocol/final/); then the table
+#             (scripts/protocol-table.sh, results/protocol/).
 # --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
 # matches the extended regular expression.  --dry-run writes the job list
 # and the Slurm script, and stops.
 set -eu
-usage="usage: scripts/reproduce.sh quick|full|tiny [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
+usage="usage: scripts/reproduce.sh quick|full|tiny|paper|paper-final [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
 mode=${1:-}
-case $mode in quick | full | tiny) ;; *) echo "$usage" >&2; exit 2 ;; esac
+case $mode in quick | full | tiny | paper | paper-final) ;; *) echo "$usage" >&2; exit 2 ;; esac
 shift
 jobs=$(nproc)
 out=""
@@ -55,7 +63,14 @@ case $jobs in
 esac
 [ -z "$hosts" ] || [ -f "$hosts" ] || { echo "reproduce.sh: --sshloginfile $hosts: no such file" >&2; exit 2; }
 cd "$(dirname "$0")/.."
-[ -n "$out" ] || { [ "$mode" = full ] && out=results/full || out=runs/reproduce-$mode; }
+if [ -z "$out" ]; then
+    case $mode in
+    full) out=results/full ;;
+    paper) out=results/protocol/sweep ;;
+    paper-final) out=results/protocol/final ;;
+    *) out=runs/reproduce-$mode ;;
+    esac
+fi
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 [ -x "$bin" ] || { echo "reproduce.sh: $bin: not built (run make)" >&2; exit 1; }
@@ -91,6 +106,14 @@ fi
 mkdir -p "$out/runs"
 joblist="$out/jobs.txt"
 : > "$joblist.tmp"
+case $mode in
+paper)
+    GSVAE_BIN=$bin GSVAE_DATA=$data sh scripts/protocol-jobs.sh sweep "$out" > "$joblist.tmp" ;;
+paper-final)
+    sh scripts/protocol-select.sh "$(dirname "$out")/sweep" > "$(dirname "$out")/chosen.csv"
+    GSVAE_BIN=$bin GSVAE_DATA=$data sh scripts/protocol-jobs.sh final "$out" "$(dirname "$out")/chosen.csv" > "$joblist.tmp" ;;
+esac
+case $mode in paper*) ;; *)
 for task in sbn vae; do
     for lt in bernoulli categorical; do
         for est in $estimators; do
@@ -114,6 +137,7 @@ for est in gumbel exact; do
         done
     done
 done
+;; esac
 # --only: the jobs whose run name (the last part of --out) matches.
 if [ -n "$only" ]; then
     awk -v re="$only" '{ n = $0; sub(/.*\//, "", n); if (n ~ re) print }' "$joblist.tmp" > "$joblist.only"
@@ -128,7 +152,7 @@ fi
 mv "$joblist.tmp" "$joblist"
 
 # The Slurm array over the same list: task i runs line i.
-case $mode in full) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) limit=00:05:00 ;; esac
+case $mode in full | paper*) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) limit=00:05:00 ;; esac
 {
     echo "#!/bin/sh"
     echo "# Slurm job array over $joblist (written by scripts/reproduce.sh $mode): task i"
@@ -152,12 +176,18 @@ echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm arra
 # The clock of the progress line: now, and the jobs done before it.
 echo "$(date +%s) $finished" > "$out/.grid-start"
 
+# What writes the tables when the jobs are over.
+case $mode in
+paper*) tables="protocol-table.sh $(dirname "$out")" ;;
+*) tables="aggregate.sh $out $mode" ;;
+esac
+
 if [ $slurm = 1 ]; then
     command -v sbatch > /dev/null 2>&1 || { echo "reproduce.sh: --slurm: sbatch not found" >&2; exit 1; }
     array=$(sbatch --parsable "$out/slurm.sh")
     array=${array%%;*}
     agg=$(sbatch --parsable --dependency=afterany:"$array" --job-name="gsvae-$mode-tables" \
-        --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/aggregate.sh $out $mode")
+        --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/$tables")
     echo "reproduce.sh: submitted job array $array ($total tasks) and job ${agg%%;*} (the tables, after it)"
     echo "reproduce.sh: progress: sh scripts/run-job.sh $out --progress; logs: $out/runs/slurm-*.out"
     exit 0
@@ -186,7 +216,7 @@ seq 1 "$total" | parallel --joblog "$out/joblog" --resume-failed -j "$jobs" \
 end=$(date +%s)
 echo "reproduce.sh: jobs finished in $((end - start)) s"
 echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
-sh scripts/aggregate.sh "$out" "$mode"
+sh scripts/$tables
 if [ $failed != 0 ]; then
     echo "reproduce.sh: $failed job(s) failed (see $out/joblog and their .out files); rerun the same command to retry them" >&2
     exit 1

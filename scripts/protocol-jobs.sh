@@ -1,0 +1,89 @@
+#!/bin/sh
+# protocol-jobs.sh sweep|final OUTDIR [CHOSEN]: the job list (one `gsvae
+# train` command a line, the last argument --out DIR) of the paper's Table 1
+# protocol (../shared/PAPER.md, results/protocol/README.md):
+#
+#   sweep  every row x estimator x learning rate of the paper's grid
+#          {3e-5, 1e-5, 3e-4, 1e-4, 3e-3, 1e-3}, and for the VAE's
+#          temperature estimators (gumbel, st-gumbel, annealed-st) the
+#          annealing grid N in {500, 1000} x r in {1e-5, 1e-4}; seed 1,
+#          scored on the validation set (the last 10,000 training images).
+#   final  the setting CHOSEN (protocol-select.sh's file) of every cell over
+#          seeds 1-3, scored on the test set (VAE: the m = 1000 importance
+#          weighted bound with hard samples; SBN: -log p(x_lower|x_upper)
+#          with 1000 samples).
+#
+# Every run: SGD with momentum 0.9, batch 100, fixed binarization of every
+# image (the same in every run), --validation 10000.  The VAE is the
+# paper's linear one (--hidden none) with a learned prior.  Budgets
+# (not stated in the paper; results/protocol/README.md says why):
+# PROTOCOL_SWEEP_STEPS and PROTOCOL_FINAL_STEPS.  GSVAE_BIN, GSVAE_DATA as
+# for reproduce.sh.
+set -eu
+mode=${1:-}
+out=${2:-}
+[ -n "$out" ] && { [ "$mode" = sweep ] || [ "$mode" = final ]; } ||
+    { echo "usage: scripts/protocol-jobs.sh sweep|final OUTDIR [CHOSEN]" >&2; exit 2; }
+bin=${GSVAE_BIN:-./gsvae}
+data=${GSVAE_DATA:-data/mnist}
+sweep_steps=${PROTOCOL_SWEEP_STEPS:-20000}
+final_steps=${PROTOCOL_FINAL_STEPS:-50000}
+estimators="sf darn muprop st annealed-st gumbel st-gumbel"
+rows="sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical"
+lrs="3e-5 1e-5 3e-4 1e-4 3e-3 1e-3"
+common="--optimizer momentum --momentum 0.9 --batch 100 --binarize fixed --validation 10000 --quiet --threads 1"
+
+# row_flags ROW: the task and the model of a row.
+row_flags() {
+    case $1 in
+    sbn-*) echo "--task sbn --latent-type ${1#sbn-}" ;;
+    vae-*) echo "--task vae --latent-type ${1#vae-} --hidden none --prior learned" ;;
+    esac
+}
+
+# uses_tau ROW EST: whether the VAE's annealing grid applies.
+uses_tau() {
+    case $1-$2 in
+    vae-*-gumbel | vae-*-st-gumbel | vae-*-annealed-st) return 0 ;;
+    esac
+    return 1
+}
+
+if [ "$mode" = sweep ]; then
+    for row in $rows; do
+        for est in $estimators; do
+            for lr in $lrs; do
+                base="$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $common --seed 1"
+                case $row in
+                sbn-*) budget="--steps $sweep_steps --eval-every 2000 --eval-samples 100 --test-samples 0" ;;
+                vae-*) budget="--steps $sweep_steps --eval-every 2000 --iw-samples 0" ;;
+                esac
+                if uses_tau $row $est; then
+                    for N in 500 1000; do
+                        for r in 1e-5 1e-4; do
+                            echo "$base --anneal-every $N --anneal-rate $r $budget --out $out/runs/$row-$est-lr$lr-N$N-r$r"
+                        done
+                    done
+                else
+                    echo "$base $budget --out $out/runs/$row-$est-lr$lr"
+                fi
+            done
+        done
+    done
+    exit 0
+fi
+
+chosen=${3:-}
+[ -f "$chosen" ] || { echo "protocol-jobs.sh final: $chosen: no chosen settings (run scripts/protocol-select.sh)" >&2; exit 2; }
+# chosen: row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run
+tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid n run; do
+    anneal=""
+    [ "$N" != "-" ] && anneal="--anneal-every $N --anneal-rate $r"
+    case $row in
+    sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 100 --test-samples 1000" ;;
+    vae-*) budget="--steps $final_steps --eval-every 5000 --iw-samples 1000" ;;
+    esac
+    for seed in 1 2 3; do
+        echo "$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"
+    done
+done

@@ -1,0 +1,69 @@
+#!/bin/sh
+# protocol-table.sh DIR: Table 1 under the paper's protocol from DIR/chosen.csv
+# (protocol-select.sh) and DIR/final/runs/*/summary.json (protocol-jobs.sh
+# final): DIR/table1.csv with the columns
+#   row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r
+# (VAE: the test m = 1000 importance-weighted bound with hard samples,
+# test_neg_log_px_iw; SBN: test -log p(x_lower|x_upper) with 1000 samples,
+# test_nll; mean and sample sd over the seeds that finished), DIR/table1.md
+# (the same beside the paper's values, for README.md), and the learning
+# curves of the final runs per row, DIR/figures/curves-{sbn,vae}.png.
+set -eu
+dir=${1:?usage: scripts/protocol-table.sh DIR}
+PLOT_DIR=$(dirname "$0")/plot
+. "$PLOT_DIR/lib.sh"
+chosen=$dir/chosen.csv
+runs=$dir/final/runs
+[ -f "$chosen" ] || { echo "protocol-table.sh: $chosen missing" >&2; exit 2; }
+csv=$dir/table1.csv
+md=$dir/table1.md
+echo "row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r" > "$csv.tmp"
+tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid nset run; do
+    key=test_neg_log_px_iw
+    case $row in sbn-*) key=test_nll ;; esac
+    for s in "$runs/$row-$est"-s*/summary.json; do
+        [ -f "$s" ] || continue
+        grep -q '"interrupted": true' "$s" && continue
+        plot_json "$s" "$key"
+    done | awk -v row="$row" -v est="$est" -v paper="$(plot_paper "$row" "$est")" \
+        -v lr="$lr" -v N="$N" -v r="$r" '
+        $1 != "" { s += $1; ss += $1 * $1; n++ }
+        END {
+            if (n == 0) { printf "%s,%s,,,0,%s,%s,%s,%s\n", row, est, paper, lr, N, r; exit }
+            m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0
+            printf "%s,%s,%.2f,%.2f,%d,%s,%s,%s,%s\n", row, est, m, sqrt(v), n, paper, lr, N, r
+        }'
+done >> "$csv.tmp"
+mv "$csv.tmp" "$csv"
+
+# The Markdown table: one line per row, ours (mean ± sd, n) above the paper's.
+awk -F, '
+    NR == 1 { next }
+    {
+        key = $1 SUBSEP $2; cell[key] = $5 > 0 ? sprintf("%s ± %s (n=%s)", $3, $4, $5) : "–"
+        paper[key] = $6; set[key] = $7 ($8 != "-" ? ", N " $8 ", r " $9 : "")
+        if (!($1 in seenrow)) { seenrow[$1] = 1; rows[++nr] = $1 }
+    }
+    END {
+        split("sf darn muprop st annealed-st gumbel st-gumbel", E, " ")
+        printf "| row | SF | DARN | MuProp | ST | Annealed ST | Gumbel-S. | ST Gumbel-S. |\n"
+        printf "|---|---|---|---|---|---|---|---|\n"
+        for (i = 1; i <= nr; i++) {
+            printf "| %s (ours) |", rows[i]
+            for (j = 1; j <= 7; j++) printf " %s |", cell[rows[i], E[j]]
+            printf "\n| %s (paper) |", rows[i]
+            for (j = 1; j <= 7; j++) printf " %s |", paper[rows[i], E[j]]
+            printf "\n| chosen lr (N, r) |"
+            for (j = 1; j <= 7; j++) printf " %s |", set[rows[i], E[j]]
+            printf "\n"
+        }
+    }' "$csv" > "$md.tmp"
+mv "$md.tmp" "$md"
+
+mkdir -p "$dir/figures"
+for task in sbn vae; do
+    ls "$runs"/$task-*/log.csv > /dev/null 2>&1 || continue
+    sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
+        echo "protocol-table.sh: curves-$task.png not drawn" >&2
+done
+echo "protocol-table.sh: $csv, $md"
