@@ -30,7 +30,9 @@ sweep_steps=${PROTOCOL_SWEEP_STEPS:-20000}
 final_steps=${PROTOCOL_FINAL_STEPS:-50000}
 estimators="sf darn muprop st annealed-st gumbel st-gumbel"
 rows="sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical"
-lrs="3e-5 1e-5 3e-4 1e-4 3e-3 1e-3"
+# Largest first, so that a sweep stopped part-way has tried every cell at the
+# rates that train at all within the budget.
+lrs="3e-3 1e-3 3e-4 1e-4 3e-5 1e-5"
 common="--optimizer momentum --momentum 0.9 --batch 100 --binarize fixed --validation 10000 --quiet --threads 1"
 
 # row_flags ROW: the task and the model of a row.
@@ -50,13 +52,13 @@ uses_tau() {
 }
 
 if [ "$mode" = sweep ]; then
-    for row in $rows; do
-        for est in $estimators; do
-            for lr in $lrs; do
+    for lr in $lrs; do
+        for row in $rows; do
+            for est in $estimators; do
                 base="$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $common --seed 1"
                 case $row in
-                sbn-*) budget="--steps $sweep_steps --eval-every 2000 --eval-samples 100 --test-samples 0" ;;
-                vae-*) budget="--steps $sweep_steps --eval-every 2000 --iw-samples 0" ;;
+                sbn-*) budget="--steps $sweep_steps --eval-every 5000 --eval-samples 20 --eval-images 1000 --test-samples 0" ;;
+                vae-*) budget="--steps $sweep_steps --eval-every 5000 --eval-images 1000 --iw-samples 0" ;;
                 esac
                 if uses_tau $row $est; then
                     for N in 500 1000; do

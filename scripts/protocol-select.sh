@@ -3,7 +3,7 @@
 # every row x estimator of the sweep (protocol-jobs.sh sweep), the setting
 # (learning rate, and for the VAE's temperature estimators the annealing N
 # and r) whose run ends with the lowest validation figure (VAE: the -ELBO
-# with a hard code; SBN: -log p(x_lower|x_upper) with 100 samples), as CSV
+# with a hard code; SBN: -log p(x_lower|x_upper) with 20 samples), as CSV
 # on stdout:
 #   row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run
 # The setting is read from the run's summary.json.  n_settings counts the
