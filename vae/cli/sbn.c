@@ -195,8 +195,8 @@ static void usage(FILE *out, sbn_opts *o)
                 "detail: the comment at the top of vae/sbn.c.",
                 defs);
     fprintf(out, "\nestimators:\n");
-    for (const sbn_estimator *e = sbn_estimator_list(); e->name; e++)
-        fprintf(out, "  %-12s %s\n", e->name, e->help);
+    for (const sbn_estimator *e = sbn_estimator_list(); e->layer_backward; e++)
+        fprintf(out, "  %-12s %s\n", stoch_estimator_name(e->id), stoch_estimator_help(e->id));
 }
 
 typedef enum { TRAIN_BIN_DYNAMIC, TRAIN_BIN_FIXED, TRAIN_BIN_THRESHOLD } train_bin;
@@ -209,7 +209,7 @@ static int opts_check(sbn_opts *o, sbn_config *c, train_bin *tb, char *err)
         return errf(err, "--task '%s': this command trains the sbn task", o->task);
     vae_config vc;
     memset(&vc, 0, sizeof vc);
-    if (vae_latent_parse(o->latent_type, &vc.latent) != 0)
+    if (stoch_latent_parse(o->latent_type, &vc.latent) != 0)
         return errf(err, "--latent-type '%s': expected categorical or bernoulli", o->latent_type);
     const char *spec = o->latent ? o->latent : vc.latent == LATENT_CATEGORICAL ? "20x10" : "200";
     if (vae_parse_latent_spec(spec, &vc, err) != 0)
@@ -217,10 +217,13 @@ static int opts_check(sbn_opts *o, sbn_config *c, train_bin *tb, char *err)
     c->latent = vc.latent;
     c->N = vc.N;
     c->K = vc.K;
-    const sbn_estimator *e = sbn_estimator_find(o->estimator);
-    if (!e)
+    stoch_estimator id;
+    if (stoch_estimator_parse(o->estimator, &id) != 0)
         return errf(err, "--estimator '%s': unknown (see gsvae train --task sbn --help)",
                     o->estimator);
+    if (stoch_estimator_check(id, SBN_ESTIMATORS, "sbn", err) != 0)
+        return -1;
+    const sbn_estimator *e = sbn_estimator_get(id);
     if (strcmp(o->baseline, "none") && strcmp(o->baseline, "mean"))
         return errf(err, "--baseline '%s': expected none or mean", o->baseline);
     if (o->var_norm != 0 && o->var_norm != 1)
@@ -273,7 +276,7 @@ static int opts_check(sbn_opts *o, sbn_config *c, train_bin *tb, char *err)
     if (o->seed < 0)
         return errf(err, "--seed %ld: must be >= 0", o->seed);
     if (o->anneal_rate == -1.0)
-        o->anneal_rate = !strcmp(e->name, "annealed-st") ? 1e-4 : 0.0;
+        o->anneal_rate = e->id == STOCH_ANNEALED_ST ? 1e-4 : 0.0;
     return 0;
 }
 
@@ -475,8 +478,8 @@ static int write_summary(const sbn_run *R, double test_nll, double train_seconds
                "\"test_samples\": %d, \"eval_samples\": %d, \"eval_images\": %d, "
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"threads\": %d},\n",
-            o->latent_type, lat, R->est->name, o->baseline, o->var_norm, o->optimizer, o->lr,
-            o->momentum, o->batch, R->total_steps, o->samples, o->test_samples, o->eval_samples,
+            o->latent_type, lat, stoch_estimator_name(R->est->id), o->baseline, o->var_norm,
+            o->optimizer, o->lr, o->momentum, o->batch, R->total_steps, o->samples, o->test_samples, o->eval_samples,
             R->ntest, o->tau0, o->tau_min, o->anneal_rate, o->anneal_every, o->binarize,
             o->threads);
     fprintf(f, "  \"seed\": %ld,\n", o->seed);
@@ -534,8 +537,8 @@ int cmd_train_sbn(int argc, char **argv)
                  R.cfg.K);
         fprintf(stderr, "training %s SBN %d-%s-%s-%d with %s for %ld steps, batch %d, m = %d, "
                         "%s lr %g, seed %ld\n",
-                vae_latent_name(R.cfg.latent), R.cfg.D_in, lat, lat, R.cfg.D_out, R.est->name,
-                R.total_steps, o->batch, o->samples, o->optimizer, o->lr, o->seed);
+                stoch_latent_name(R.cfg.latent), R.cfg.D_in, lat, lat, R.cfg.D_out,
+                stoch_estimator_name(R.est->id), R.total_steps, o->batch, o->samples, o->optimizer, o->lr, o->seed);
     }
     double t_train = 0.0;
     if (o->eval_every > 0) {

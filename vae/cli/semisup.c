@@ -204,7 +204,7 @@ static const char usage_sources[] =
 
 /* Checks that need no data; fills the model shape.  One line naming the
  * flag. */
-static int opts_check(const ss_opts *o, ss_config *c, ss_estimator *est, char *err)
+static int opts_check(const ss_opts *o, ss_config *c, stoch_estimator *est, char *err)
 {
     memset(c, 0, sizeof *c);
     if (strcmp(o->task, "semisup") != 0)
@@ -285,7 +285,7 @@ typedef struct {
 typedef struct {
     ss_opts o;
     ss_config cfg;
-    ss_estimator est;
+    stoch_estimator est;
     ss_weights wt;
     dataset train, test, pool;   /* pool: a view of train's first images */
     uint32_t *labelled;          /* indices into pool */

@@ -103,7 +103,7 @@ int train_opts_check(const train_opts *o, vae_config *c, char *err)
 {
     memset(c, 0, sizeof *c);
     c->D = 784;
-    if (vae_latent_parse(o->latent_type, &c->latent) != 0)
+    if (stoch_latent_parse(o->latent_type, &c->latent) != 0)
         return errf(err, "--latent-type '%s': expected categorical or bernoulli", o->latent_type);
     /* Unset or empty: the paper's code for the latent type. */
     const char *spec = o->latent && *o->latent ? o->latent
@@ -192,8 +192,8 @@ static void train_usage(FILE *out, train_opts *o)
                 "recon.png, samples.png and model.ckpt into --out.",
                 defs);
     fprintf(out, "\nestimators:\n");
-    for (const estimator *e = estimator_list(); e->name; e++)
-        fprintf(out, "  %-12s %s\n", e->name, e->help);
+    for (const estimator *e = estimator_list(); e->run; e++)
+        fprintf(out, "  %-12s %s\n", stoch_estimator_name(e->id), stoch_estimator_help(e->id));
 }
 
 /* Everything a run holds; allocated once before the loop. */
@@ -413,7 +413,7 @@ static int write_summary(run *R, const elbo_result *fin, double relaxed, double 
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"eval_images\": %d, "
                "\"iw_samples\": %d, \"threads\": %d},\n",
-            R->o.latent_type, lat, hid, R->est->name, R->o.st_slope, R->o.baseline, R->o.lr,
+            R->o.latent_type, lat, hid, stoch_estimator_name(R->est->id), R->o.st_slope, R->o.baseline, R->o.lr,
             R->o.batch, R->total_steps,
             R->o.tau0, R->o.tau_min, R->o.anneal_rate, R->o.anneal_every, R->o.binarize,
             R->ntest, R->o.iw_samples, R->o.threads);
@@ -540,8 +540,8 @@ int cmd_train(int argc, char **argv)
     double ex_per_s = 0, last_print = 0;
     if (!R.o.quiet)
         fprintf(stderr, "training %s VAE (%s) with %s for %ld steps, batch %d, seed %ld\n",
-                vae_latent_name(R.cfg.latent), R.o.latent ? R.o.latent : R.cfg.latent == LATENT_CATEGORICAL ? "20x10" : "200",
-                R.est->name, R.total_steps, R.o.batch, R.o.seed);
+                stoch_latent_name(R.cfg.latent), R.o.latent ? R.o.latent : R.cfg.latent == LATENT_CATEGORICAL ? "20x10" : "200",
+                stoch_estimator_name(R.est->id), R.total_steps, R.o.batch, R.o.seed);
     if (R.st.step == 0 && R.o.eval_every > 0) {
         /* The starting point of the learning curve. */
         log_row *row = &R.st.log[R.st.nlog++];
