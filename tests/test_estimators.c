@@ -742,6 +742,24 @@ START_TEST(gumbel_bias_falls_with_tau)
 }
 END_TEST
 
+/* ---- the table ---- */
+
+START_TEST(table_keys_off_the_list)
+{
+    /* Every estimator of the list, in its order, at its own index. */
+    const estimator *e = estimator_list();
+    for (int id = 0; id < STOCH_NESTIMATORS; id++, e++) {
+        ck_assert_ptr_eq(estimator_get((stoch_estimator)id), e);
+        ck_assert_int_eq(e->id, id);
+        ck_assert_ptr_nonnull(e->run);
+        ck_assert_ptr_eq(estimator_find(stoch_estimator_name((stoch_estimator)id)), e);
+        ck_assert_int_eq(e->uses_baseline, id == STOCH_SF || id == STOCH_MUPROP);
+    }
+    ck_assert_ptr_null(e->run);
+    ck_assert_ptr_null(estimator_find("nope"));
+}
+END_TEST
+
 /* ---- persistent state ---- */
 
 START_TEST(persist_layout)
@@ -991,6 +1009,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, formulas_bernoulli);
     tcase_add_test(tc, annealed_st_slope);
     tcase_add_test(tc, gumbel_bias_falls_with_tau);
+    tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, persist_layout);
     suite_add_tcase(s, tc);
     TCase *e2e = tcase_create("end-to-end");

@@ -576,6 +576,25 @@ START_TEST(eval_chunking_is_exact)
 }
 END_TEST
 
+START_TEST(table_keys_off_the_list)
+{
+    /* One entry per estimator of SBN_ESTIMATORS, in the list's order. */
+    const sbn_estimator *e = sbn_estimator_list();
+    for (int id = 0; id < STOCH_NESTIMATORS; id++) {
+        int supported = (SBN_ESTIMATORS >> id) & 1;
+        const sbn_estimator *got = sbn_estimator_get((stoch_estimator)id);
+        ck_assert_msg(!got == !supported, "%s", stoch_estimator_name((stoch_estimator)id));
+        ck_assert_ptr_eq(sbn_estimator_find(stoch_estimator_name((stoch_estimator)id)), got);
+        if (supported) {
+            ck_assert_ptr_eq(got, e);
+            ck_assert_int_eq(e->id, id);
+            e++;
+        }
+    }
+    ck_assert_ptr_null(e->layer_backward);
+}
+END_TEST
+
 START_TEST(every_estimator_runs)
 {
     /* Every table entry gives a finite gradient on both latent types. */
@@ -696,6 +715,7 @@ START_TEST(e2e_bad_flags)
 {
     static const char *bad[][2] = {
         {"--estimator bogus", "--estimator"},
+        {"--estimator exact", "--estimator 'exact': not available for the sbn task"},
         {"--samples 0", "--samples"},
         {"--latent-type categorical --latent 20", "--latent"},
         {"--latent-type bernoulli --latent 20x10", "--latent"},
@@ -757,6 +777,7 @@ static Suite *sbn_suite(void)
     tcase_add_loop_test(tc, test_sees_st_bias, 0, 2);
     tcase_add_loop_test(tc, bound_falls_with_samples, 0, 2);
     tcase_add_loop_test(tc, eval_chunking_is_exact, 0, 2);
+    tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, every_estimator_runs);
     suite_add_tcase(s, tc);
     TCase *e2e = tcase_create("end-to-end");

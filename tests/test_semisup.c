@@ -423,6 +423,20 @@ END_TEST
 
 /* The cost that Gumbel-Softmax saves: per unlabelled example, exact sends K
  * rows through the encoder and decoder, gumbel one. */
+START_TEST(estimators_of_the_list)
+{
+    /* Exactly SS_ESTIMATORS parse, by their names in the one list. */
+    for (int id = 0; id < STOCH_NESTIMATORS; id++) {
+        stoch_estimator out = STOCH_NESTIMATORS;
+        int ok = ss_estimator_parse(stoch_estimator_name((stoch_estimator)id), &out) == 0;
+        ck_assert_int_eq(ok, (SS_ESTIMATORS >> id) & 1);
+        ck_assert_int_eq(out, ok ? id : STOCH_NESTIMATORS);
+    }
+    ck_assert_int_eq(SS_ESTIMATORS, (1u << STOCH_EXACT) | (1u << STOCH_GUMBEL) |
+                                        (1u << STOCH_ST_GUMBEL));
+}
+END_TEST
+
 START_TEST(gumbel_runs_one_row_per_example)
 {
     enum { BL = 2, BU = 5 };
@@ -741,6 +755,7 @@ int main(void)
     tcase_add_test(unit, gradient_st_gumbel_unlabelled);
     tcase_add_test(unit, gradient_mixed_batch);
     tcase_add_test(unit, exact_equals_brute_force_sum);
+    tcase_add_test(unit, estimators_of_the_list);
     tcase_add_test(unit, gumbel_runs_one_row_per_example);
     tcase_add_test(unit, gumbel_mean_tends_to_exact);
     tcase_add_test(unit, st_gumbel_mean_is_exact);

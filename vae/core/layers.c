@@ -2,9 +2,12 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
+
+#include "util.h"
 
 size_t linear_place(linear_layer *l, int in, int out, size_t offset)
 {
@@ -13,6 +16,21 @@ size_t linear_place(linear_layer *l, int in, int out, size_t offset)
     l->w = offset;
     l->b = offset + (size_t)in * out;
     return l->b + (size_t)out;
+}
+
+int params_alloc(float **params, float **grads, size_t n, char *err, const char *what)
+{
+    *params = *grads = NULL;
+    ws_buf bufs[] = {WS_BUF(*params, n), WS_BUF(*grads, n)};
+    void *block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, what);
+    assert(!block || block == (void *)*params);
+    return block ? 0 : -1;
+}
+
+void params_free(float **params, float **grads)
+{
+    free(*params); /* the block */
+    *params = *grads = NULL;
 }
 
 void linear_forward(float *out, const float *in, const float *w, const float *b,

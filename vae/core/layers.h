@@ -24,6 +24,13 @@ typedef struct {
  * returns the offset just after it, where the next layer goes. */
 size_t linear_place(linear_layer *l, int in, int out, size_t offset);
 
+/* A model's n parameters and their twin gradients, zeroed, in one
+ * allocation that *params leads; -1 with err naming `what` on failure
+ * (both pointers then NULL).  params_free frees it once and sets both to
+ * NULL; it accepts NULL pointers. */
+int params_alloc(float **params, float **grads, size_t n, char *err, const char *what);
+void params_free(float **params, float **grads);
+
 /* out[B][OC] = in[B][C] w^T + b, then max(0, .) when relu is set. */
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int C, int OC, int relu);

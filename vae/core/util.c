@@ -35,10 +35,11 @@ static size_t ws_round(size_t n)
     return n > SIZE_MAX - (WS_ALIGN - 1) ? 0 : (n + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
 }
 
-void *ws_alloc(const ws_buf *bufs, size_t nbufs, size_t head, char *err, const char *what)
+void *ws_alloc(const ws_buf *bufs, size_t nbufs, const void *head, size_t head_size, char *err,
+               const char *what)
 {
-    size_t total = ws_round(head);
-    if (head && !total)
+    size_t total = ws_round(head_size);
+    if (head_size && !total)
         goto too_large;
     for (size_t i = 0; i < nbufs; i++) {
         const ws_buf *b = &bufs[i];
@@ -49,10 +50,14 @@ void *ws_alloc(const ws_buf *bufs, size_t nbufs, size_t head, char *err, const c
             goto too_large;
         total += bytes;
     }
-    char *block = xcalloc(total ? total : 1, 1, err, what);
-    if (!block)
+    /* total is a multiple of WS_ALIGN, as aligned_alloc asks. */
+    char *block = aligned_alloc(WS_ALIGN, total ? total : WS_ALIGN);
+    if (!block) {
+        errf(err, "%s: cannot allocate %zu bytes", what, total);
         return NULL;
-    size_t off = ws_round(head);
+    }
+    memset(block, 0, total);
+    size_t off = ws_round(head_size);
     for (size_t i = 0; i < nbufs; i++) {
         void *p = bufs[i].count ? block + off : NULL;
         /* The pointer's object is a T *; its representation is a void *'s. */
@@ -60,6 +65,8 @@ void *ws_alloc(const ws_buf *bufs, size_t nbufs, size_t head, char *err, const c
         off += ws_round(bufs[i].count * bufs[i].size);
     }
     assert(off == total);
+    if (head_size)
+        memcpy(block, head, head_size);
     return block;
 too_large:
     errf(err, "%s: the workspace's size overflows", what);

@@ -507,12 +507,9 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(t.row_scale, E),       WS_BUF(t.row_w, E),
         WS_BUF(t.acc_fz, E * Z),      WS_BUF(t.acc_f, E),
     };
-    s->ws = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], sizeof t, err, "estimator state");
-    if (!s->ws) {
-        est_state_free(s);
+    s->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "estimator state");
+    if (!s->ws)
         return -1;
-    }
-    *s->ws = t;
     if (learned)
         baseline_init(s, cfg->D, opts->baseline_seed);
     return 0;

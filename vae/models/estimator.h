@@ -114,9 +114,9 @@ int est_check(const estimator *e, const vae_config *c, char *err);
 
 /* Sizes and allocates s for m and batches of up to max_batch (one zeroed
  * block; the learned baseline's network initialised from its seed).  opts
- * NULL: est_options_default.  -1 with err on failure (s is then empty).
- * est_state_free frees the block once and empties s; it accepts an empty or
- * zeroed s. */
+ * NULL: est_options_default.  -1 with err on failure (s then holds no
+ * buffer).  est_state_free frees the block once and empties s; it accepts a
+ * failed or zeroed s. */
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
                    char *err);
 void est_state_free(est_state *s);

@@ -20,7 +20,7 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
         WS_BUF(w->noise, n),  WS_BUF(w->z, n),        WS_BUF(w->logits_rep, n),
         WS_BUF(w->logw_max, R), WS_BUF(w->logw_sum, R),
     };
-    if (!(w->block = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], 0, err, "evaluation buffers"))) {
+    if (!(w->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "evaluation buffers"))) {
         eval_ws_free(w);
         return -1;
     }

@@ -113,12 +113,8 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     off = linear_place(&m->dec[c->nhidden], in, c->D, off);
     m->ndec = c->nhidden + 1;
     m->nparams = off;
-    m->params = xcalloc(off, sizeof(float), err, "model parameters");
-    m->grads = xcalloc(off, sizeof(float), err, "model gradients");
-    if (!m->params || !m->grads) {
-        vae_free(m);
+    if (params_alloc(&m->params, &m->grads, off, err, "model parameters") != 0)
         return -1;
-    }
     /* Glorot-uniform weights, zero biases. */
     for (int pass = 0; pass < 2; pass++) {
         linear_layer *ls = pass ? m->dec : m->enc;
@@ -131,9 +127,7 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
 
 void vae_free(vae_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    m->params = m->grads = NULL;
+    params_free(&m->params, &m->grads);
 }
 
 void vae_zero_grads(vae_model *m)
@@ -162,11 +156,8 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
         bufs[FIXED + 2 * i] = (ws_buf)WS_BUF(a->enc[i], i < m->nenc ? B * m->enc[i].out : 0);
         bufs[FIXED + 2 * i + 1] = (ws_buf)WS_BUF(a->dec[i], i < m->ndec ? B * m->dec[i].out : 0);
     }
-    if (!(a->block = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], 0, err, "activations"))) {
-        vae_acts_free(a);
-        return -1;
-    }
-    return 0;
+    a->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "activations");
+    return a->block ? 0 : -1;
 }
 
 void vae_acts_free(vae_acts *a)

@@ -76,8 +76,8 @@ typedef struct {
 } vae_acts;
 
 /* Sizes and allocates a's buffers for m and max_batch rows (zeroed); -1
- * with err on failure (a is then empty).  vae_acts_free frees the block
- * once and empties a; it accepts an empty or zeroed a. */
+ * with err on failure (a then holds no buffer).  vae_acts_free frees the
+ * block once and empties a; it accepts a failed or zeroed a. */
 int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err);
 void vae_acts_free(vae_acts *a);
 

@@ -77,8 +77,8 @@ typedef struct {
     sbn_scratch *ws;  /* the one block: scratch layout at its head, then the buffers */
 } sbn_ws;
 
-/* -1 with err on failure (w is then empty).  sbn_ws_free frees the block
- * once and empties w; it accepts an empty or zeroed w. */
+/* -1 with err on failure (w then holds no buffer).  sbn_ws_free frees the
+ * block once and empties w; it accepts a failed or zeroed w. */
 int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, char *err);
 void sbn_ws_free(sbn_ws *w);
 /* The noise of stochastic layer i's (0 or 1) last relaxed samples, B*S
@@ -148,8 +148,8 @@ typedef struct {
     sbn_eval_scratch *ws;
 } sbn_eval_ws;
 
-/* -1 with err on failure (w is then empty); sbn_eval_ws_free frees the
- * block once. */
+/* -1 with err on failure (w then holds no buffer); sbn_eval_ws_free frees
+ * the block once and accepts a failed or zeroed w. */
 int sbn_eval_ws_init(sbn_eval_ws *w, const sbn_model *m, int rows, char *err);
 void sbn_eval_ws_free(sbn_eval_ws *w);
 

@@ -71,12 +71,8 @@ int sbn_init(sbn_model *m, const sbn_config *c, rng_t *r, char *err)
     off = linear_place(&m->lay[SBN_A2], Z, Z, off);
     off = linear_place(&m->lay[SBN_A3], Z, c->D_out, off);
     m->nparams = off;
-    m->params = xcalloc(off, sizeof(float), err, "SBN parameters");
-    m->grads = xcalloc(off, sizeof(float), err, "SBN gradients");
-    if (!m->params || !m->grads) {
-        sbn_free(m);
+    if (params_alloc(&m->params, &m->grads, off, err, "SBN parameters") != 0)
         return -1;
-    }
     for (int i = 0; i < SBN_NLAYERS; i++)
         linear_init_glorot(m->params + m->lay[i].w, m->lay[i].in, m->lay[i].out, r);
     return 0;
@@ -84,9 +80,7 @@ int sbn_init(sbn_model *m, const sbn_config *c, rng_t *r, char *err)
 
 void sbn_free(sbn_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    m->params = m->grads = NULL;
+    params_free(&m->params, &m->grads);
 }
 
 /* ---- workspaces ---- */
@@ -118,13 +112,8 @@ int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, c
         WS_BUF(t.mf_g1, B * Z),     WS_BUF(t.mf_g2, B * Z),    WS_BUF(t.mf_dl2, B * Z),
         WS_BUF(t.mf_f, B),
     };
-    w->ws = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], sizeof t, err, "SBN activations");
-    if (!w->ws) {
-        sbn_ws_free(w);
-        return -1;
-    }
-    *w->ws = t;
-    return 0;
+    w->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "SBN activations");
+    return w->ws ? 0 : -1;
 }
 
 void sbn_ws_free(sbn_ws *w)
@@ -152,13 +141,8 @@ int sbn_eval_ws_init(sbn_eval_ws *w, const sbn_model *m, int rows, char *err)
         WS_BUF(t.l2, R * Z),        WS_BUF(t.q2, R * Z),       WS_BUF(t.h2, R * Z),
         WS_BUF(t.out, R * c->D_out), WS_BUF(t.example, R),
     };
-    w->ws = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], sizeof t, err, "SBN evaluation");
-    if (!w->ws) {
-        sbn_eval_ws_free(w);
-        return -1;
-    }
-    *w->ws = t;
-    return 0;
+    w->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "SBN evaluation");
+    return w->ws ? 0 : -1;
 }
 
 void sbn_eval_ws_free(sbn_eval_ws *w)

@@ -105,8 +105,8 @@ typedef struct {
     ss_scratch *ws;    /* the one block: scratch layout at its head, then the buffers */
 } ss_ws;
 
-/* -1 with err on failure (w is then empty); ss_ws_free frees the block
- * once and empties w, and accepts an empty or zeroed w. */
+/* -1 with err on failure (w then holds no buffer); ss_ws_free frees the
+ * block once and empties w, and accepts a failed or zeroed w. */
 int ss_ws_init(ss_ws *w, const ss_model *m, int max_examples, long max_rows, char *err);
 void ss_ws_free(ss_ws *w);
 

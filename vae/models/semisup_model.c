@@ -103,12 +103,8 @@ int ss_init(ss_model *m, const ss_config *c, double init_std, rng_t *r, char *er
     }
     off = linear_place(&m->dec[nh], in, c->D, off);
     m->nparams = off;
-    m->params = xcalloc(off, sizeof(float), err, "semisup parameters");
-    m->grads = xcalloc(off, sizeof(float), err, "semisup gradients");
-    if (!m->params || !m->grads) {
-        ss_free(m);
+    if (params_alloc(&m->params, &m->grads, off, err, "semisup parameters") != 0)
         return -1;
-    }
     /* Weights only; the biases stay at zero. */
     const linear_layer *nets[3] = {m->cls, m->enc, m->dec};
     for (int n = 0; n < 3; n++)
@@ -122,9 +118,7 @@ int ss_init(ss_model *m, const ss_config *c, double init_std, rng_t *r, char *er
 
 void ss_free(ss_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    m->params = m->grads = NULL;
+    params_free(&m->params, &m->grads);
 }
 
 static int widest_layer(const ss_model *m)
@@ -171,13 +165,8 @@ int ss_ws_init(ss_ws *w, const ss_model *m, int max_examples, long max_rows, cha
         bufs[FIXED + 3 * i + 1] = (ws_buf)WS_BUF(t.enc_act[i], used ? R * m->enc[i].out : 0);
         bufs[FIXED + 3 * i + 2] = (ws_buf)WS_BUF(t.dec_act[i], used ? R * m->dec[i].out : 0);
     }
-    w->ws = ws_alloc(bufs, sizeof bufs / sizeof bufs[0], sizeof t, err, "semisup workspace");
-    if (!w->ws) {
-        ss_ws_free(w);
-        return -1;
-    }
-    *w->ws = t;
-    return 0;
+    w->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "semisup workspace");
+    return w->ws ? 0 : -1;
 }
 
 void ss_ws_free(ss_ws *w)
