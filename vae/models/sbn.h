@@ -85,11 +85,9 @@ void sbn_ws_free(sbn_ws *w);
  * rows of sbn_zdim; for tests that rebuild a draw. */
 const float *sbn_ws_noise(const sbn_ws *w, int i);
 
-/* Learning-signal centring of sf and muprop, one slot per stochastic layer,
- * as estimator.h's: u - c, divided by max(1, sqrt(v)) when var_norm is set,
- * with c and v exponential moving averages (decay 0.8, NVIL) of the signal's
- * batch mean and variance from earlier batches only; the first batch is
- * left uncentred.  frozen: use c and v without updating them (tests). */
+/* Learning-signal centring of sf and muprop (centre set): NVIL's, as the
+ * VAE's, by stoch_nvil_centre on each stochastic layer's signal with that
+ * layer's running statistics.  frozen: use them without updating them. */
 typedef struct {
     int centre, var_norm, frozen;
     stoch_nvil stat[2];  /* the running mean and variance per layer */

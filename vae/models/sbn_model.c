@@ -361,21 +361,19 @@ static void split_rows(const sbn_config *c, const float *x, int first, int n, fl
     }
 }
 
-double sbn_gradient(sbn_ctx *c)
+/* The forward pass of a training batch: x_in and x_out into the scratch,
+ * A1 once per example, then both stochastic layers and the pixel logits
+ * of every (example, sample) row, and ell = -log p(x_out | h2) per row. */
+static void batch_forward(sbn_ctx *c)
 {
-    sbn_model *m = c->m;
+    const sbn_model *m = c->m;
     sbn_scratch *w = c->w->ws;
     const sbn_config *cfg = &m->cfg;
     stoch_layer code = sbn_code(cfg);
-    const sbn_estimator *e = c->e;
     int B = c->B, S = c->S, R = B * S, Z = sbn_zdim(cfg), Di = cfg->D_in, Do = cfg->D_out;
     const linear_layer *a1 = &m->lay[SBN_A1], *a2 = &m->lay[SBN_A2], *a3 = &m->lay[SBN_A3];
-    assert(B <= c->w->max_batch && S <= c->w->max_samples);
     sbn_layer *L1 = &w->lay[0], *L2 = &w->lay[1];
-    memset(m->grads, 0, m->nparams * sizeof(float));
     split_rows(cfg, c->x, 0, B, w->xin, w->xout);
-
-    /* Forward: A1 once per example, then every sample row. */
     linear_forward(w->l1, w->xin, m->params + a1->w, m->params + a1->b, B, Di, Z, 0);
     for (int r = 0; r < R; r++)
         memcpy(L1->logits + (size_t)r * Z, w->l1 + (size_t)(r / S) * Z, (size_t)Z * sizeof(float));
@@ -388,8 +386,15 @@ double sbn_gradient(sbn_ctx *c)
     for (int r = 0; r < R; r++)
         bce_logits_forward(&w->ell[r], w->out + (size_t)r * Do, w->xout + (size_t)(r / S) * Do, 1,
                            Do);
+}
 
-    /* L = -logsumexp_j(-ell_j) + log S; dL/dell_j = softmax_j(-ell). */
+/* The S-sample loss of each example, L = -logsumexp_j(-ell_j) + log S,
+ * into w->loss, and dL/dell_j = softmax_j(-ell) into w->weight; returns
+ * the sum of L over the batch. */
+static double sample_loss(sbn_ctx *c)
+{
+    sbn_scratch *w = c->w->ws;
+    int B = c->B, S = c->S;
     double total = 0.0;
     for (int b = 0; b < B; b++) {
         const double *ell = w->ell + (size_t)b * S;
@@ -406,30 +411,56 @@ double sbn_gradient(sbn_ctx *c)
         w->loss[b] = -(mx + log(sum)) + log((double)S);
         total += w->loss[b];
     }
-    if (!isfinite(total))
-        return NAN;
+    return total;
+}
 
-    /* Backward: the output map is differentiable for every estimator. */
+/* The backward pass of batch_forward, its lines undone from the last: the
+ * output map is differentiable for every estimator; each stochastic layer
+ * is the estimator's. */
+static void batch_backward(sbn_ctx *c)
+{
+    sbn_model *m = c->m;
+    sbn_scratch *w = c->w->ws;
+    const sbn_estimator *e = c->e;
+    int B = c->B, S = c->S, R = B * S, Z = sbn_zdim(&m->cfg), Di = m->cfg.D_in;
+    int Do = m->cfg.D_out;
+    const linear_layer *a1 = &m->lay[SBN_A1], *a2 = &m->lay[SBN_A2], *a3 = &m->lay[SBN_A3];
+    sbn_layer *L1 = &w->lay[0], *L2 = &w->lay[1];
+    /* Undoes the bce_logits_forward of each row, weighted by dL/dell. */
     for (int r = 0; r < R; r++)
         bce_logits_backward(w->dout + (size_t)r * Do, w->out + (size_t)r * Do,
                             w->xout + (size_t)(r / S) * Do, 1, Do, (float)(w->weight[r] / B));
+    /* Undoes A3. */
     linear_backward(L2->dh, m->grads + a3->w, m->grads + a3->b, w->dout, w->out, L2->h,
                     m->params + a3->w, R, Z, Do, 0);
     if (e->mean_field)
         mean_field_pass(c);
     if (e->uses_baseline)
         learning_signals(c);
+    /* Undoes the second draw, then A2, then the first draw. */
     e->layer_backward(c, 1);
     linear_backward(e->pathwise ? L1->dh : NULL, m->grads + a2->w, m->grads + a2->b, L2->dl,
                     L2->logits, L1->h, m->params + a2->w, R, Z, Z, 0);
     e->layer_backward(c, 0);
+    /* Undoes the replication of A1's output over the samples, then A1. */
     memset(w->dl1, 0, (size_t)B * Z * sizeof(float));
     for (int r = 0; r < R; r++)
         for (int k = 0; k < Z; k++)
             w->dl1[(size_t)(r / S) * Z + k] += L1->dl[(size_t)r * Z + k];
     linear_backward(NULL, m->grads + a1->w, m->grads + a1->b, w->dl1, w->l1, w->xin,
                     m->params + a1->w, B, Di, Z, 0);
-    return total / B;
+}
+
+double sbn_gradient(sbn_ctx *c)
+{
+    assert(c->B <= c->w->max_batch && c->S <= c->w->max_samples);
+    memset(c->m->grads, 0, c->m->nparams * sizeof(float));
+    batch_forward(c);
+    double total = sample_loss(c);
+    if (!isfinite(total))
+        return NAN;
+    batch_backward(c);
+    return total / c->B;
 }
 
 /* ---- evaluation ---- */
