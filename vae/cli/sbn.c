@@ -479,7 +479,8 @@ static int write_summary(const sbn_run *R, double test_nll, double train_seconds
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"threads\": %d},\n",
             o->latent_type, lat, stoch_estimator_name(R->est->id), o->baseline, o->var_norm,
-            o->optimizer, o->lr, o->momentum, o->batch, R->total_steps, o->samples, o->test_samples, o->eval_samples,
+            o->optimizer, o->lr, o->momentum, o->batch, R->total_steps, o->samples,
+            o->test_samples, o->eval_samples,
             R->ntest, o->tau0, o->tau_min, o->anneal_rate, o->anneal_every, o->binarize,
             o->threads);
     fprintf(f, "  \"seed\": %ld,\n", o->seed);
@@ -538,7 +539,8 @@ int cmd_train_sbn(int argc, char **argv)
         fprintf(stderr, "training %s SBN %d-%s-%s-%d with %s for %ld steps, batch %d, m = %d, "
                         "%s lr %g, seed %ld\n",
                 stoch_latent_name(R.cfg.latent), R.cfg.D_in, lat, lat, R.cfg.D_out,
-                stoch_estimator_name(R.est->id), R.total_steps, o->batch, o->samples, o->optimizer, o->lr, o->seed);
+                stoch_estimator_name(R.est->id), R.total_steps, o->batch, o->samples, o->optimizer,
+                o->lr, o->seed);
     }
     double t_train = 0.0;
     if (o->eval_every > 0) {

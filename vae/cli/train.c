@@ -413,7 +413,8 @@ static int write_summary(run *R, const elbo_result *fin, double relaxed, double 
                "\"tau0\": %.17g, \"tau_min\": %.17g, \"anneal_rate\": %.17g, "
                "\"anneal_every\": %ld, \"binarize\": \"%s\", \"eval_images\": %d, "
                "\"iw_samples\": %d, \"threads\": %d},\n",
-            R->o.latent_type, lat, hid, stoch_estimator_name(R->est->id), R->o.st_slope, R->o.baseline, R->o.lr,
+            R->o.latent_type, lat, hid, stoch_estimator_name(R->est->id), R->o.st_slope,
+            R->o.baseline, R->o.lr,
             R->o.batch, R->total_steps,
             R->o.tau0, R->o.tau_min, R->o.anneal_rate, R->o.anneal_every, R->o.binarize,
             R->ntest, R->o.iw_samples, R->o.threads);
