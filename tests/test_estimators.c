@@ -111,7 +111,7 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
         for (int i = 0; i < B * f->zdim; i++)
             qmin = fmin(qmin, lt == LATENT_CATEGORICAL ? exp(f->a.logq[i])
                                                        : fmin(sigmoid_ref(l[i]), sigmoid_ref(-l[i])));
-        fprintf(stderr, "fixture %s: smallest probability %.3g\n", vae_latent_name(lt), qmin);
+        fprintf(stderr, "fixture %s: smallest probability %.3g\n", stoch_latent_name(lt), qmin);
     }
 }
 
@@ -133,7 +133,7 @@ static est_ctx fixture_ctx(fixture *f, float tau)
 static double ref_decode(const vae_model *m, const double *p, const double *z, const float *x,
                          double *dz)
 {
-    const vae_linear *l0 = &m->dec[0], *l1 = &m->dec[1];
+    const linear_layer *l0 = &m->dec[0], *l1 = &m->dec[1];
     double pre[H], h[H], out[D], f = 0.0;
 #define P(i) (p ? p[i] : (double)m->params[i])
     for (int o = 0; o < l0->out; o++) {
@@ -338,7 +338,7 @@ static void check_exact(latent_type lt)
         g[i] = (up - down) / (2 * FD_STEP);
     }
     for (int i = 0; i < f.m.ndec; i++) {
-        const vae_linear *ly = &f.m.dec[i];
+        const linear_layer *ly = &f.m.dec[i];
         char what[64];
         snprintf(what, sizeof what, "exact dec[%d].w", i);
         assert_close(what, f.m.grads + ly->w, g + (ly->w - d0), ly->in * ly->out, 1e-4, 1e-7);
@@ -455,12 +455,12 @@ static double check_unbiased_as(latent_type lt, const char *name, est_baseline b
         worst = fmax(worst, dev / (se + 1e-30));
         ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
                       "%s (%s, baseline %s) dlogits[%d]: mean %.6g, exact %.6g, %.1f SE",
-                      name, vae_latent_name(lt), est_baseline_name(bl), i, mean[i], ex[i],
+                      name, stoch_latent_name(lt), est_baseline_name(bl), i, mean[i], ex[i],
                       dev / se);
     }
     if (getenv("GSVAE_TEST_VERBOSE"))
         fprintf(stderr, "%-7s %-11s %-8s total var %.4e, worst %.2f SE\n", name,
-                vae_latent_name(lt), est_baseline_name(bl), total, worst);
+                stoch_latent_name(lt), est_baseline_name(bl), total, worst);
     fixture_free(&f);
     return total;
 }
@@ -540,11 +540,11 @@ static void check_normalised(latent_type lt, const char *name)
         worst_kl = fmax(worst_kl, kl_size / (se + 1e-30));
         ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
                       "%s (%s) normalised dlogits[%d]: mean %.6g, expected %.6g, %.1f SE", name,
-                      vae_latent_name(lt), i, mean[i], ex[i], dev / se);
+                      stoch_latent_name(lt), i, mean[i], ex[i], dev / se);
     }
     if (getenv("GSVAE_TEST_VERBOSE"))
         fprintf(stderr, "%-7s %-11s normalised: worst %.2f SE; largest KL term %.1f SE\n", name,
-                vae_latent_name(lt), worst, worst_kl);
+                stoch_latent_name(lt), worst, worst_kl);
     fixture_free(&f);
 }
 
@@ -581,7 +581,7 @@ static void check_formula(latent_type lt, const char *name, float tau)
             /* The relaxed sample from the estimator's own noise. */
             double a[MAXZ];
             for (int j = 0; j < zdim; j++)
-                a[j] = lb[j] + f.s.noise[b * zdim + j];
+                a[j] = lb[j] + est_last_noise(&f.s)[b * zdim + j];
             ref_probs(cfg, a, tau, y);
             if (!strcmp(name, "gumbel")) {
                 for (int j = 0; j < zdim; j++)
@@ -656,7 +656,7 @@ static void check_formula(latent_type lt, const char *name, float tau)
         }
     }
     char what[64];
-    snprintf(what, sizeof what, "%s (%s) dlogits", name, vae_latent_name(lt));
+    snprintf(what, sizeof what, "%s (%s) dlogits", name, stoch_latent_name(lt));
     assert_close(what, f.a.dlogits, want, B * zdim, 1e-4, 1e-6);
     for (int b = 0; b < B; b++)
         ck_assert_msg(fabs(f.a.recon[b] - recon[b]) <= 1e-5 * fabs(recon[b]),
@@ -739,6 +739,24 @@ START_TEST(gumbel_bias_falls_with_tau)
                   "bias at tau 0.3 (%g) not below bias at tau 1 (%g) by 3 noise floors", bias[1],
                   bias[0]);
     fixture_free(&f);
+}
+END_TEST
+
+/* ---- the table ---- */
+
+START_TEST(table_keys_off_the_list)
+{
+    /* Every estimator of the list, in its order, at its own index. */
+    const estimator *e = estimator_list();
+    for (int id = 0; id < STOCH_NESTIMATORS; id++, e++) {
+        ck_assert_ptr_eq(estimator_get((stoch_estimator)id), e);
+        ck_assert_int_eq(e->id, id);
+        ck_assert_ptr_nonnull(e->run);
+        ck_assert_ptr_eq(estimator_find(stoch_estimator_name((stoch_estimator)id)), e);
+        ck_assert_int_eq(e->uses_baseline, id == STOCH_SF || id == STOCH_MUPROP);
+    }
+    ck_assert_ptr_null(e->run);
+    ck_assert_ptr_null(estimator_find("nope"));
 }
 END_TEST
 
@@ -947,10 +965,11 @@ START_TEST(e2e_refusals_and_gradvar)
     snprintf(cmd, sizeof cmd, "%s train --help", testutil_bin());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_int_eq(rc, 0);
-    for (const estimator *e = estimator_list(); e->name; e++) {
+    for (const estimator *e = estimator_list(); e->run; e++) {
         char line[64];
-        snprintf(line, sizeof line, "\n  %s ", e->name);
-        ck_assert_msg(testutil_contains(out, line), "train --help lacks %s", e->name);
+        const char *name = stoch_estimator_name(e->id);
+        snprintf(line, sizeof line, "\n  %s ", name);
+        ck_assert_msg(testutil_contains(out, line), "train --help lacks %s", name);
     }
     /* gradvar on a tiny model: one finite CSV row per estimator. */
     snprintf(cmd, sizeof cmd,
@@ -959,10 +978,11 @@ START_TEST(e2e_refusals_and_gradvar)
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
     ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
-    for (const estimator *e = estimator_list(); e->name; e++) {
+    for (const estimator *e = estimator_list(); e->run; e++) {
         char line[64];
-        snprintf(line, sizeof line, "\n%s,", e->name);
-        ck_assert_msg(testutil_contains(out, line), "gradvar lacks %s:\n%s", e->name, out);
+        const char *name = stoch_estimator_name(e->id);
+        snprintf(line, sizeof line, "\n%s,", name);
+        ck_assert_msg(testutil_contains(out, line), "gradvar lacks %s:\n%s", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
     /* exact asked for on a code too large to enumerate. */
@@ -990,6 +1010,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, formulas_bernoulli);
     tcase_add_test(tc, annealed_st_slope);
     tcase_add_test(tc, gumbel_bias_falls_with_tau);
+    tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, persist_layout);
     suite_add_tcase(s, tc);
     TCase *e2e = tcase_create("end-to-end");

@@ -107,7 +107,7 @@ static double softplus_ref(double x)
 static void affine_ref(const sbn_model *m, const double *p, int layer, const double *in,
                        double *out)
 {
-    const vae_linear *l = &m->lay[layer];
+    const linear_layer *l = &m->lay[layer];
     /* Every input here is an array of DIN or MAXZ doubles. */
     ck_assert_int_le(l->in, DIN < MAXZ ? DIN : MAXZ);
     for (int o = 0; o < l->out; o++) {
@@ -258,7 +258,7 @@ static void exact_gradient(const sbn_model *m, int S, double *grad, double *expe
 {
     const sbn_config *c = &m->cfg;
     int Z = sbn_zdim(c), np = (int)m->nparams;
-    const vae_linear *a1 = &m->lay[SBN_A1], *a2 = &m->lay[SBN_A2], *a3 = &m->lay[SBN_A3];
+    const linear_layer *a1 = &m->lay[SBN_A1], *a2 = &m->lay[SBN_A2], *a3 = &m->lay[SBN_A3];
     double p[MAXP];
     for (int i = 0; i < np; i++)
         p[i] = m->params[i];
@@ -330,7 +330,7 @@ static void check_gumbel_fd(int categorical, int S, float tau)
     double p[MAXP] = {0}, fd[MAXP], scale = 0.0;
     for (int i = 0; i < np; i++)
         p[i] = m.params[i];
-    const float *n1 = w.lay[0].noise, *n2 = w.lay[1].noise;
+    const float *n1 = sbn_ws_noise(&w, 0), *n2 = sbn_ws_noise(&w, 1);
     double ref = relaxed_loss_ref(&m, p, n1, n2, S, tau);
     ck_assert_msg(fabs(loss - ref) <= 1e-5 * fabs(ref), "loss %.9g, reference %.9g", loss, ref);
     for (int i = 0; i < np; i++) {
@@ -423,14 +423,14 @@ static void check_unbiased(const char *name, int categorical, int S, sbn_baselin
 START_TEST(sf_unbiased)
 {
     /* _i: bit 0 categorical, bit 1 S = 2, bit 2 a frozen constant baseline. */
-    sbn_baseline bl = {.centre = 1, .frozen = 1, .mean = {40.0, 40.0}, .seen = {1, 1}};
+    sbn_baseline bl = {.centre = 1, .frozen = 1, .stat = {{40.0, 0.0, 1}, {40.0, 0.0, 1}}};
     check_unbiased("sf", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL);
 }
 END_TEST
 
 START_TEST(muprop_unbiased)
 {
-    sbn_baseline bl = {.centre = 1, .frozen = 1, .mean = {3.0, -2.0}, .seen = {1, 1}};
+    sbn_baseline bl = {.centre = 1, .frozen = 1, .stat = {{3.0, 0.0, 1}, {-2.0, 0.0, 1}}};
     check_unbiased("muprop", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL);
 }
 END_TEST
@@ -442,13 +442,13 @@ END_TEST
 START_TEST(muprop_normalised)
 {
     int categorical = _i;
-    sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1, .mean = {3.0, -2.0},
-                       .var = {16.0, 16.0}, .seen = {1, 1}};
+    sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1,
+                       .stat = {{3.0, 16.0, 1}, {-2.0, 16.0, 1}}};
     bias_report rep;
     measure_bias("muprop", categorical, 1, &bl, &rep);
     sbn_model m;
     tiny_model(&m, categorical, 21 + (uint64_t)categorical, 1.5f);
-    const vae_linear *top = &m.lay[SBN_A3];
+    const linear_layer *top = &m.lay[SBN_A3];
     for (int i = 0; i < (int)m.nparams; i++) {
         size_t k = (size_t)i;
         int in_top = (k >= top->w && k < top->w + (size_t)top->out * top->in) ||
@@ -542,7 +542,7 @@ START_TEST(eval_chunking_is_exact)
     int categorical = _i;
     sbn_model m;
     tiny_model(&m, categorical, 41, 1.0f);
-    const vae_linear *a1 = &m.lay[SBN_A1], *a2 = &m.lay[SBN_A2];
+    const linear_layer *a1 = &m.lay[SBN_A1], *a2 = &m.lay[SBN_A2];
     int Z = sbn_zdim(&m.cfg);
     memset(m.params + a1->w, 0, sizeof(float) * (size_t)a1->in * a1->out);
     memset(m.params + a2->w, 0, sizeof(float) * (size_t)a2->in * a2->out);
@@ -576,12 +576,32 @@ START_TEST(eval_chunking_is_exact)
 }
 END_TEST
 
+START_TEST(table_keys_off_the_list)
+{
+    /* One entry per estimator of SBN_ESTIMATORS, in the list's order. */
+    const sbn_estimator *e = sbn_estimator_list();
+    for (int id = 0; id < STOCH_NESTIMATORS; id++) {
+        int supported = (SBN_ESTIMATORS >> id) & 1;
+        const sbn_estimator *got = sbn_estimator_get((stoch_estimator)id);
+        ck_assert_msg(!got == !supported, "%s", stoch_estimator_name((stoch_estimator)id));
+        ck_assert_ptr_eq(sbn_estimator_find(stoch_estimator_name((stoch_estimator)id)), got);
+        if (supported) {
+            ck_assert_ptr_eq(got, e);
+            ck_assert_int_eq(e->id, id);
+            e++;
+        }
+    }
+    ck_assert_ptr_null(e->layer_backward);
+}
+END_TEST
+
 START_TEST(every_estimator_runs)
 {
     /* Every table entry gives a finite gradient on both latent types. */
     char err[ERR_LEN];
     for (int categorical = 0; categorical < 2; categorical++) {
-        for (const sbn_estimator *e = sbn_estimator_list(); e->name; e++) {
+        for (const sbn_estimator *e = sbn_estimator_list(); e->layer_backward; e++) {
+            const char *name = stoch_estimator_name(e->id);
             sbn_model m;
             sbn_ws w;
             tiny_model(&m, categorical, 51, 1.0f);
@@ -592,9 +612,9 @@ START_TEST(every_estimator_runs)
             sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r};
             for (int step = 0; step < 3; step++) {
                 double loss = sbn_gradient(&ctx);
-                ck_assert_msg(isfinite(loss), "%s: loss %g", e->name, loss);
+                ck_assert_msg(isfinite(loss), "%s: loss %g", name, loss);
                 for (size_t i = 0; i < m.nparams; i++)
-                    ck_assert_msg(isfinite(m.grads[i]), "%s: gradient %zu is %g", e->name, i,
+                    ck_assert_msg(isfinite(m.grads[i]), "%s: gradient %zu is %g", name, i,
                                   m.grads[i]);
             }
             sbn_ws_free(&w);
@@ -695,6 +715,7 @@ START_TEST(e2e_bad_flags)
 {
     static const char *bad[][2] = {
         {"--estimator bogus", "--estimator"},
+        {"--estimator exact", "--estimator 'exact': not available for the sbn task"},
         {"--samples 0", "--samples"},
         {"--latent-type categorical --latent 20", "--latent"},
         {"--latent-type bernoulli --latent 20x10", "--latent"},
@@ -719,8 +740,9 @@ START_TEST(e2e_bad_flags)
     }
     int rc = gsvae("train --task sbn --help");
     ck_assert_int_eq(rc, 0);
-    for (const sbn_estimator *e = sbn_estimator_list(); e->name; e++)
-        ck_assert_msg(testutil_contains(out, e->name), "--help lacks %s", e->name);
+    for (const sbn_estimator *e = sbn_estimator_list(); e->layer_backward; e++)
+        ck_assert_msg(testutil_contains(out, stoch_estimator_name(e->id)), "--help lacks %s",
+                      stoch_estimator_name(e->id));
     ck_assert(testutil_contains(out, "MuProp Sec. 5.1"));
 }
 END_TEST
@@ -755,6 +777,7 @@ static Suite *sbn_suite(void)
     tcase_add_loop_test(tc, test_sees_st_bias, 0, 2);
     tcase_add_loop_test(tc, bound_falls_with_samples, 0, 2);
     tcase_add_loop_test(tc, eval_chunking_is_exact, 0, 2);
+    tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, every_estimator_runs);
     suite_add_tcase(s, tc);
     TCase *e2e = tcase_create("end-to-end");

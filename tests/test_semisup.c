@@ -57,7 +57,7 @@ static void tiny_model(ss_model *m, ss_activation act, int nhidden, uint64_t see
     rng_seed(&r, seed);
     ck_assert_msg(ss_init(m, &c, 0.7, &r, err) == 0, "%s", err);
     /* Nonzero biases too, so that their gradients are exercised. */
-    const ss_linear *nets[3] = {m->cls, m->enc, m->dec};
+    const linear_layer *nets[3] = {m->cls, m->enc, m->dec};
     for (int n = 0; n < 3; n++)
         for (int i = 0; i < m->nlayers; i++)
             for (int j = 0; j < nets[n][i].out; j++)
@@ -82,7 +82,7 @@ typedef struct {
     const float *x;
     const uint8_t *y;
     int B_l, B_u;
-    ss_estimator est;
+    stoch_estimator est;
     double tau;
     ss_weights wt;
     const float *eps, *gnoise;
@@ -113,7 +113,7 @@ static void log_softmax_ref(double *o, const double *l, int n)
 }
 
 /* out = the MLP of layers L on in (one example). */
-static void ref_mlp(ref_ss *R, const ss_linear *L, const double *in, double *out)
+static void ref_mlp(ref_ss *R, const linear_layer *L, const double *in, double *out)
 {
     double h[MAXW], t[MAXW];
     memcpy(h, in, sizeof(double) * L[0].in);
@@ -181,7 +181,7 @@ static double ref_loss(ref_ss *R)
         }
         int u = b - R->B_l;
         double U = klq;
-        if (R->est == SS_EXACT) {
+        if (R->est == STOCH_EXACT) {
             for (int j = 0; j < K; j++) {
                 for (int i = 0; i < K; i++)
                     y[i] = i == j;
@@ -194,7 +194,7 @@ static double ref_loss(ref_ss *R)
             log_softmax_ref(a, a, K);
             for (int j = 0; j < K; j++)
                 y[j] = exp(a[j]);
-            if (R->est == SS_ST_GUMBEL) {
+            if (R->est == STOCH_ST_GUMBEL) {
                 double *s0 = R->soft0[u];
                 if (!R->have_soft0[u]) {
                     memcpy(s0, y, sizeof y);
@@ -248,7 +248,7 @@ static void assert_block_close(const char *what, const float *analytic, const do
 /* Gradient of the loss of (B_l labelled, B_u unlabelled) under est, both
  * ways, on a tiny model; fails the test on disagreement. */
 static void check_gradient(const char *name, ss_activation act, int nhidden, int B_l,
-                           int B_u, ss_estimator est)
+                           int B_u, stoch_estimator est)
 {
     ss_model m;
     ss_ws w;
@@ -303,7 +303,7 @@ static void check_gradient(const char *name, ss_activation act, int nhidden, int
         p[i] = keep;
         num[i] = (up - down) / (2 * FD_STEP);
     }
-    const ss_linear *nets[3] = {m.cls, m.enc, m.dec};
+    const linear_layer *nets[3] = {m.cls, m.enc, m.dec};
     const char *net_names[3] = {"classifier", "encoder", "decoder"};
     double largest = 0;
     for (size_t i = 0; i < m.nparams; i++)
@@ -311,7 +311,7 @@ static void check_gradient(const char *name, ss_activation act, int nhidden, int
     ck_assert_msg(largest > 1e-3, "%s: the test problem has no gradient", name);
     for (int n = 0; n < 3; n++)
         for (int i = 0; i < m.nlayers; i++) {
-            const ss_linear *l = &nets[n][i];
+            const linear_layer *l = &nets[n][i];
             char what[128];
             snprintf(what, sizeof what, "%s: %s layer %d weights", name, net_names[n], i);
             assert_block_close(what, m.grads + l->w, num + l->w, (size_t)l->in * l->out);
@@ -326,33 +326,33 @@ static void check_gradient(const char *name, ss_activation act, int nhidden, int
 
 START_TEST(gradient_labelled)
 {
-    check_gradient("labelled softplus", SS_ACT_SOFTPLUS, 1, 5, 0, SS_GUMBEL);
-    check_gradient("labelled softplus 2 layers", SS_ACT_SOFTPLUS, 2, 5, 0, SS_EXACT);
-    check_gradient("labelled relu 2 layers", SS_ACT_RELU, 2, 5, 0, SS_EXACT);
+    check_gradient("labelled softplus", SS_ACT_SOFTPLUS, 1, 5, 0, STOCH_GUMBEL);
+    check_gradient("labelled softplus 2 layers", SS_ACT_SOFTPLUS, 2, 5, 0, STOCH_EXACT);
+    check_gradient("labelled relu 2 layers", SS_ACT_RELU, 2, 5, 0, STOCH_EXACT);
 }
 END_TEST
 
 START_TEST(gradient_exact_unlabelled)
 {
-    check_gradient("exact softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_EXACT);
-    check_gradient("exact softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_EXACT);
-    check_gradient("exact relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_EXACT);
+    check_gradient("exact softplus", SS_ACT_SOFTPLUS, 1, 0, 4, STOCH_EXACT);
+    check_gradient("exact softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, STOCH_EXACT);
+    check_gradient("exact relu 2 layers", SS_ACT_RELU, 2, 0, 4, STOCH_EXACT);
 }
 END_TEST
 
 START_TEST(gradient_gumbel_unlabelled)
 {
-    check_gradient("gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_GUMBEL);
-    check_gradient("gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_GUMBEL);
-    check_gradient("gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_GUMBEL);
+    check_gradient("gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, STOCH_GUMBEL);
+    check_gradient("gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, STOCH_GUMBEL);
+    check_gradient("gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, STOCH_GUMBEL);
 }
 END_TEST
 
 START_TEST(gradient_st_gumbel_unlabelled)
 {
-    check_gradient("st-gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, SS_ST_GUMBEL);
-    check_gradient("st-gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, SS_ST_GUMBEL);
-    check_gradient("st-gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, SS_ST_GUMBEL);
+    check_gradient("st-gumbel softplus", SS_ACT_SOFTPLUS, 1, 0, 4, STOCH_ST_GUMBEL);
+    check_gradient("st-gumbel softplus 2 layers", SS_ACT_SOFTPLUS, 2, 0, 4, STOCH_ST_GUMBEL);
+    check_gradient("st-gumbel relu 2 layers", SS_ACT_RELU, 2, 0, 4, STOCH_ST_GUMBEL);
 }
 END_TEST
 
@@ -360,9 +360,9 @@ END_TEST
  * offsets of each part. */
 START_TEST(gradient_mixed_batch)
 {
-    check_gradient("mixed exact", SS_ACT_SOFTPLUS, 2, 3, 4, SS_EXACT);
-    check_gradient("mixed gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, SS_GUMBEL);
-    check_gradient("mixed st-gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, SS_ST_GUMBEL);
+    check_gradient("mixed exact", SS_ACT_SOFTPLUS, 2, 3, 4, STOCH_EXACT);
+    check_gradient("mixed gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, STOCH_GUMBEL);
+    check_gradient("mixed st-gumbel", SS_ACT_SOFTPLUS, 2, 3, 4, STOCH_ST_GUMBEL);
 }
 END_TEST
 
@@ -381,12 +381,12 @@ START_TEST(exact_equals_brute_force_sum)
     tiny_batch(x, y, 0, BU, 8);
     rng_t r;
     rng_seed(&r, 9);
-    ss_draw_noise(&m, &w, 0, BU, SS_EXACT, &r);
+    ss_draw_noise(&m, &w, 0, BU, STOCH_EXACT, &r);
     float eps[BU * K * Z];
     memcpy(eps, w.eps, sizeof eps);
     const ss_weights wt = {0.0, 1.0, 0.0};
     ss_parts parts;
-    ss_forward(&m, &w, x, NULL, 0, BU, SS_EXACT, 1.0f, &wt, &parts);
+    ss_forward(&m, &w, x, NULL, 0, BU, STOCH_EXACT, 1.0f, &wt, &parts);
     double U[BU], logq[BU * K], sum = 0;
     for (int b = 0; b < BU; b++) {
         U[b] = w.ex_loss[b];
@@ -409,7 +409,7 @@ START_TEST(exact_equals_brute_force_sum)
             memcpy(w.eps + b * Z, eps + (b * K + j) * Z, sizeof(float) * Z);
         }
         const ss_weights lw = {1.0, 0.0, 0.0};
-        ss_forward(&m, &w, x, label, BU, 0, SS_EXACT, 1.0f, &lw, NULL);
+        ss_forward(&m, &w, x, label, BU, 0, STOCH_EXACT, 1.0f, &lw, NULL);
         for (int b = 0; b < BU; b++)
             brute[b] += exp(logq[b * K + j]) * w.ex_loss[b];
     }
@@ -423,6 +423,20 @@ END_TEST
 
 /* The cost that Gumbel-Softmax saves: per unlabelled example, exact sends K
  * rows through the encoder and decoder, gumbel one. */
+START_TEST(estimators_of_the_list)
+{
+    /* Exactly SS_ESTIMATORS parse, by their names in the one list. */
+    for (int id = 0; id < STOCH_NESTIMATORS; id++) {
+        stoch_estimator out = STOCH_NESTIMATORS;
+        int ok = ss_estimator_parse(stoch_estimator_name((stoch_estimator)id), &out) == 0;
+        ck_assert_int_eq(ok, (SS_ESTIMATORS >> id) & 1);
+        ck_assert_int_eq(out, ok ? id : STOCH_NESTIMATORS);
+    }
+    ck_assert_int_eq(SS_ESTIMATORS, (1u << STOCH_EXACT) | (1u << STOCH_GUMBEL) |
+                                        (1u << STOCH_ST_GUMBEL));
+}
+END_TEST
+
 START_TEST(gumbel_runs_one_row_per_example)
 {
     enum { BL = 2, BU = 5 };
@@ -432,19 +446,19 @@ START_TEST(gumbel_runs_one_row_per_example)
     float x[(BL + BU) * D];
     uint8_t y[BL];
     tiny_model(&m, SS_ACT_SOFTPLUS, 1, 3);
-    ck_assert_msg(ss_ws_init(&w, &m, BL + BU, ss_rows(&m.cfg, BL, BU, SS_EXACT), err) == 0, "%s",
+    ck_assert_msg(ss_ws_init(&w, &m, BL + BU, ss_rows(&m.cfg, BL, BU, STOCH_EXACT), err) == 0, "%s",
                   err);
     tiny_batch(x, y, BL, BU, 4);
     rng_t r;
     rng_seed(&r, 5);
     const ss_weights wt = {0.5, 0.5, 0.1};
-    ss_draw_noise(&m, &w, BL, BU, SS_GUMBEL, &r);
-    ss_forward(&m, &w, x, y, BL, BU, SS_GUMBEL, 0.5f, &wt, NULL);
+    ss_draw_noise(&m, &w, BL, BU, STOCH_GUMBEL, &r);
+    ss_forward(&m, &w, x, y, BL, BU, STOCH_GUMBEL, 0.5f, &wt, NULL);
     ck_assert_int_eq(w.enc_rows, BL + BU);
     ck_assert_int_eq(w.dec_rows, BL + BU);
-    ck_assert_int_eq(ss_rows(&m.cfg, BL, BU, SS_GUMBEL), BL + BU);
-    ss_draw_noise(&m, &w, BL, BU, SS_EXACT, &r);
-    ss_forward(&m, &w, x, y, BL, BU, SS_EXACT, 0.5f, &wt, NULL);
+    ck_assert_int_eq(ss_rows(&m.cfg, BL, BU, STOCH_GUMBEL), BL + BU);
+    ss_draw_noise(&m, &w, BL, BU, STOCH_EXACT, &r);
+    ss_forward(&m, &w, x, y, BL, BU, STOCH_EXACT, 0.5f, &wt, NULL);
     ck_assert_int_eq(w.enc_rows, BL + BU * K);
     ck_assert_int_eq(w.dec_rows, BL + BU * K);
     ss_ws_free(&w);
@@ -455,7 +469,7 @@ END_TEST
 /* The mean over Gumbel draws of est's unlabelled loss U(x), against the
  * exact sum_y q(y|x) L(x,y) - H(q) with the z noise shared by every class:
  * within 4 standard errors plus rel_bias of the exact value. */
-static void check_mean_against_exact(ss_estimator est, float tau, double rel_bias)
+static void check_mean_against_exact(stoch_estimator est, float tau, double rel_bias)
 {
     enum { COPIES = 500, DRAWS = 40 };
     ss_model m;
@@ -477,7 +491,7 @@ static void check_mean_against_exact(ss_estimator est, float tau, double rel_bia
     const ss_weights wt = {0.0, 1.0, 0.0};
     for (int j = 0; j < K; j++)
         memcpy(w.eps + j * Z, eps, sizeof eps);
-    ss_forward(&m, &w, x, NULL, 0, 1, SS_EXACT, 1.0f, &wt, NULL);
+    ss_forward(&m, &w, x, NULL, 0, 1, STOCH_EXACT, 1.0f, &wt, NULL);
     double exact = w.ex_loss[0];
     double sum = 0, sumsq = 0;
     for (int d = 0; d < DRAWS; d++) {
@@ -508,7 +522,7 @@ static void check_mean_against_exact(ss_estimator est, float tau, double rel_bia
  * (one-hot is reached only in the limit). */
 START_TEST(gumbel_mean_tends_to_exact)
 {
-    check_mean_against_exact(SS_GUMBEL, 0.01f, 0.002);
+    check_mean_against_exact(STOCH_GUMBEL, 0.01f, 0.002);
 }
 END_TEST
 
@@ -518,8 +532,8 @@ END_TEST
  * without the noise, is off by many standard errors. */
 START_TEST(st_gumbel_mean_is_exact)
 {
-    check_mean_against_exact(SS_ST_GUMBEL, 1.0f, 1e-6);
-    check_mean_against_exact(SS_ST_GUMBEL, 0.5f, 1e-6);
+    check_mean_against_exact(STOCH_ST_GUMBEL, 1.0f, 1e-6);
+    check_mean_against_exact(STOCH_ST_GUMBEL, 0.5f, 1e-6);
 }
 END_TEST
 
@@ -741,6 +755,7 @@ int main(void)
     tcase_add_test(unit, gradient_st_gumbel_unlabelled);
     tcase_add_test(unit, gradient_mixed_batch);
     tcase_add_test(unit, exact_equals_brute_force_sum);
+    tcase_add_test(unit, estimators_of_the_list);
     tcase_add_test(unit, gumbel_runs_one_row_per_example);
     tcase_add_test(unit, gumbel_mean_tends_to_exact);
     tcase_add_test(unit, st_gumbel_mean_is_exact);

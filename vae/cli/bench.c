@@ -26,7 +26,7 @@ static int step_gemms(const vae_model *m, int B, gemm_shape *g)
 {
     int n = 0;
     for (int pass = 0; pass < 2; pass++) {
-        const vae_linear *ls = pass ? m->dec : m->enc;
+        const linear_layer *ls = pass ? m->dec : m->enc;
         int nl = pass ? m->ndec : m->nenc;
         for (int i = 0; i < nl; i++) {
             int C = ls[i].in, OC = ls[i].out;
@@ -195,7 +195,8 @@ int cmd_bench(int argc, char **argv)
     vae_format_latent(&cfg, lat, sizeof lat);
     vae_format_hidden(&cfg, hid, sizeof hid);
     printf("gsvae bench: %s %s latent, hidden %s, %s, batch %d, threads %d, %ld steps\n",
-           lat, vae_latent_name(cfg.latent), hid, est->name, o.batch, threads, steps);
+           lat, stoch_latent_name(cfg.latent), hid, stoch_estimator_name(est->id), o.batch,
+           threads, steps);
     printf("train: %.0f examples/s, %.3f ms/step (loss %.2f)\n", o.batch / step_s,
            1e3 * step_s, recon + kl);
     printf("matmul: %.1f MFLOP/step; achieved %.1f GFLOP/s; sgemm alone at these shapes "

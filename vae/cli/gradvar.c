@@ -124,7 +124,7 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
     s.frozen = 1;
     rng_t r0 = r;
     /* exact is deterministic: two draws show its zero variance. */
-    int S = strcmp(e->name, "exact") ? o->samples : 2;
+    int S = e->id != STOCH_EXACT ? o->samples : 2;
     memset(G->mean, 0, P * sizeof(double));
     memset(G->m2, 0, P * sizeof(double));
     double exact_norm = G->exact ? norm_vec(G->exact, P) : 0.0, cos_sum = 0.0;
@@ -284,7 +284,7 @@ int cmd_gradvar(int argc, char **argv)
             if (est_check(list[i], cfg, err) != 0)
                 goto fail;
     } else {
-        for (const estimator *e = estimator_list(); e->name && nest < 32; e++)
+        for (const estimator *e = estimator_list(); e->run && nest < 32; e++)
             if (est_check(e, cfg, err) == 0)
                 list[nest++] = e;
     }
@@ -343,7 +343,7 @@ int cmd_gradvar(int argc, char **argv)
                "ms_per_estimate\n");
     } else {
         printf("%s %s code, hidden %s, %s; %d test images, %d estimates per estimator\n",
-               lat, vae_latent_name(cfg->latent), hid, o.ckpt ? o.ckpt : "fresh model", G.B,
+               lat, stoch_latent_name(cfg->latent), hid, o.ckpt ? o.ckpt : "fresh model", G.B,
                o.samples);
         printf("gradient of the mean -ELBO w.r.t. the %s parameters (%zu coordinates); tau %g; "
                "sf/muprop baseline %s%s\n",
@@ -362,12 +362,14 @@ int cmd_gradvar(int argc, char **argv)
             goto fail;
         if (o.csv)
             printf("%s,%s,%s,%s,%d,%d,%s,%zu,%g,%s,%.6e,%.6e,%.6e,%.6e,%.6f,%s,%.6e,%.4f\n",
-                   list[i]->name, vae_latent_name(cfg->latent), lat, hid, G.B, o.samples,
+                   stoch_estimator_name(list[i]->id), stoch_latent_name(cfg->latent), lat, hid,
+                   G.B, o.samples,
                    o.params, P, o.tau, list[i]->uses_baseline ? o.baseline : "-", res.total_var,
                    res.bias, res.rel_bias, res.floor, res.mean_cos, G.exact ? "exact" : "mean",
                    res.mean_norm, res.ms);
         else
-            printf("%-12s %12.4e %12.4e %9.4f %12.4e %9.4f %12.4e %9.3f%s\n", list[i]->name,
+            printf("%-12s %12.4e %12.4e %9.4f %12.4e %9.4f %12.4e %9.3f%s\n",
+                   stoch_estimator_name(list[i]->id),
                    res.total_var, res.bias, res.rel_bias, res.floor, res.mean_cos,
                    res.mean_norm, res.ms, res.finite ? "" : "  (non-finite loss)");
         fflush(stdout);

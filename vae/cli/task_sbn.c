@@ -143,8 +143,8 @@ static void sbn_help(FILE *out)
             "50,000 steps, dynamic binarization of the training images, Glorot-uniform\n"
             "initialisation.  Sources in detail: the comment at the top of vae/cli/task_sbn.c.\n");
     fprintf(out, "\nestimators:\n");
-    for (const sbn_estimator *e = sbn_estimator_list(); e->name; e++)
-        fprintf(out, "  %-12s %s\n", e->name, e->help);
+    for (const sbn_estimator *e = sbn_estimator_list(); e->layer_backward; e++)
+        fprintf(out, "  %-12s %s\n", stoch_estimator_name(e->id), stoch_estimator_help(e->id));
 }
 
 static int sbn_check(run *R, char *err)
@@ -154,7 +154,7 @@ static int sbn_check(run *R, char *err)
     memset(&s->cfg, 0, sizeof s->cfg);
     vae_config vc;
     memset(&vc, 0, sizeof vc);
-    if (vae_latent_parse(s->latent_type, &vc.latent) != 0)
+    if (stoch_latent_parse(s->latent_type, &vc.latent) != 0)
         return errf(err, "--latent-type '%s': expected categorical or bernoulli", s->latent_type);
     const char *spec = s->latent ? s->latent : vc.latent == LATENT_CATEGORICAL ? "20x10" : "200";
     if (vae_parse_latent_spec(spec, &vc, err) != 0)
@@ -162,9 +162,13 @@ static int sbn_check(run *R, char *err)
     s->cfg.latent = vc.latent;
     s->cfg.N = vc.N;
     s->cfg.K = vc.K;
-    if (!(s->est = sbn_estimator_find(o->estimator)))
+    stoch_estimator id;
+    if (stoch_estimator_parse(o->estimator, &id) != 0)
         return errf(err, "--estimator '%s': unknown (see gsvae train --task sbn --help)",
                     o->estimator);
+    if (stoch_estimator_check(id, SBN_ESTIMATORS, "sbn", err) != 0)
+        return -1;
+    s->est = sbn_estimator_get(id);
     if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean"))
         return errf(err, "--baseline '%s': expected none or mean", s->baseline);
     if (s->var_norm != 0 && s->var_norm != 1)
@@ -184,7 +188,7 @@ static int sbn_check(run *R, char *err)
     if (o->anneal_rate < 0 && o->anneal_rate != -1.0)
         return errf(err, "--anneal-rate %g: must be >= 0 (or -1: by estimator)", o->anneal_rate);
     if (o->anneal_rate == -1.0)
-        o->anneal_rate = !strcmp(s->est->name, "annealed-st") ? 1e-4 : 0.0;
+        o->anneal_rate = s->est->id == STOCH_ANNEALED_ST ? 1e-4 : 0.0;
     return 0;
 }
 
@@ -219,8 +223,8 @@ static void sbn_describe(const run *R, char *buf, size_t len)
     char lat[64];
     snprintf(lat, sizeof lat, s->cfg.latent == LATENT_CATEGORICAL ? "%dx%d" : "%d", s->cfg.N,
              s->cfg.K);
-    snprintf(buf, len, "%s SBN %d-%s-%s-%d with %s, m = %d", vae_latent_name(s->cfg.latent),
-             s->cfg.D_in, lat, lat, s->cfg.D_out, s->est->name, s->samples);
+    snprintf(buf, len, "%s SBN %d-%s-%s-%d with %s, m = %d", stoch_latent_name(s->cfg.latent),
+             s->cfg.D_in, lat, lat, s->cfg.D_out, stoch_estimator_name(s->est->id), s->samples);
 }
 
 static double sbn_step(run *R, long step, float tau, double *figs)

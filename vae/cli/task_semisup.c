@@ -86,7 +86,7 @@ typedef struct {
     double alpha, init_std;
     /* set by the checks and setup */
     ss_config cfg;
-    ss_estimator est;
+    stoch_estimator est;
     ss_weights wt;
     dataset pool;                /* a view of the training images' first --unlabelled */
     uint32_t *labelled;          /* --labels indices into pool */

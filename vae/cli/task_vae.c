@@ -54,8 +54,8 @@ static int vae_flags(void *t, flag_def *d)
 static void vae_help(FILE *out)
 {
     fprintf(out, "\nestimators:\n");
-    for (const estimator *e = estimator_list(); e->name; e++)
-        fprintf(out, "  %-12s %s\n", e->name, e->help);
+    for (const estimator *e = estimator_list(); e->run; e++)
+        fprintf(out, "  %-12s %s\n", stoch_estimator_name(e->id), stoch_estimator_help(e->id));
 }
 
 int vae_task_check(const run_opts *o, vae_task *v, char *err)
@@ -63,7 +63,7 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
     vae_config *c = &v->cfg;
     memset(c, 0, sizeof *c);
     c->D = 784;
-    if (vae_latent_parse(v->latent_type, &c->latent) != 0)
+    if (stoch_latent_parse(v->latent_type, &c->latent) != 0)
         return errf(err, "--latent-type '%s': expected categorical or bernoulli", v->latent_type);
     /* Unset or empty: the paper's code for the latent type. */
     const char *spec = v->latent && *v->latent ? v->latent
@@ -142,7 +142,7 @@ static void vae_describe(const run *R, char *buf, size_t len)
     const vae_task *v = V(R);
     char lat[64];
     vae_format_latent(&v->cfg, lat, sizeof lat);
-    snprintf(buf, len, "%s VAE (%s) with %s", vae_latent_name(v->cfg.latent), lat, v->est->name);
+    snprintf(buf, len, "%s VAE (%s) with %s", stoch_latent_name(v->cfg.latent), lat, stoch_estimator_name(v->est->id));
 }
 
 /* The gradient of the batch's mean negative ELBO; figures loss, recon, KL. */

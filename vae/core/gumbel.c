@@ -21,11 +21,11 @@ void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R
 {
     float inv_tau = 1.0f / tau;
     for (int r = 0; r < R; r++) {
-        const float *l = logits + (size_t)r * K, *n = g + (size_t)r * K;
+        const float *l = logits + (size_t)r * K, *n = g ? g + (size_t)r * K : NULL;
         float *o = y + (size_t)r * K;
         float m = -INFINITY;
         for (int k = 0; k < K; k++) {
-            o[k] = (l[k] + n[k]) * inv_tau;
+            o[k] = (n ? l[k] + n[k] : l[k]) * inv_tau;
             m = fmaxf(m, o[k]);
         }
         float s = 0.0f;

@@ -13,7 +13,8 @@ void gumbel_noise(float *g, size_t n, rng_t *r);
 /* l = log u - log(1 - u): the difference of two Gumbels, for binary latents. */
 void logistic_noise(float *l, size_t n, rng_t *r);
 
-/* y = softmax((logits + g) / tau) per row, with the max subtracted. */
+/* y = softmax((logits + g) / tau) per row, with the max subtracted; g NULL:
+ * no noise, the tempered softmax(logits / tau) itself. */
 void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R, int K,
                             float tau);
 /* dlogits = (1/tau) y (dy - <dy, y>) per row (overwrites). */

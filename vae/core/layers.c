@@ -1,9 +1,37 @@
 #include "layers.h"
 
+#include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
+
+#include "util.h"
+
+size_t linear_place(linear_layer *l, int in, int out, size_t offset)
+{
+    l->in = in;
+    l->out = out;
+    l->w = offset;
+    l->b = offset + (size_t)in * out;
+    return l->b + (size_t)out;
+}
+
+int params_alloc(float **params, float **grads, size_t n, char *err, const char *what)
+{
+    *params = *grads = NULL;
+    ws_buf bufs[] = {WS_BUF(*params, n), WS_BUF(*grads, n)};
+    void *block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, what);
+    assert(!block || block == (void *)*params);
+    return block ? 0 : -1;
+}
+
+void params_free(float **params, float **grads)
+{
+    free(*params); /* the block */
+    *params = *grads = NULL;
+}
 
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int C, int OC, int relu)
@@ -40,10 +68,61 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
     /* dw[OC][C] += dout^T[OC][B] in[B][C] */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
                 dw, C);
-    /* din[B][C] = dout[B][OC] w[OC][C] */
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C,
-                    0.0f, din, C);
+        linear_backward_input(din, dout, w, B, C, OC);
+}
+
+void linear_backward_input(float *din, const float *dout, const float *w, int B, int C, int OC)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C, 0.0f,
+                din, C);
+}
+
+static void softplus_inplace(float *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h[i] = softplusf_stable(h[i]);
+}
+
+/* d *= softplus'(a) = sigmoid(a) = 1 - e^{-h}, from the output h =
+ * softplus(a) >= 0, so the pre-activations need not be kept. */
+static void softplus_backward_inplace(float *d, const float *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] *= 1.0f - exp_nonpos(-h[i]);
+}
+
+void mlp_forward(const linear_layer *L, int n, mlp_act act, const float *params,
+                 float *const *outs, const float *in, int B)
+{
+    for (int i = 0; i < n; i++) {
+        int hidden = i < n - 1;
+        linear_forward(outs[i], i ? outs[i - 1] : in, params + L[i].w, params + L[i].b, B,
+                       L[i].in, L[i].out, hidden && act == MLP_RELU);
+        if (hidden && act == MLP_SOFTPLUS)
+            softplus_inplace(outs[i], (size_t)B * L[i].out);
+    }
+}
+
+float *mlp_backward(const linear_layer *L, int n, mlp_act act, const float *params,
+                    float *grads, float *const *outs, const float *in, float *dout, float *din,
+                    float *scratch_a, float *scratch_b, int B)
+{
+    assert(n >= 1 && scratch_a != scratch_b);
+    for (int i = n - 1;; i--) {
+        int hidden = i < n - 1;
+        /* Undoes the softplus_inplace of mlp_forward's layer i. */
+        if (hidden && act == MLP_SOFTPLUS)
+            softplus_backward_inplace(dout, outs[i], (size_t)B * L[i].out);
+        float *dnext = i ? (dout == scratch_a ? scratch_b : scratch_a) : din;
+        /* Undoes layer i's linear_forward (and its ReLU). */
+        linear_backward(dnext, grads + L[i].w, grads + L[i].b, dout, outs[i],
+                        i ? outs[i - 1] : in, params + L[i].w, B, L[i].in, L[i].out,
+                        hidden && act == MLP_RELU);
+        if (i == 0)
+            return dout;
+        dout = dnext;
+    }
 }
 
 void linear_init_glorot(float *w, int C, int OC, rng_t *r)

@@ -8,7 +8,28 @@
 #ifndef GSVAE_LAYERS_H
 #define GSVAE_LAYERS_H
 
+#include <math.h>
+#include <stddef.h>
+
 #include "rng.h"
+
+/* Where one linear layer lives in a model's flat parameter buffer (and, at
+ * the same offsets, in its twin gradient buffer). */
+typedef struct {
+    int in, out;   /* C and OC */
+    size_t w, b;   /* offsets of the weight [out][in] and the bias [out] */
+} linear_layer;
+
+/* Lay a layer of in -> out features out at `offset` (weight, then bias);
+ * returns the offset just after it, where the next layer goes. */
+size_t linear_place(linear_layer *l, int in, int out, size_t offset);
+
+/* A model's n parameters and their twin gradients, zeroed, in one
+ * allocation that *params leads; -1 with err naming `what` on failure
+ * (both pointers then NULL).  params_free frees it once and sets both to
+ * NULL; it accepts NULL pointers. */
+int params_alloc(float **params, float **grads, size_t n, char *err, const char *what);
+void params_free(float **params, float **grads);
 
 /* out[B][OC] = in[B][C] w^T + b, then max(0, .) when relu is set. */
 void linear_forward(float *out, const float *in, const float *w, const float *b,
@@ -18,6 +39,30 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
  * NULL (first layer). */
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu);
+
+/* din[B][C] = dout[B][OC] w[OC][C]: the input gradient alone (the third
+ * line of linear_backward), for passes whose parameter gradients must not
+ * count. */
+void linear_backward_input(float *din, const float *dout, const float *w, int B, int C, int OC);
+
+/* An MLP: n linear layers L[0..n-1] with parameters at their offsets in
+ * params, the hidden activation after every layer but the last (which stays
+ * affine).  outs[i] holds layer i's output, [B][L[i].out]. */
+typedef enum { MLP_RELU, MLP_SOFTPLUS } mlp_act;
+
+/* outs[i] = act(L_i(outs[i-1])), outs[-1] being in. */
+void mlp_forward(const linear_layer *L, int n, mlp_act act, const float *params,
+                 float *const *outs, const float *in, int B);
+/* Undoes mlp_forward's layers from the last to the first: dout (clobbered)
+ * is the gradient at outs[n-1]; parameter gradients add into grads (laid out
+ * like params); din (NULL: not wanted) receives the gradient at in.
+ * scratch_a and scratch_b, each [B][widest layer], carry the gradients
+ * between layers; dout may be one of them.  Returns the gradient at the
+ * first layer's output (its pre-activation's, for a ReLU), one of dout,
+ * scratch_a or scratch_b, valid until they are next written. */
+float *mlp_backward(const linear_layer *L, int n, mlp_act act, const float *params,
+                    float *grads, float *const *outs, const float *in, float *dout, float *din,
+                    float *scratch_a, float *scratch_b, int B);
 
 /* Glorot-uniform weights w[OC][C] ~ U(-a, a), a = sqrt(6 / (C + OC)). */
 void linear_init_glorot(float *w, int C, int OC, rng_t *r);
@@ -42,6 +87,19 @@ void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, in
 /* KL(Bernoulli(sigmoid(l)) || Bernoulli(1/2)) summed over N units. */
 void kl_bernoulli_forward(double *kl, const float *logits, int B, int N);
 void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, float scale);
+
+/* A running log-sum-exp over a stream of values v: after each push,
+ * log sum_v e^v = *mx + log(*sum).  Start from *mx = -INFINITY, *sum = 0;
+ * the sum is rescaled whenever the maximum moves, so it stays in [1, n]. */
+static inline void lse_push(double *mx, double *sum, double v)
+{
+    if (v > *mx) {
+        *sum = *sum * exp(*mx - v) + 1.0;
+        *mx = v;
+    } else {
+        *sum += exp(v - *mx);
+    }
+}
 
 /* Numerically safe elementwise pieces, written as straight-line float
  * arithmetic (no libm calls, no branches) so that loops over them

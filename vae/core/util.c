@@ -1,6 +1,8 @@
 #include "util.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,50 @@ void *xcalloc(size_t n, size_t size, char *err, const char *what)
     if (!p)
         errf(err, "%s: cannot allocate %zu x %zu bytes", what, n, size);
     return p;
+}
+
+/* Rounds n up to a multiple of WS_ALIGN; 0 on overflow. */
+static size_t ws_round(size_t n)
+{
+    return n > SIZE_MAX - (WS_ALIGN - 1) ? 0 : (n + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
+}
+
+void *ws_alloc(const ws_buf *bufs, size_t nbufs, const void *head, size_t head_size, char *err,
+               const char *what)
+{
+    size_t total = ws_round(head_size);
+    if (head_size && !total)
+        goto too_large;
+    for (size_t i = 0; i < nbufs; i++) {
+        const ws_buf *b = &bufs[i];
+        if (b->count && b->size > SIZE_MAX / b->count)
+            goto too_large;
+        size_t bytes = ws_round(b->count * b->size);
+        if ((b->count && !bytes) || bytes > SIZE_MAX - total)
+            goto too_large;
+        total += bytes;
+    }
+    /* total is a multiple of WS_ALIGN, as aligned_alloc asks. */
+    char *block = aligned_alloc(WS_ALIGN, total ? total : WS_ALIGN);
+    if (!block) {
+        errf(err, "%s: cannot allocate %zu bytes", what, total);
+        return NULL;
+    }
+    memset(block, 0, total);
+    size_t off = ws_round(head_size);
+    for (size_t i = 0; i < nbufs; i++) {
+        void *p = bufs[i].count ? block + off : NULL;
+        /* The pointer's object is a T *; its representation is a void *'s. */
+        memcpy(bufs[i].ptr, &p, sizeof p);
+        off += ws_round(bufs[i].count * bufs[i].size);
+    }
+    assert(off == total);
+    if (head_size)
+        memcpy(block, head, head_size);
+    return block;
+too_large:
+    errf(err, "%s: the workspace's size overflows", what);
+    return NULL;
 }
 
 int af_open(atomic_file *af, const char *path, const char *mode, char *err)

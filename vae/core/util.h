@@ -17,6 +17,26 @@ int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* calloc that reports failure through err instead of crashing. */
 void *xcalloc(size_t n, size_t size, char *err, const char *what);
 
+/* Workspaces in one allocation, the way llm.c lays out its parameters: a
+ * table says where each buffer's pointer goes, how many elements it holds
+ * and their size; ws_alloc sizes the table, makes one zeroed block, and
+ * points every buffer into it, each aligned to WS_ALIGN bytes.  A count of
+ * 0 leaves its pointer NULL (a buffer a configuration does not need).
+ * head (head_size bytes; NULL, 0 for none) is copied to the start of the
+ * block once the pointers are set: the struct that holds them, when it
+ * lives in the block too.  Returns the block, to be freed once with free(),
+ * or NULL after a message naming `what` (allocation failure or a size past
+ * SIZE_MAX); the pointers are then left as they were. */
+#define WS_ALIGN 64
+typedef struct {
+    void *ptr;           /* the address of the pointer to set (a T **) */
+    size_t count, size;  /* elements and bytes per element */
+} ws_buf;
+#define WS_BUF(p, n) {(void *)&(p), (size_t)(n), sizeof *(p)}
+#define WS_COUNT(bufs) (sizeof(bufs) / sizeof((bufs)[0]))
+void *ws_alloc(const ws_buf *bufs, size_t nbufs, const void *head, size_t head_size, char *err,
+               const char *what);
+
 /* Atomic output: open PATH.tmp.PID for writing; af_commit flushes, checks
  * every write, fsyncs and renames onto PATH; af_abort removes the temporary.
  * A reader never sees a half-written PATH. */

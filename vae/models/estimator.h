@@ -8,15 +8,8 @@
  * its estimate of d/dlogits of (1/B) sum_b recon[b].  The KL term is
  * analytic and handled by the caller for every estimator alike.
  *
- * One table (estimators[] in estimator.c) maps each --estimator name to its
- * implementation:
- *
- *   gumbel, st-gumbel   relaxed sample (Jang et al. 2017; Maddison et al. 2017)
- *   sf                  score function with a baseline (NVIL, Mnih & Gregor 2014)
- *   darn                per-unit first-order Taylor signal (Gregor et al. 2014)
- *   muprop              Taylor control variate around the mean (Gu et al. 2016)
- *   st, annealed-st     straight-through (Bengio et al. 2013; Chung et al. 2016)
- *   exact               sum over all K^N codes (tiny models only)
+ * Every estimator of stochastic.h's one list runs here (VAE_ESTIMATORS);
+ * estimator.c's table maps each to its implementation.
  *
  * The score-function family (sf, muprop) centres its learning signal with a
  * baseline (est_options.baseline): none, a moving average, or a moving
@@ -34,12 +27,10 @@
 #include "adam.h"
 #include "model.h"
 #include "rng.h"
+#include "stochastic.h"
 
 /* Enumeration limit of `exact`: K^N (or 2^N) codes per example. */
 #define EST_EXACT_MAX_CONFIGS 65536L
-/* NVIL: exponential moving averages of the signal's mean and variance with
- * alpha = 0.8 (Mnih & Gregor 2014, Sec. 3.3 and Algorithm 1). */
-#define EST_BASELINE_DECAY 0.8
 /* NVIL's input-dependent baseline: one hidden layer of 100 tanh units. */
 #define EST_BASELINE_HIDDEN 100
 
@@ -59,15 +50,18 @@ typedef struct {
 /* baseline mean, variance normalisation on, lr 1e-3, seed 0. */
 void est_options_default(est_options *o);
 
-/* Per-run state and scratch of the estimators.  Allocated once for the
- * largest batch; nothing is allocated per step. */
+/* The estimators run on the VAE: all of stochastic.h's list. */
+#define VAE_ESTIMATORS STOCH_ALL_ESTIMATORS
+
+/* Per-run state of the estimators: the few fields callers read or set, and
+ * one block holding the persistent state and every scratch buffer (its
+ * layout is estimator.c's), sized once for the largest batch; nothing is
+ * allocated per step. */
+typedef struct est_scratch est_scratch;
 typedef struct {
     int max_batch;
-    float *noise;  /* B x zdim */
-    float *soft;   /* B x zdim: the relaxed sample */
-
     est_baseline baseline;
-    int var_norm;
+    int var_norm;           /* as est_options; may be changed between steps */
     /* Set to use the persistent state without updating it, so that
      * repeated draws are independent (gradvar, tests). */
     int frozen;
@@ -76,8 +70,7 @@ typedef struct {
      * encoder gradient by it, the analytic KL's included, so that it
      * changes the step's size and not its direction. */
     float enc_scale;
-
-    /* Everything that must survive a checkpoint, in one buffer:
+    /* Everything that must survive a checkpoint, npersist floats:
      *   [0] running mean c of the (network-centred) signal
      *   [1] running variance v
      *   [2] 1 once c and v hold statistics
@@ -86,26 +79,7 @@ typedef struct {
      *   Adam first and second moments (nbl floats each). */
     float *persist;
     size_t npersist;
-
-    /* Scratch of the score-function family. */
-    double *signal;   /* B: the learning signal per example */
-    double *fbar;     /* B: f at the mean-field point (muprop) */
-    float *zbar;      /* B x zdim: the mean-field point q */
-    float *dzbar;     /* B x zdim: f'(zbar) per example */
-    float *grad_discard; /* nparams: parameter gradients of passes that must not count */
-
-    /* Baseline network x -> tanh(W1 x + b1) -> w2 . h + b2, params in persist. */
-    int bl_hidden;
-    size_t nbl;
-    float *bl_h, *bl_dh, *bl_out, *bl_dout, *bl_grads;
-    adam_state bl_adam;  /* m and v point into persist */
-    float bl_lr;
-
-    /* Enumeration scratch of `exact` (NULL when too many codes). */
-    long exact_configs;
-    float *rows_z, *rows_x, *row_scale;
-    double *row_w;           /* q(code | x) of each row */
-    double *acc_fz, *acc_f;  /* B x zdim and B */
+    est_scratch *ws;  /* the one block: scratch layout at its head, then the buffers */
 } est_state;
 
 typedef struct {
@@ -119,14 +93,16 @@ typedef struct {
 } est_ctx;
 
 typedef struct {
-    const char *name;
-    const char *help;   /* one line for gsvae train --help */
+    stoch_estimator id;  /* its name and help: stoch_estimator_name, _help */
     void (*run)(est_ctx *c);
-    int uses_baseline;  /* reads est_state's baseline (and so its persistent state) */
+    int uses_baseline;   /* reads est_state's baseline (and so its persistent state) */
 } estimator;
 
+/* The implementation of estimator id (every one of the list). */
+const estimator *estimator_get(stoch_estimator id);
+/* estimator_get of the estimator named `name`; NULL if no estimator has it. */
 const estimator *estimator_find(const char *name);
-/* The table, terminated by an entry with name NULL. */
+/* The table in the list's order, terminated by an entry with run NULL. */
 const estimator *estimator_list(void);
 
 /* Codes a model's latent space holds (K^N or 2^N), or -1 past
@@ -136,18 +112,28 @@ long est_count_configs(const vae_config *c);
  * a one-line message, when the codes exceed EST_EXACT_MAX_CONFIGS. */
 int est_check(const estimator *e, const vae_config *c, char *err);
 
-/* opts NULL: est_options_default. */
+/* Sizes and allocates s for m and batches of up to max_batch (one zeroed
+ * block; the learned baseline's network initialised from its seed).  opts
+ * NULL: est_options_default.  -1 with err on failure (s then holds no
+ * buffer).  est_state_free frees the block once and empties s; it accepts a
+ * failed or zeroed s. */
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
                    char *err);
 void est_state_free(est_state *s);
+
+/* The noise of the last relaxed or Gumbel-Max sample (max_batch x zdim),
+ * and the last relaxed sample; for tests that rebuild a draw. */
+const float *est_last_noise(const est_state *s);
+const float *est_last_relaxed(const est_state *s);
 
 /* One full estimate of the gradient of the batch's mean negative ELBO
  * (reconstruction by e, analytic KL) into m->grads, which it zeroes first;
  * returns the mean loss.  train_step adds the optimizer step to this. */
 double est_elbo_gradient(const estimator *e, est_ctx *c);
 
-/* Hard discrete sample of the code from the logits of q(z|x) (Gumbel-max for categorical,
- * u < sigmoid(l) for Bernoulli) into z; used by evaluation and sampling. */
+/* Hard discrete sample of the code from the logits of q(z|x) into z
+ * (stoch_sample_logits: Gumbel-Max per variable with noise as scratch,
+ * u < sigmoid(l) per unit); used by evaluation and sampling. */
 void est_sample_hard(const vae_config *cfg, const float *logits, int B, float *noise, float *z,
                      rng_t *r);
 

@@ -5,23 +5,22 @@
 #include <string.h>
 
 #include "estimator.h"
-#include "gumbel.h"
 #include "layers.h"
+#include "stochastic.h"
 #include "util.h"
 
 int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
 {
     memset(w, 0, sizeof *w);
     w->rows = rows;
-    size_t n = (size_t)rows * vae_zdim(&m->cfg);
+    size_t R = (size_t)rows, n = R * vae_zdim(&m->cfg);
     if (vae_acts_init(&w->a, m, rows, err) != 0)
         return -1;
-    w->noise = xcalloc(n, sizeof(float), err, "evaluation buffers");
-    w->z = xcalloc(n, sizeof(float), err, "evaluation buffers");
-    w->logits_rep = xcalloc(n, sizeof(float), err, "evaluation buffers");
-    w->logw_max = xcalloc((size_t)rows, sizeof(double), err, "evaluation buffers");
-    w->logw_sum = xcalloc((size_t)rows, sizeof(double), err, "evaluation buffers");
-    if (!w->noise || !w->z || !w->logits_rep || !w->logw_max || !w->logw_sum) {
+    ws_buf bufs[] = {
+        WS_BUF(w->noise, n),  WS_BUF(w->z, n),        WS_BUF(w->logits_rep, n),
+        WS_BUF(w->logw_max, R), WS_BUF(w->logw_sum, R),
+    };
+    if (!(w->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "evaluation buffers"))) {
         eval_ws_free(w);
         return -1;
     }
@@ -31,11 +30,7 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
 void eval_ws_free(eval_ws *w)
 {
     vae_acts_free(&w->a);
-    free(w->noise);
-    free(w->z);
-    free(w->logits_rep);
-    free(w->logw_max);
-    free(w->logw_sum);
+    free(w->block);
     memset(w, 0, sizeof *w);
 }
 
@@ -44,24 +39,19 @@ static void elbo_pass(const vae_model *m, eval_ws *w, const float *x, int n, flo
                       rng_t *r, elbo_result *out)
 {
     const vae_config *c = &m->cfg;
+    stoch_layer code = vae_code(c);
     int D = c->D;
     double recon = 0.0, kl = 0.0;
     for (int start = 0; start < n; start += w->rows) {
         int B = n - start < w->rows ? n - start : w->rows;
         const float *xb = x + (size_t)start * D;
         const float *logits = vae_logits(m, &w->a);
-        size_t nz = (size_t)B * vae_zdim(c);
         vae_encode(m, &w->a, xb, B);
         vae_kl(m, &w->a, B);
-        if (tau <= 0.0f) {
+        if (tau <= 0.0f)
             est_sample_hard(c, logits, B, w->noise, w->z, r);
-        } else if (c->latent == LATENT_CATEGORICAL) {
-            gumbel_noise(w->noise, nz, r);
-            gumbel_softmax_forward(w->z, logits, w->noise, B * c->N, c->K, tau);
-        } else {
-            logistic_noise(w->noise, nz, r);
-            binary_concrete_forward(w->z, logits, w->noise, nz, tau);
-        }
+        else
+            stoch_relaxed_sample(&code, w->z, w->noise, logits, B, tau, r);
         vae_decode(m, &w->a, w->z, B);
         vae_recon_loss(m, &w->a, xb, B);
         for (int b = 0; b < B; b++) {
@@ -86,19 +76,13 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
     elbo_pass(m, w, x, n, tau, r, out);
 }
 
-/* log q(z|x) - log p(z) of row z under the logits l (one example). */
+/* log q(z|x) - log p(z) of row z under the logits l (one example); the
+ * prior is uniform, p(z) = K^-N (2^-N). */
 static double log_ratio(const vae_config *c, const float *l, const float *logq, const float *z)
 {
-    double s = 0.0;
-    if (c->latent == LATENT_CATEGORICAL) {
-        for (int i = 0; i < c->N * c->K; i++)
-            if (z[i] > 0.5f)
-                s += logq[i];
-        return s + c->N * log((double)c->K);
-    }
-    for (int i = 0; i < c->N; i++)
-        s -= softplusf_stable(z[i] > 0.5f ? -l[i] : l[i]);
-    return s + c->N * log(2.0);
+    stoch_layer code = vae_code(c);
+    double log_q = stoch_log_prob(&code, l, logq, z);
+    return log_q + c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0);
 }
 
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r)
@@ -138,13 +122,7 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
                 double lw = -rec - log_ratio(c, logits + (size_t)g * zdim,
                                              w->a.logq + (size_t)g * zdim,
                                              w->z + (size_t)row * zdim);
-                /* Running log-sum-exp: rescale the sum when the max moves. */
-                if (lw > w->logw_max[g]) {
-                    w->logw_sum[g] = w->logw_sum[g] * exp(w->logw_max[g] - lw) + 1.0;
-                    w->logw_max[g] = lw;
-                } else {
-                    w->logw_sum[g] += exp(lw - w->logw_max[g]);
-                }
+                lse_push(&w->logw_max[g], &w->logw_sum[g], lw);
             }
             done += chunk;
         }

@@ -12,12 +12,16 @@ typedef struct {
     double neg_elbo, recon, kl;  /* nats per image, means over the set */
 } elbo_result;
 
-/* Evaluation workspace: activations and buffers for `rows` decoder rows. */
+/* Evaluation workspace: activations and buffers for `rows` decoder rows (R);
+ * the buffers below share one block. */
 typedef struct {
     int rows;
     vae_acts a;
-    float *noise, *z, *logits_rep;
-    double *logw_max, *logw_sum;
+    float *noise;              /* [R][zdim] noise of the samples */
+    float *z;                  /* [R][zdim] the codes decoded */
+    float *logits_rep;         /* [R][zdim] logits, one copy per sample row */
+    double *logw_max, *logw_sum;  /* [R] running log-sum-exp of each image's weights */
+    void *block;
 } eval_ws;
 
 int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err);

@@ -11,23 +11,8 @@
 
 int vae_zdim(const vae_config *c)
 {
-    return c->latent == LATENT_CATEGORICAL ? c->N * c->K : c->N;
-}
-
-int vae_latent_parse(const char *s, latent_type *out)
-{
-    if (!strcmp(s, "categorical"))
-        *out = LATENT_CATEGORICAL;
-    else if (!strcmp(s, "bernoulli"))
-        *out = LATENT_BERNOULLI;
-    else
-        return -1;
-    return 0;
-}
-
-const char *vae_latent_name(latent_type t)
-{
-    return t == LATENT_CATEGORICAL ? "categorical" : "bernoulli";
+    stoch_layer code = vae_code(c);
+    return stoch_dim(&code);
 }
 
 /* Strict decimal in [lo, hi]; end receives the first unparsed character. */
@@ -106,15 +91,6 @@ void vae_format_hidden(const vae_config *c, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, i ? ",%d" : "%d", c->hidden[i]);
 }
 
-size_t vae_linear_place(vae_linear *l, int in, int out, size_t offset)
-{
-    l->in = in;
-    l->out = out;
-    l->w = offset;
-    l->b = offset + (size_t)in * out;
-    return l->b + (size_t)out;
-}
-
 int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
 {
     memset(m, 0, sizeof *m);
@@ -124,28 +100,24 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     size_t off = 0;
     int in = c->D;
     for (int i = 0; i < c->nhidden; i++) {
-        off = vae_linear_place(&m->enc[i], in, c->hidden[i], off);
+        off = linear_place(&m->enc[i], in, c->hidden[i], off);
         in = c->hidden[i];
     }
-    off = vae_linear_place(&m->enc[c->nhidden], in, zdim, off);
+    off = linear_place(&m->enc[c->nhidden], in, zdim, off);
     m->nenc = c->nhidden + 1;
     in = zdim;
     for (int i = c->nhidden - 1; i >= 0; i--) {
-        off = vae_linear_place(&m->dec[c->nhidden - 1 - i], in, c->hidden[i], off);
+        off = linear_place(&m->dec[c->nhidden - 1 - i], in, c->hidden[i], off);
         in = c->hidden[i];
     }
-    off = vae_linear_place(&m->dec[c->nhidden], in, c->D, off);
+    off = linear_place(&m->dec[c->nhidden], in, c->D, off);
     m->ndec = c->nhidden + 1;
     m->nparams = off;
-    m->params = xcalloc(off, sizeof(float), err, "model parameters");
-    m->grads = xcalloc(off, sizeof(float), err, "model gradients");
-    if (!m->params || !m->grads) {
-        vae_free(m);
+    if (params_alloc(&m->params, &m->grads, off, err, "model parameters") != 0)
         return -1;
-    }
     /* Glorot-uniform weights, zero biases. */
     for (int pass = 0; pass < 2; pass++) {
-        vae_linear *ls = pass ? m->dec : m->enc;
+        linear_layer *ls = pass ? m->dec : m->enc;
         int nl = pass ? m->ndec : m->nenc;
         for (int i = 0; i < nl; i++)
             linear_init_glorot(m->params + ls[i].w, ls[i].in, ls[i].out, r);
@@ -155,9 +127,7 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
 
 void vae_free(vae_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    m->params = m->grads = NULL;
+    params_free(&m->params, &m->grads);
 }
 
 void vae_zero_grads(vae_model *m)
@@ -172,96 +142,49 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
     size_t B = (size_t)max_batch;
     int zdim = vae_zdim(&m->cfg);
     int widest = m->cfg.D > zdim ? m->cfg.D : zdim;
-    int ok = 1;
-    for (int i = 0; i < m->nenc; i++) {
-        ok &= (a->enc[i] = xcalloc(B * m->enc[i].out, sizeof(float), err, "activations")) != NULL;
-        if (m->enc[i].out > widest)
-            widest = m->enc[i].out;
+    for (int i = 0; i < m->nenc; i++)
+        widest = m->enc[i].out > widest ? m->enc[i].out : widest;
+    enum { FIXED = 8 };
+    ws_buf bufs[FIXED + 2 * (VAE_MAX_HIDDEN + 1)] = {
+        WS_BUF(a->logq, B * zdim),     WS_BUF(a->z, B * zdim),
+        WS_BUF(a->dz, B * zdim),       WS_BUF(a->dlogits, B * zdim),
+        WS_BUF(a->grad_a, B * widest), WS_BUF(a->grad_b, B * widest),
+        WS_BUF(a->recon, B),           WS_BUF(a->kl, B),
+    };
+    /* Layers past nenc (ndec) get no buffer: their pointers stay NULL. */
+    for (int i = 0; i <= VAE_MAX_HIDDEN; i++) {
+        bufs[FIXED + 2 * i] = (ws_buf)WS_BUF(a->enc[i], i < m->nenc ? B * m->enc[i].out : 0);
+        bufs[FIXED + 2 * i + 1] = (ws_buf)WS_BUF(a->dec[i], i < m->ndec ? B * m->dec[i].out : 0);
     }
-    for (int i = 0; i < m->ndec; i++)
-        ok &= (a->dec[i] = xcalloc(B * m->dec[i].out, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->logq = xcalloc(B * zdim, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->z = xcalloc(B * zdim, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->dz = xcalloc(B * zdim, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->dlogits = xcalloc(B * zdim, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->grad_a = xcalloc(B * widest, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->grad_b = xcalloc(B * widest, sizeof(float), err, "activations")) != NULL;
-    ok &= (a->recon = xcalloc(B, sizeof(double), err, "activations")) != NULL;
-    ok &= (a->kl = xcalloc(B, sizeof(double), err, "activations")) != NULL;
-    if (!ok) {
-        vae_acts_free(a);
-        return -1;
-    }
-    return 0;
+    a->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "activations");
+    return a->block ? 0 : -1;
 }
 
 void vae_acts_free(vae_acts *a)
 {
-    for (int i = 0; i <= VAE_MAX_HIDDEN; i++) {
-        free(a->enc[i]);
-        free(a->dec[i]);
-    }
-    free(a->logq);
-    free(a->z);
-    free(a->dz);
-    free(a->dlogits);
-    free(a->grad_a);
-    free(a->grad_b);
-    free(a->recon);
-    free(a->kl);
+    free(a->block);
     memset(a, 0, sizeof *a);
 }
 
 void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
 {
-    const float *in = x;
-    for (int i = 0; i < m->nenc; i++) {
-        const vae_linear *l = &m->enc[i];
-        linear_forward(a->enc[i], in, m->params + l->w, m->params + l->b, B, l->in, l->out,
-                       i < m->nenc - 1);
-        in = a->enc[i];
-    }
-    if (m->logit_scale != 1.0f) {
-        float *logits = a->enc[m->nenc - 1];
+    mlp_forward(m->enc, m->nenc, MLP_RELU, m->params, a->enc, x, B);
+    float *logits = a->enc[m->nenc - 1];
+    if (m->logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
             logits[i] *= m->logit_scale;
-    }
     if (m->cfg.latent == LATENT_CATEGORICAL)
-        log_softmax_forward(a->logq, in, B * m->cfg.N, m->cfg.K);
+        log_softmax_forward(a->logq, logits, B * m->cfg.N, m->cfg.K);
 }
 
 void vae_decode(const vae_model *m, vae_acts *a, const float *z, int B)
 {
-    const float *in = z;
-    for (int i = 0; i < m->ndec; i++) {
-        const vae_linear *l = &m->dec[i];
-        linear_forward(a->dec[i], in, m->params + l->w, m->params + l->b, B, l->in, l->out,
-                       i < m->ndec - 1);
-        in = a->dec[i];
-    }
+    mlp_forward(m->dec, m->ndec, MLP_RELU, m->params, a->dec, z, B);
 }
 
 void vae_recon_loss(const vae_model *m, vae_acts *a, const float *x, int B)
 {
     bce_logits_forward(a->recon, a->dec[m->ndec - 1], x, B, m->cfg.D);
-}
-
-/* Backward through a stack of layers whose outputs are outs[0..n-1], from
- * the gradient at the top (dtop, clobbered), to din (may be NULL); the
- * parameter gradients add into grads (laid out like m->params). */
-static void stack_backward(const vae_model *m, float *grads, const vae_linear *ls,
-                           float *const *outs, int n, const float *input, float *dtop,
-                           float *din, vae_acts *a, int B)
-{
-    float *dout = dtop;
-    for (int i = n - 1; i >= 0; i--) {
-        const vae_linear *l = &ls[i];
-        const float *in = i ? outs[i - 1] : input;
-        float *dnext = i ? (dout == a->grad_a ? a->grad_b : a->grad_a) : din;
-        linear_backward(dnext, grads + l->w, grads + l->b, dout, outs[i], in, m->params + l->w, B,
-                        l->in, l->out, i < n - 1);
-        dout = dnext;
-    }
 }
 
 void vae_decode_backward(vae_model *m, vae_acts *a, const float *x, const float *z, int B,
@@ -282,7 +205,8 @@ void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, c
         for (int r = 0; r < B; r++)
             bce_logits_backward(dtop + (size_t)r * D, logits + (size_t)r * D, x + (size_t)r * D,
                                 1, D, scale * row_scale[r]);
-    stack_backward(m, grads, m->dec, a->dec, m->ndec, z, dtop, dz, a, B);
+    mlp_backward(m->dec, m->ndec, MLP_RELU, m->params, grads, a->dec, z, dtop, dz, a->grad_a,
+                 a->grad_b, B);
 }
 
 void vae_kl(const vae_model *m, vae_acts *a, int B)
@@ -306,5 +230,6 @@ void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)
     if (m->logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
             a->dlogits[i] *= m->logit_scale;
-    stack_backward(m, m->grads, m->enc, a->enc, m->nenc, x, a->dlogits, NULL, a, B);
+    mlp_backward(m->enc, m->nenc, MLP_RELU, m->params, m->grads, a->enc, x, a->dlogits, NULL,
+                 a->grad_a, a->grad_b, B);
 }

@@ -13,11 +13,11 @@
 
 #include <stddef.h>
 
+#include "layers.h"
 #include "rng.h"
+#include "stochastic.h"
 
 #define VAE_MAX_HIDDEN 4
-
-typedef enum { LATENT_CATEGORICAL, LATENT_BERNOULLI } latent_type;
 
 typedef struct {
     latent_type latent;
@@ -27,11 +27,13 @@ typedef struct {
     int hidden[VAE_MAX_HIDDEN];   /* encoder widths; the decoder mirrors them */
 } vae_config;
 
+/* The code as a stochastic layer (stochastic.h): one row per example. */
+static inline stoch_layer vae_code(const vae_config *c)
+{
+    return (stoch_layer){c->latent, c->N, c->K};
+}
 /* Units of the latent code: N*K (categorical) or N (Bernoulli). */
 int vae_zdim(const vae_config *c);
-/* "categorical" or "bernoulli". */
-int vae_latent_parse(const char *s, latent_type *out);
-const char *vae_latent_name(latent_type t);
 /* "20x10" for categorical, "200" for Bernoulli; fills N and K. */
 int vae_parse_latent_spec(const char *spec, vae_config *c, char *err);
 /* "512,256". */
@@ -41,19 +43,10 @@ void vae_format_latent(const vae_config *c, char *buf, size_t len);
 void vae_format_hidden(const vae_config *c, char *buf, size_t len);
 
 typedef struct {
-    int in, out;
-    size_t w, b;   /* offsets of the weight [out][in] and bias [out] */
-} vae_linear;
-
-/* Lay a layer out at offset of a flat buffer (weight, then bias); returns
- * the offset after it. */
-size_t vae_linear_place(vae_linear *l, int in, int out, size_t offset);
-
-typedef struct {
     vae_config cfg;
     int nenc, ndec;                           /* layers */
-    vae_linear enc[VAE_MAX_HIDDEN + 1];
-    vae_linear dec[VAE_MAX_HIDDEN + 1];
+    linear_layer enc[VAE_MAX_HIDDEN + 1];
+    linear_layer dec[VAE_MAX_HIDDEN + 1];
     size_t nparams;
     float *params;
     float *grads;
@@ -68,18 +61,23 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err);
 void vae_free(vae_model *m);
 void vae_zero_grads(vae_model *m);
 
+/* Activations for up to max_batch rows (B), every buffer in one block. */
 typedef struct {
     int max_batch;
-    float *enc[VAE_MAX_HIDDEN + 1];  /* encoder layer outputs; the last is the logits */
-    float *logq;                     /* categorical: log-softmax of the logits */
-    float *z;                        /* the code fed to the decoder */
-    float *dec[VAE_MAX_HIDDEN + 1];  /* decoder layer outputs; the last is pixel logits */
-    float *dz;                       /* gradient at the decoder's input */
-    float *dlogits;                  /* gradient at the encoder's output */
-    float *grad_a, *grad_b;          /* backward scratch, the widest layer */
-    double *recon, *kl;              /* per example, nats */
+    float *enc[VAE_MAX_HIDDEN + 1];  /* [B][enc[i].out] layer outputs; the last is the logits */
+    float *logq;                     /* [B][zdim] categorical: log-softmax of the logits */
+    float *z;                        /* [B][zdim] the code fed to the decoder */
+    float *dec[VAE_MAX_HIDDEN + 1];  /* [B][dec[i].out]; the last is pixel logits */
+    float *dz;                       /* [B][zdim] gradient at the decoder's input */
+    float *dlogits;                  /* [B][zdim] gradient at the encoder's output */
+    float *grad_a, *grad_b;          /* [B][widest layer] backward scratch */
+    double *recon, *kl;              /* [B] per example, nats */
+    void *block;                     /* the one allocation behind every buffer */
 } vae_acts;
 
+/* Sizes and allocates a's buffers for m and max_batch rows (zeroed); -1
+ * with err on failure (a then holds no buffer).  vae_acts_free frees the
+ * block once and empties a; it accepts a failed or zeroed a. */
 int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err);
 void vae_acts_free(vae_acts *a);
 

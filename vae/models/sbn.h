@@ -25,8 +25,8 @@
  * sbn_ws, allocated once for the largest batch, so a training step
  * allocates nothing.
  *
- * Estimators (one table, sbn_estimator_list; the same definitions as
- * estimator.h's for the VAE, applied at both stochastic layers):
+ * Estimators: every one of stochastic.h's list but exact (SBN_ESTIMATORS),
+ * with the VAE's definitions applied at both stochastic layers:
  *   gumbel, st-gumbel   relaxed samples at both layers
  *   st, annealed-st     hard samples; backward through d mean / d logits
  *   darn                hard samples; the 1/2 estimator at each layer
@@ -38,8 +38,10 @@
 
 #include <stddef.h>
 
+#include "layers.h"
 #include "model.h"
 #include "rng.h"
+#include "stochastic.h"
 
 typedef struct {
     latent_type latent;
@@ -50,11 +52,14 @@ typedef struct {
 /* Units of one stochastic layer: N*K or N. */
 int sbn_zdim(const sbn_config *c);
 
+/* The estimators the SBN runs: all of the list but exact. */
+#define SBN_ESTIMATORS (STOCH_ALL_ESTIMATORS & ~(1u << STOCH_EXACT))
+
 enum { SBN_A1, SBN_A2, SBN_A3, SBN_NLAYERS };
 
 typedef struct {
     sbn_config cfg;
-    vae_linear lay[SBN_NLAYERS];
+    linear_layer lay[SBN_NLAYERS];
     size_t nparams;
     float *params, *grads;
 } sbn_model;
@@ -63,46 +68,29 @@ typedef struct {
 int sbn_init(sbn_model *m, const sbn_config *c, rng_t *r, char *err);
 void sbn_free(sbn_model *m);
 
-/* One stochastic layer's activations over the rows of a batch. */
-typedef struct {
-    float *logits;  /* rows x zdim */
-    float *probs;   /* the mean: sigmoid or softmax of the logits */
-    float *pt;      /* probs at slope 1/tau (annealed-st) */
-    float *noise;   /* logistic or Gumbel noise of the relaxed sample */
-    float *soft;    /* the relaxed sample */
-    float *h;       /* what the next layer reads */
-    float *dh, *dl; /* gradients at h and at the logits */
-} sbn_layer;
-
-/* Training workspace for up to max_batch examples of max_samples rows. */
+/* Training workspace for up to max_batch examples of max_samples rows: the
+ * activations of both stochastic layers, the output map and the mean-field
+ * pass, in one block laid out by sbn_model.c. */
+typedef struct sbn_scratch sbn_scratch;
 typedef struct {
     int max_batch, max_samples;
-    float *xin, *xout;       /* B x D_in, B x D_out */
-    float *l1;               /* B x zdim: A1(x_in), before replication */
-    float *dl1;              /* B x zdim: dl of layer 1 summed over samples */
-    sbn_layer lay[2];
-    float *out, *dout;       /* rows x D_out: pixel logits and their gradient */
-    double *ell;             /* rows: -log p(x_out | h2) */
-    double *weight;          /* rows: dL/d ell, softmax over the samples */
-    double *loss;            /* B: L */
-    double *signal[2];       /* B: learning signals of sf / muprop */
-    /* The mean-field pass of muprop, B rows. */
-    float *mf_x1, *mf_l2, *mf_x2, *mf_out, *mf_dout, *mf_g1, *mf_g2, *mf_dl2;
-    double *mf_f;
+    sbn_scratch *ws;  /* the one block: scratch layout at its head, then the buffers */
 } sbn_ws;
 
+/* -1 with err on failure (w then holds no buffer).  sbn_ws_free frees the
+ * block once and empties w; it accepts a failed or zeroed w. */
 int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, char *err);
 void sbn_ws_free(sbn_ws *w);
+/* The noise of stochastic layer i's (0 or 1) last relaxed samples, B*S
+ * rows of sbn_zdim; for tests that rebuild a draw. */
+const float *sbn_ws_noise(const sbn_ws *w, int i);
 
-/* Learning-signal centring of sf and muprop, one slot per stochastic layer,
- * as estimator.h's: u - c, divided by max(1, sqrt(v)) when var_norm is set,
- * with c and v exponential moving averages (decay 0.8, NVIL) of the signal's
- * batch mean and variance from earlier batches only; the first batch is
- * left uncentred.  frozen: use c and v without updating them (tests). */
+/* Learning-signal centring of sf and muprop (centre set): NVIL's, as the
+ * VAE's, by stoch_nvil_centre on each stochastic layer's signal with that
+ * layer's running statistics.  frozen: use them without updating them. */
 typedef struct {
     int centre, var_norm, frozen;
-    double mean[2], var[2];
-    int seen[2];
+    stoch_nvil stat[2];  /* the running mean and variance per layer */
     /* The divisor of this step's signal per layer, 1 / max(1, sqrt(v)) (1
      * without var_norm); MuProp's analytic term is divided by it too, so
      * that the normalisation rescales the layer's whole gradient. */
@@ -114,8 +102,7 @@ typedef struct sbn_ctx sbn_ctx;
 typedef enum { SBN_SAMPLE_HARD, SBN_SAMPLE_RELAXED, SBN_SAMPLE_ST_RELAXED } sbn_sample_mode;
 
 typedef struct {
-    const char *name;
-    const char *help;         /* one line for --help */
+    stoch_estimator id;       /* its name and help: stoch_estimator_name, _help */
     sbn_sample_mode sample;   /* what the forward pass feeds forward */
     /* dl of stochastic layer i (0 or 1) from its dh (pathwise estimators) or
      * from the learning signal (score-function ones). */
@@ -136,8 +123,14 @@ struct sbn_ctx {
     rng_t *r;
 };
 
+/* The implementation of estimator id; NULL when SBN_ESTIMATORS lacks it
+ * (stoch_estimator_check words the refusal). */
+const sbn_estimator *sbn_estimator_get(stoch_estimator id);
+/* sbn_estimator_get of the estimator named `name`; NULL if unknown or
+ * unsupported. */
 const sbn_estimator *sbn_estimator_find(const char *name);
-/* The table, terminated by an entry with name NULL. */
+/* The table in the list's order, terminated by an entry with
+ * layer_backward NULL. */
 const sbn_estimator *sbn_estimator_list(void);
 
 /* One estimate of the gradient of the batch's mean S-sample loss into
@@ -145,13 +138,16 @@ const sbn_estimator *sbn_estimator_list(void);
  * estimators, the loss of the relaxed samples).  The samples stay in w. */
 double sbn_gradient(sbn_ctx *c);
 
-/* Evaluation workspace for `rows` (example, sample) rows per chunk. */
+/* Evaluation workspace for `rows` (example, sample) rows per chunk, its
+ * buffers in one block laid out by sbn_model.c. */
+typedef struct sbn_eval_scratch sbn_eval_scratch;
 typedef struct {
     int rows;
-    float *xin, *xout, *l1, *q1, *h1, *l2, *q2, *h2, *out;
-    int *example;
+    sbn_eval_scratch *ws;
 } sbn_eval_ws;
 
+/* -1 with err on failure (w then holds no buffer); sbn_eval_ws_free frees
+ * the block once and accepts a failed or zeroed w. */
 int sbn_eval_ws_init(sbn_eval_ws *w, const sbn_model *m, int rows, char *err);
 void sbn_eval_ws_free(sbn_eval_ws *w);
 

@@ -35,17 +35,25 @@
 #include <stdint.h>
 
 #include "adam.h"
+#include "layers.h"
 #include "rng.h"
+#include "stochastic.h"
 
 #define SS_MAX_HIDDEN 4
 
 typedef enum { SS_ACT_SOFTPLUS, SS_ACT_RELU } ss_activation;
-typedef enum { SS_EXACT, SS_GUMBEL, SS_ST_GUMBEL } ss_estimator;
 
-/* "softplus"/"relu" and "exact"/"gumbel"/"st-gumbel"; -1 if unknown. */
+/* The estimators of stochastic.h's list that M2 runs: the exact sum over
+ * the class, and one (straight-through) Gumbel-Softmax sample of it. */
+#define SS_ESTIMATORS ((1u << STOCH_EXACT) | (1u << STOCH_GUMBEL) | (1u << STOCH_ST_GUMBEL))
+
+/* "softplus"/"relu"; -1 if unknown. */
 int ss_activation_parse(const char *s, ss_activation *out);
-int ss_estimator_parse(const char *s, ss_estimator *out);
-const char *ss_estimator_name(ss_estimator e);
+/* An estimator name of SS_ESTIMATORS into *out; -1 (out untouched) if
+ * unknown or not one of them (stoch_estimator_check words the refusal). */
+int ss_estimator_parse(const char *s, stoch_estimator *out);
+/* stoch_estimator_name. */
+const char *ss_estimator_name(stoch_estimator e);
 
 typedef struct {
     int D;                        /* pixels */
@@ -57,16 +65,11 @@ typedef struct {
 } ss_config;
 
 typedef struct {
-    int in, out;
-    size_t w, b;   /* offsets of the weight [out][in] and bias [out] */
-} ss_linear;
-
-typedef struct {
     ss_config cfg;
     int nlayers;                           /* per network: nhidden + 1 */
-    ss_linear cls[SS_MAX_HIDDEN + 1];      /* D -> ... -> K */
-    ss_linear enc[SS_MAX_HIDDEN + 1];      /* D+K -> ... -> 2Z (mean, log-variance) */
-    ss_linear dec[SS_MAX_HIDDEN + 1];      /* Z+K -> ... -> D */
+    linear_layer cls[SS_MAX_HIDDEN + 1];   /* D -> ... -> K */
+    linear_layer enc[SS_MAX_HIDDEN + 1];   /* D+K -> ... -> 2Z (mean, log-variance) */
+    linear_layer dec[SS_MAX_HIDDEN + 1];   /* Z+K -> ... -> D */
     size_t nparams;
     float *params, *grads;
 } ss_model;
@@ -76,7 +79,7 @@ int ss_init(ss_model *m, const ss_config *c, double init_std, rng_t *r, char *er
 void ss_free(ss_model *m);
 
 /* Rows the encoder and decoder process for a batch. */
-long ss_rows(const ss_config *c, int B_l, int B_u, ss_estimator est);
+long ss_rows(const ss_config *c, int B_l, int B_u, stoch_estimator est);
 
 typedef struct {
     double labelled;     /* weight of the mean labelled L(x,y) */
@@ -84,37 +87,26 @@ typedef struct {
     double alpha;        /* weight of the mean labelled -log q(y|x) */
 } ss_weights;
 
-/* Workspace for up to max_examples classifier rows (B_l + B_u) and max_rows
- * encoder/decoder rows. */
+/* Workspace for up to max_examples classifier rows (E = B_l + B_u) and
+ * max_rows encoder/decoder rows (R), every buffer in one block.  The fields
+ * below are those a caller reads or sets; the activations and the backward
+ * scratch are laid out by semisup_model.c. */
+typedef struct ss_scratch ss_scratch;
 typedef struct {
     int max_examples;
     long max_rows;
-    /* classifier */
-    float *cls_act[SS_MAX_HIDDEN + 1];   /* the last holds the logits */
-    float *logq;                         /* [examples][K] */
-    float *yrel;                         /* [B_u][K] relaxed samples y~ (gumbel) */
-    /* encoder / decoder */
-    float *xy;                           /* [rows][D+K] encoder input */
-    float *enc_act[SS_MAX_HIDDEN + 1];   /* the last is [rows][2Z] */
-    float *zy;                           /* [rows][Z+K] decoder input */
-    float *dec_act[SS_MAX_HIDDEN + 1];   /* the last holds the pixel logits */
+    float *logq;       /* [E][K] log q(y|x) of the last forward */
     /* noise: set by ss_draw_noise, or by a caller that wants it fixed */
-    float *eps;                          /* [rows][Z] standard normal */
-    float *gnoise;                       /* [B_u][K] Gumbel, for y~ */
-    /* per row and per example losses (nats) */
-    double *rec, *klz;                   /* [rows] */
-    double *ex_loss;                     /* [examples]: L(x,y) or U(x), see ss_forward */
-    double *klq;                         /* [examples] KL(q(y|x) || uniform) */
-    /* backward scratch */
-    float *coef;                         /* [rows] weight of each row's loss */
-    float *grad_a, *grad_b;              /* [rows][widest layer] */
-    float *dzy;                          /* [rows][Z+K] */
-    float *dy;                           /* [examples][K] gradient at y~ */
-    float *dlogits;                      /* [examples][K] */
+    float *eps;        /* [R][Z] standard normal */
+    float *gnoise;     /* [B_u][K] Gumbel, for y~ */
+    double *ex_loss;   /* [E]: L(x,y) or U(x), see ss_forward */
     /* rows processed by the encoder and decoder in the last forward */
     long enc_rows, dec_rows;
+    ss_scratch *ws;    /* the one block: scratch layout at its head, then the buffers */
 } ss_ws;
 
+/* -1 with err on failure (w then holds no buffer); ss_ws_free frees the
+ * block once and empties w, and accepts a failed or zeroed w. */
 int ss_ws_init(ss_ws *w, const ss_model *m, int max_examples, long max_rows, char *err);
 void ss_ws_free(ss_ws *w);
 
@@ -127,24 +119,24 @@ typedef struct {
 } ss_parts;
 
 /* Fill w->eps (ss_rows x Z) and, for gumbel, w->gnoise (B_u x K) from r. */
-void ss_draw_noise(const ss_model *m, ss_ws *w, int B_l, int B_u, ss_estimator est, rng_t *r);
+void ss_draw_noise(const ss_model *m, ss_ws *w, int B_l, int B_u, stoch_estimator est, rng_t *r);
 
 /* Forward of the loss with the noise in w.  x holds B_l labelled examples
  * (labels y, each < K) followed by B_u unlabelled ones.  Afterwards
  * w->ex_loss[b] is L(x_b, y_b) for a labelled b < B_l and U(x_b) for an
  * unlabelled one, and w->logq row b is log q(y|x_b).  Returns parts->loss. */
 double ss_forward(const ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_l,
-                  int B_u, ss_estimator est, float tau, const ss_weights *wt, ss_parts *parts);
+                  int B_u, stoch_estimator est, float tau, const ss_weights *wt, ss_parts *parts);
 /* Gradient of the loss of the last ss_forward (same arguments), added into
  * m->grads. */
 void ss_backward(ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_l, int B_u,
-                 ss_estimator est, float tau, const ss_weights *wt);
+                 stoch_estimator est, float tau, const ss_weights *wt);
 
 /* Zero the gradients, draw the noise, forward; when the loss is finite,
  * backward and one Adam step.  Returns the loss (NaN or Inf: the
  * parameters are untouched). */
 double ss_train_step(ss_model *m, ss_ws *w, adam_state *adam, const float *x, const uint8_t *y,
-                     int B_l, int B_u, ss_estimator est, float tau, const ss_weights *wt,
+                     int B_l, int B_u, stoch_estimator est, float tau, const ss_weights *wt,
                      float lr, rng_t *r, ss_parts *parts);
 
 typedef struct {

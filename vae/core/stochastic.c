@@ -1,0 +1,317 @@
+#include "stochastic.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gumbel.h"
+#include "layers.h"
+#include "util.h"
+
+int stoch_latent_parse(const char *s, latent_type *out)
+{
+    if (!strcmp(s, "categorical"))
+        *out = LATENT_CATEGORICAL;
+    else if (!strcmp(s, "bernoulli"))
+        *out = LATENT_BERNOULLI;
+    else
+        return -1;
+    return 0;
+}
+
+const char *stoch_latent_name(latent_type t)
+{
+    return t == LATENT_CATEGORICAL ? "categorical" : "bernoulli";
+}
+
+int stoch_dim(const stoch_layer *s)
+{
+    return s->type == LATENT_CATEGORICAL ? s->N * s->K : s->N;
+}
+
+/* Units of R rows. */
+static size_t units(const stoch_layer *s, int R)
+{
+    assert(R >= 0 && s->N >= 1 && (s->type == LATENT_BERNOULLI || s->K >= 2));
+    return (size_t)R * stoch_dim(s);
+}
+
+/* Variables (softmax groups) of R rows. */
+static int groups(const stoch_layer *s, int R)
+{
+    return R * s->N;
+}
+
+/* ---- probabilities ---- */
+
+void stoch_probs_forward(const stoch_layer *s, float *p, const float *logits, int R, float tau)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_CATEGORICAL) {
+        /* The Gumbel-Softmax forward without noise. */
+        gumbel_softmax_forward(p, logits, NULL, groups(s, R), s->K, tau);
+        return;
+    }
+    float inv_tau = 1.0f / tau;
+    for (size_t i = 0; i < n; i++)
+        p[i] = sigmoidf_stable(logits[i] * inv_tau);
+}
+
+void stoch_probs_backward(const stoch_layer *s, float *dlogits, const float *p, const float *dp,
+                          int R, float tau)
+{
+    if (s->type == LATENT_CATEGORICAL)
+        gumbel_softmax_backward(dlogits, p, dp, groups(s, R), s->K, tau);
+    else
+        binary_concrete_backward(dlogits, p, dp, units(s, R), tau);
+}
+
+/* ---- relaxed samples ---- */
+
+void stoch_noise(const stoch_layer *s, float *noise, int R, rng_t *r)
+{
+    if (s->type == LATENT_CATEGORICAL)
+        gumbel_noise(noise, units(s, R), r);
+    else
+        logistic_noise(noise, units(s, R), r);
+}
+
+void stoch_relaxed_forward(const stoch_layer *s, float *y, const float *logits,
+                           const float *noise, int R, float tau)
+{
+    assert(noise);
+    if (s->type == LATENT_CATEGORICAL)
+        gumbel_softmax_forward(y, logits, noise, groups(s, R), s->K, tau);
+    else
+        binary_concrete_forward(y, logits, noise, units(s, R), tau);
+}
+
+void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const float *logits,
+                          int R, float tau, rng_t *r)
+{
+    stoch_noise(s, noise, R, r);
+    stoch_relaxed_forward(s, y, logits, noise, R, tau);
+}
+
+/* ---- hard samples ---- */
+
+void stoch_hard_from_relaxed(const stoch_layer *s, float *z, const float *y, int R)
+{
+    if (s->type == LATENT_CATEGORICAL)
+        onehot_argmax(z, y, groups(s, R), s->K);
+    else
+        threshold_half(z, y, units(s, R));
+}
+
+/* A bit that is 1 with probability p, from a uniform u; NaN for a NaN p. */
+static float bernoulli_bit(float u, float p)
+{
+    return u < p ? 1.0f : p == p ? 0.0f : p;
+}
+
+void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, float *noise,
+                         int R, rng_t *r)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_CATEGORICAL) {
+        gumbel_noise(noise, n, r);
+        for (size_t i = 0; i < n; i++)
+            noise[i] += logits[i];
+        onehot_argmax(z, noise, groups(s, R), s->K);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        z[i] = bernoulli_bit(rng_uniformf_open(r), sigmoidf_stable(logits[i]));
+}
+
+/* One variable's one-hot draw from its K probabilities p and a uniform u. */
+static void sample_variable(float *z, const float *p, int K, float u)
+{
+    float acc = 0.0f, total = 0.0f;
+    for (int k = 0; k < K; k++)
+        total += p[k];
+    if (total != total) {
+        for (int k = 0; k < K; k++)
+            z[k] = total;
+        return;
+    }
+    int pick = K - 1;
+    for (int k = 0; k < K - 1; k++) {
+        acc += p[k];
+        if (u < acc) {
+            pick = k;
+            break;
+        }
+    }
+    /* Rounding can leave u above the float total: take the last class
+     * with mass, never one of probability 0. */
+    while (pick > 0 && p[pick] == 0.0f)
+        pick--;
+    for (int k = 0; k < K; k++)
+        z[k] = k == pick ? 1.0f : 0.0f;
+}
+
+void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_BERNOULLI) {
+        for (size_t i = 0; i < n; i++)
+            z[i] = bernoulli_bit(rng_uniformf_open(r), p[i]);
+        return;
+    }
+    int K = s->K;
+    for (long g = 0; g < (long)groups(s, R); g++)
+        sample_variable(z + (size_t)g * K, p + (size_t)g * K, K, rng_uniformf_open(r));
+}
+
+double stoch_log_prob(const stoch_layer *s, const float *logits, const float *logq,
+                      const float *z)
+{
+    double lp = 0.0;
+    if (s->type == LATENT_CATEGORICAL) {
+        for (int i = 0; i < s->N * s->K; i++)
+            if (z[i] > 0.5f)
+                lp += logq[i];
+        return lp;
+    }
+    /* log sigmoid(l) = -softplus(-l), log (1 - sigmoid(l)) = -softplus(l) */
+    for (int i = 0; i < s->N; i++)
+        lp -= softplusf_stable(z[i] > 0.5f ? -logits[i] : logits[i]);
+    return lp;
+}
+
+/* ---- the score-function family ---- */
+
+void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int R, int S, int B)
+{
+    assert(S >= 1 && B >= 1);
+    int Z = stoch_dim(s);
+    for (int r = 0; r < R; r++) {
+        float w = (float)(u[r / S] / B);
+        size_t o = (size_t)r * Z;
+        for (int j = 0; j < Z; j++)
+            dlogits[o + j] += w * (z[o + j] - p[o + j]);
+    }
+}
+
+void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                         const float *dz, int R)
+{
+    if (s->type == LATENT_BERNOULLI) {
+        size_t n = units(s, R);
+        for (size_t i = 0; i < n; i++)
+            dlogits[i] = dz[i] * (z[i] - 0.5f) * (z[i] - p[i]);
+        return;
+    }
+    int K = s->K;
+    float inv_k = 1.0f / (float)K;
+    for (long g = 0; g < (long)groups(s, R); g++) {
+        size_t o = (size_t)g * K;
+        float sig = 0.0f;
+        for (int k = 0; k < K; k++)
+            sig += dz[o + k] * (z[o + k] - inv_k);
+        for (int k = 0; k < K; k++)
+            dlogits[o + k] = sig * (z[o + k] - p[o + k]);
+    }
+}
+
+double stoch_nvil_offset(const stoch_nvil *s)
+{
+    return s->seen ? s->mean : 0.0;
+}
+
+/* Folds the batch mean and variance of u[0..B) into the moving averages. */
+static void nvil_fold(stoch_nvil *s, const double *u, int B)
+{
+    double bm = 0.0, bv = 0.0;
+    for (int b = 0; b < B; b++)
+        bm += u[b];
+    bm /= B;
+    for (int b = 0; b < B; b++)
+        bv += (u[b] - bm) * (u[b] - bm);
+    bv /= B;
+    const double a = STOCH_NVIL_DECAY;
+    s->mean = s->seen ? a * s->mean + (1.0 - a) * bm : bm;
+    s->var = s->seen ? a * s->var + (1.0 - a) * bv : bv;
+    s->seen = 1;
+}
+
+double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int frozen)
+{
+    assert(B >= 1);
+    double mean = stoch_nvil_offset(s);
+    double scale = s->seen && var_norm ? 1.0 / fmax(1.0, sqrt(s->var)) : 1.0;
+    if (!frozen)
+        nvil_fold(s, u, B);
+    for (int b = 0; b < B; b++)
+        u[b] = (u[b] - mean) * scale;
+    return scale;
+}
+
+/* ---- the one list of estimators ---- */
+
+static const struct {
+    const char *name, *help;
+} estimators[STOCH_NESTIMATORS] = {
+    [STOCH_GUMBEL] = {"gumbel", "Gumbel-Softmax (Concrete; Binary Concrete for Bernoulli "
+                                "units) relaxation; pathwise gradient through the soft sample "
+                                "at temperature tau"},
+    [STOCH_ST_GUMBEL] = {"st-gumbel", "straight-through Gumbel-Softmax: the one-hot argmax of "
+                                      "the relaxed sample forward, the relaxed sample's gradient "
+                                      "backward (VAE alias --hard)"},
+    [STOCH_SF] = {"sf", "score function (REINFORCE), (f(z) - baseline) dlog q(z); --baseline: "
+                        "NVIL moving average (decay 0.8) [VAE: + MLP on x, 100 tanh], "
+                        "variance-normalised"},
+    [STOCH_DARN] = {"darn", "DARN (Gregor et al. 2014): signal f'(z)(z - 1/2) per unit "
+                            "(categorical: f'(z).(z - 1/K) per variable) times dlog q; no "
+                            "correction term, so biased"},
+    [STOCH_MUPROP] = {"muprop", "MuProp (Gu et al. 2016): score function minus the first-order "
+                                "Taylor control variate at the mean-field point, plus its "
+                                "analytic mean; --baseline centres the residual"},
+    [STOCH_ST] = {"st", "straight-through: hard sample forward, d softmax(l)/dl backward "
+                        "(Bernoulli: d sigmoid(l)/dl)"},
+    [STOCH_ANNEALED_ST] = {"annealed-st", "slope-annealed straight-through (Chung et al. 2016): "
+                                          "as st with backward d softmax(l/tau)/dl, slope 1/tau "
+                                          "from the tau schedule"},
+    [STOCH_EXACT] = {"exact", "exact expectation: the sum over every value of the discrete "
+                              "variable (VAE: all K^N or 2^N codes, at most 65536)"},
+};
+
+int stoch_estimator_parse(const char *name, stoch_estimator *out)
+{
+    for (int e = 0; e < STOCH_NESTIMATORS; e++)
+        if (!strcmp(estimators[e].name, name)) {
+            *out = (stoch_estimator)e;
+            return 0;
+        }
+    return -1;
+}
+
+const char *stoch_estimator_name(stoch_estimator e)
+{
+    assert(e >= 0 && e < STOCH_NESTIMATORS);
+    return estimators[e].name;
+}
+
+const char *stoch_estimator_help(stoch_estimator e)
+{
+    assert(e >= 0 && e < STOCH_NESTIMATORS);
+    return estimators[e].help;
+}
+
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err)
+{
+    assert(e >= 0 && e < STOCH_NESTIMATORS);
+    if (supported & (1u << e))
+        return 0;
+    char list[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < STOCH_NESTIMATORS && used < sizeof list; i++)
+        if (supported & (1u << i))
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
+                                     estimators[i].name);
+    return errf(err, "--estimator '%s': not available for the %s task (%s)", estimators[e].name,
+                task, list);
+}

@@ -1,0 +1,161 @@
+/* stochastic.h: the stochastic layer that the three models share, and the
+ * one list of gradient estimators.
+ *
+ * A layer is N categorical variables of K classes each (one-hot, N*K units
+ * per row) or N Bernoulli units (K = 1), over R rows (examples, or
+ * (example, sample) pairs), row-major.  From the layer's logits l:
+ *
+ *   probabilities   p = softmax(l / tau) per variable, sigmoid(l / tau) per
+ *                   unit; at tau = 1 the layer's mean.  Their backward is
+ *                   J^T v = (1/tau) p (v - <v, p>) or (1/tau) p (1 - p) v.
+ *   relaxed sample  y = the probabilities of l + noise at tau: Gumbel-Softmax
+ *                   (Concrete) with Gumbel noise, Binary Concrete with
+ *                   logistic noise (Jang et al. 2017; Maddison et al. 2017).
+ *                   Its backward is the probabilities' backward at y.
+ *   hard sample     a true draw of the layer: one-hot per variable, a bit
+ *                   per unit; also the argmax (threshold) of a relaxed one.
+ *   score terms     d log q(z)/dl = z - p weighted by a learning signal, the
+ *                   DARN signal, and NVIL's centring of a signal.
+ *
+ * Every function takes the layer's shape first; none allocates. */
+#ifndef GSVAE_STOCHASTIC_H
+#define GSVAE_STOCHASTIC_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+typedef enum { LATENT_CATEGORICAL, LATENT_BERNOULLI } latent_type;
+
+/* "categorical" or "bernoulli" into *out; -1 (out untouched) otherwise. */
+int stoch_latent_parse(const char *s, latent_type *out);
+/* The name stoch_latent_parse reads. */
+const char *stoch_latent_name(latent_type t);
+
+typedef struct {
+    latent_type type;
+    int N;  /* variables (categorical) or units (Bernoulli) per row */
+    int K;  /* classes per variable; 1 for Bernoulli units */
+} stoch_layer;
+
+/* Units of one row: N*K (categorical) or N (Bernoulli). */
+int stoch_dim(const stoch_layer *s);
+
+/* ---- probabilities ---- */
+
+/* p = softmax(l / tau) per variable (the max subtracted) or
+ * sigmoid(l * (1/tau)) per unit, for R rows.  tau > 0; a NaN logit gives NaN
+ * probabilities in its variable (its unit). */
+void stoch_probs_forward(const stoch_layer *s, float *p, const float *logits, int R,
+                         float tau);
+/* dlogits = J^T dp (overwrites), J the Jacobian of stoch_probs_forward at
+ * temperature tau and p its output.  Since a relaxed sample is the
+ * probabilities of logits + noise, this is also the relaxed sample's
+ * backward with p = y. */
+void stoch_probs_backward(const stoch_layer *s, float *dlogits, const float *p, const float *dp,
+                          int R, float tau);
+
+/* ---- relaxed samples ---- */
+
+/* The noise of a relaxed sample: Gumbel per class (categorical), logistic
+ * per unit (Bernoulli), R rows of stoch_dim; always finite. */
+void stoch_noise(const stoch_layer *s, float *noise, int R, rng_t *r);
+/* y = the probabilities of logits + noise at tau (Gumbel-Softmax, Binary
+ * Concrete), noise from stoch_noise or fixed by the caller.  Its backward:
+ * stoch_probs_backward at p = y. */
+void stoch_relaxed_forward(const stoch_layer *s, float *y, const float *logits,
+                           const float *noise, int R, float tau);
+/* stoch_noise into noise, then stoch_relaxed_forward into y. */
+void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const float *logits,
+                          int R, float tau, rng_t *r);
+
+/* ---- hard samples ---- */
+
+/* z = the one-hot argmax of each variable of y (ties: the first class), or
+ * y > 1/2 per unit.  For a relaxed sample y this is a true sample of the
+ * layer (the Gumbel-Max trick; the sign of l + logistic noise). */
+void stoch_hard_from_relaxed(const stoch_layer *s, float *z, const float *y, int R);
+/* A true sample z from the logits: Gumbel-Max per variable (K Gumbel draws
+ * into noise, R rows of stoch_dim, left holding logits + noise), or one
+ * uniform per unit, z = u < sigmoid(l).  noise is not touched for
+ * Bernoulli units. */
+void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, float *noise,
+                         int R, rng_t *r);
+/* A true sample z from the probabilities p (stoch_probs_forward at tau 1):
+ * one uniform per variable through the cumulative sum (the same law as
+ * Gumbel-Max with one draw instead of K; rounding never picks a class of
+ * probability 0), or u < p per unit.  A NaN probability gives a NaN sample
+ * (in its whole variable), so that a diverged layer reaches the loss. */
+void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r);
+/* log q(z) of one row's hard sample z, in double: the sum of logq over the
+ * chosen classes (logq the log-softmax of the logits; logits unused), or
+ * per unit -softplus(-l) for a 1 and -softplus(l) for a 0 (logq unused). */
+double stoch_log_prob(const stoch_layer *s, const float *logits, const float *logq,
+                      const float *z);
+
+/* ---- the score-function family ---- */
+
+/* dlogits += (u[r / S] / B) (z - p) on every row r < R: the score
+ * d log q(z)/dl = z - p of the hard sample z with probabilities p,
+ * weighted by the learning signal u of the row's example (S rows per
+ * example) for a mean over B examples. */
+void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int R, int S, int B);
+/* DARN (Gregor et al. 2014) at a hard sample z with probabilities p, from
+ * dz, the loss's gradient at z: per unit dz (z - 1/2) (z - p), per variable
+ * <dz, z - 1/K> (z - p) (overwrites dlogits).  Exact for a quadratic loss,
+ * biased otherwise; for K = 2 the categorical form is the Bernoulli one. */
+void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                         const float *dz, int R);
+
+/* NVIL's centring of a learning signal (Mnih & Gregor 2014, Sec. 3.3): the
+ * running mean and variance of the signal's batch mean and variance, as
+ * exponential moving averages with alpha = STOCH_NVIL_DECAY. */
+#define STOCH_NVIL_DECAY 0.8
+typedef struct {
+    double mean, var;  /* the moving averages */
+    int seen;          /* 1 once they hold a batch's statistics */
+} stoch_nvil;
+
+/* The centre the next batch gets: the running mean, 0 before any batch. */
+double stoch_nvil_offset(const stoch_nvil *s);
+/* Centres u[0..B) in place: (u - c) * scale, c = stoch_nvil_offset and
+ * scale = 1 / max(1, sqrt(v)) with var_norm (1 without it, or before any
+ * batch).  c and v come from earlier batches only and are updated after use
+ * (NVIL's Algorithm 1 folds the current batch in first), so the centring
+ * never depends on the sample it centres and an unbiased estimator stays
+ * unbiased; the very first batch is left uncentred.  frozen: use the
+ * statistics without updating them.  Returns scale, by which a caller
+ * divides the rest of the layer's gradient too.  B >= 1. */
+double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int frozen);
+
+/* ---- the one list of estimators ---- */
+
+/* Every gradient estimator any model runs, in the order --help lists them.
+ * A model says which it supports (a mask of 1u << id) and maps each to its
+ * implementation. */
+typedef enum {
+    STOCH_GUMBEL,
+    STOCH_ST_GUMBEL,
+    STOCH_SF,
+    STOCH_DARN,
+    STOCH_MUPROP,
+    STOCH_ST,
+    STOCH_ANNEALED_ST,
+    STOCH_EXACT,
+    STOCH_NESTIMATORS
+} stoch_estimator;
+
+#define STOCH_ALL_ESTIMATORS ((1u << STOCH_NESTIMATORS) - 1)
+
+/* The --estimator name into *out; -1 (out untouched) if unknown. */
+int stoch_estimator_parse(const char *name, stoch_estimator *out);
+/* Its name and its one line of --help; e must be a listed estimator. */
+const char *stoch_estimator_name(stoch_estimator e);
+const char *stoch_estimator_help(stoch_estimator e);
+/* 0 when e is in `supported`; else -1 and one line into err naming the
+ * flag, e.g. "--estimator 'exact': not available for the sbn task (gumbel,
+ * st-gumbel, sf, darn, muprop, st, annealed-st)". */
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err);
+
+#endif
