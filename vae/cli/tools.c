@@ -206,7 +206,8 @@ int cmd_sample(int argc, char **argv)
     tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1, 0.0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
-        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"out", FLAG_STRING, &t.out, "FILE",
+         "PNG to write (an existing file is replaced only if it is a PNG)"},
         {"count", FLAG_INT, &t.count, "N", "samples, 10 per row (1..1000)"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the prior samples"},
         {NULL, 0, NULL, NULL, NULL},
@@ -246,7 +247,8 @@ int cmd_recon(int argc, char **argv)
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
-        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"out", FLAG_STRING, &t.out, "FILE",
+         "PNG to write (an existing file is replaced only if it is a PNG)"},
         {"images", FLAG_INT, &t.images, "N", "test images (1..64), 16 per row pair"},
         {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the code samples"},
