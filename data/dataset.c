@@ -7,6 +7,9 @@
 
 #include "util.h"
 
+/* The loaders below hand their ERR_LEN buffers to the IDX reader. */
+_Static_assert(IDX_ERR_LEN == ERR_LEN, "IDX_ERR_LEN and ERR_LEN must agree");
+
 int dataset_load(const char *images_path, const char *labels_path, dataset *out, char *err)
 {
     memset(out, 0, sizeof *out);

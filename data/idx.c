@@ -1,8 +1,12 @@
 /* idx.c: the IDX reader.  Self-contained (libc, zlib and idx.h only) so the
  * fuzzer can link it alone.
  *
- * Every byte comes through zlib's gz* functions, which read gzipped and plain
- * files alike.  The header is checked against the limits of idx.h before
+ * A file that starts with the gzip magic is inflated here with zlib's
+ * inflate (one or more members, as gzip writes them); any other file is read
+ * as stored.  We do not use zlib's gz* functions because gzread silently
+ * drops whatever follows the last gzip member when it is not another member,
+ * and the reader must refuse such a file as it refuses trailing bytes after
+ * a plain one.  The header is checked against the limits of idx.h before
  * anything is allocated from it; then a plain file's size must match the
  * header exactly, while a gzip stream, whose true length is unknown until it
  * is inflated, is read in chunks into a buffer that grows only as the data
@@ -22,10 +26,14 @@
 
 /* First allocation for a gzip stream's data; it doubles from there. */
 #define IDX_FIRST_CHUNK (1u << 16)
-/* Largest single gzread request: its length is unsigned but it returns int. */
+/* Bytes read from the file at a time. */
+#define IDX_INPUT_CHUNK (1u << 17)
+/* Largest single inflate request: avail_out is a 32-bit count. */
 #define IDX_MAX_READ (1u << 30)
 
-/* Write "PATH: reason" into err; returns -1 for `return idx_fail(...)`. */
+/* Write "PATH: reason" into err; returns -1 for `return idx_fail(...)`.  When
+ * the whole does not fit, the middle of the path is elided so that the
+ * reason is always there. */
 static int idx_fail(char *err, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -33,62 +41,191 @@ static int idx_fail(char *err, const char *path, const char *fmt, ...)
 {
     if (!err)
         return -1;
-    int n = snprintf(err, IDX_ERR_LEN, "%s: ", path);
-    if (n < 0 || n >= IDX_ERR_LEN)
-        return -1;
+    char reason[IDX_ERR_LEN / 2];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err + n, IDX_ERR_LEN - (size_t)n, fmt, ap);
+    vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    size_t plen = strlen(path), rlen = strlen(reason);
+    size_t room = IDX_ERR_LEN - 1 - 2 - rlen, head = plen, from = plen;
+    if (plen > room) {
+        /* Head and tail of the path around "...", cut between characters. */
+        head = (room - 3) / 4;
+        from = plen - (room - 3 - head);
+        while (head > 0 && ((unsigned char)path[head] & 0xC0) == 0x80)
+            head--;
+        while (from < plen && ((unsigned char)path[from] & 0xC0) == 0x80)
+            from++;
+    }
+    char *p = err;
+    memcpy(p, path, head);
+    p += head;
+    if (from > head) {
+        memcpy(p, "...", 3);
+        p += 3;
+    }
+    memcpy(p, path + from, plen - from);
+    p += plen - from;
+    memcpy(p, ": ", 2);
+    memcpy(p + 2, reason, rlen + 1);
     return -1;
 }
 
-/* Describe the error state of gz after a short or failed read.  Returns 1
- * when the state is an error, after writing the message. */
-static int gz_state_error(gzFile gz, const char *path, char *err)
+/* The bytes of an IDX file: as stored, or inflated from its gzip members. */
+typedef struct {
+    int fd;
+    const char *path;
+    uint64_t file_size;  /* from fstat, for the count of trailing bytes */
+    uint64_t file_pos;   /* bytes read from fd so far */
+    int at_eof;          /* read returned 0 */
+    int gzip;
+    int inflating;       /* zs was set up by inflateInit2 */
+    int in_member;       /* inflate has begun a member and not yet ended it */
+    z_stream zs;         /* next_in/avail_in: the unread input, plain files too */
+    uint8_t *in;         /* IDX_INPUT_CHUNK bytes */
+} idx_src;
+
+/* Read more of the file after the unread input.  Returns the count of new
+ * bytes (0 at end of file) or -1 after writing err. */
+static long src_fill(idx_src *s, char *err)
 {
-    int code = Z_OK;
-    const char *msg = gzerror(gz, &code);
-    if (code == Z_OK)
+    if (s->zs.avail_in > 0 && s->zs.next_in != s->in)
+        memmove(s->in, s->zs.next_in, s->zs.avail_in);
+    s->zs.next_in = s->in;
+    size_t room = IDX_INPUT_CHUNK - s->zs.avail_in;
+    if (room == 0 || s->at_eof)
         return 0;
-    /* zlib prefixes its message with the name it was opened under, which
-     * for gzdopen is "<fd:N>"; our message names the real path instead. */
-    if (msg && !strncmp(msg, "<fd:", 4)) {
-        const char *rest = strstr(msg, ">: ");
-        if (rest)
-            msg = rest + 3;
-    }
-    if (code == Z_BUF_ERROR)
-        idx_fail(err, path, "truncated gzip stream (%s)", msg);
-    else if (code == Z_ERRNO)
-        idx_fail(err, path, "read error: %s", strerror(errno));
-    else if (code == Z_MEM_ERROR)
-        idx_fail(err, path, "out of memory while inflating");
-    else
-        idx_fail(err, path, "corrupt gzip stream: %s", msg);
-    return 1;
+    ssize_t r;
+    do
+        r = read(s->fd, s->in + s->zs.avail_in, room);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return idx_fail(err, s->path, "read error: %s", strerror(errno));
+    if (r == 0)
+        s->at_eof = 1;
+    s->zs.avail_in += (uInt)r;
+    s->file_pos += (uint64_t)r;
+    return (long)r;
 }
 
-/* Read up to n bytes, looping over gzread's partial reads.  Returns the count
- * read (less than n only at end of input), or -1 after writing err. */
-static long long gz_read_full(gzFile gz, uint8_t *buf, size_t n, const char *path, char *err)
+/* Start reading fd: the first two bytes tell a gzip file from a plain one,
+ * the same test as gzip's own.  On failure fd is left open. */
+static int src_open(idx_src *s, int fd, const char *path, uint64_t size, char *err)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = fd;
+    s->path = path;
+    s->file_size = size;
+    s->in = malloc(IDX_INPUT_CHUNK);
+    if (!s->in)
+        return idx_fail(err, path, "cannot allocate %u bytes", IDX_INPUT_CHUNK);
+    s->zs.next_in = s->in;
+    while (s->zs.avail_in < 2 && !s->at_eof)
+        if (src_fill(s, err) < 0)
+            return -1;
+    s->gzip = s->zs.avail_in >= 2 && s->in[0] == 0x1f && s->in[1] == 0x8b;
+    if (s->gzip) {
+        /* 16 + 15: a gzip wrapper (checked with its CRC and length) around a
+         * deflate stream of any window size. */
+        if (inflateInit2(&s->zs, 16 + 15) != Z_OK)
+            return idx_fail(err, path, "out of memory while inflating");
+        s->inflating = 1;
+        s->in_member = 1;
+    }
+    return 0;
+}
+
+/* Release s and close its file. */
+static void src_close(idx_src *s)
+{
+    if (s->inflating)
+        inflateEnd(&s->zs);
+    free(s->in);
+    close(s->fd);
+}
+
+static long long src_read_plain(idx_src *s, uint8_t *buf, size_t n, char *err)
 {
     size_t got = 0;
     while (got < n) {
-        size_t want = n - got;
-        if (want > IDX_MAX_READ)
-            want = IDX_MAX_READ;
-        int r = gzread(gz, buf + got, (unsigned)want);
-        if (r < 0) {
-            if (!gz_state_error(gz, path, err))
-                idx_fail(err, path, "read error");
-            return -1;
+        if (s->zs.avail_in == 0) {
+            long r = src_fill(s, err);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                break;
         }
-        if (r == 0)
-            break;
-        got += (size_t)r;
+        size_t take = n - got < s->zs.avail_in ? n - got : s->zs.avail_in;
+        memcpy(buf + got, s->zs.next_in, take);
+        s->zs.next_in += take;
+        s->zs.avail_in -= (uInt)take;
+        got += take;
     }
     return (long long)got;
+}
+
+/* Between gzip members: the input ends here (returns 0), or another member
+ * begins (returns 1); anything else is refused. */
+static int src_next_member(idx_src *s, char *err)
+{
+    while (s->zs.avail_in < 2 && !s->at_eof)
+        if (src_fill(s, err) < 0)
+            return -1;
+    if (s->zs.avail_in == 0)
+        return 0;
+    if (s->zs.avail_in < 2 || s->zs.next_in[0] != 0x1f || s->zs.next_in[1] != 0x8b) {
+        uint64_t end = s->file_pos - s->zs.avail_in;
+        uint64_t left = s->file_size > end ? s->file_size - end : s->zs.avail_in;
+        return idx_fail(err, s->path, "trailing garbage: %llu bytes after the gzip stream",
+                        (unsigned long long)left);
+    }
+    if (inflateReset(&s->zs) != Z_OK)
+        return idx_fail(err, s->path, "corrupt gzip stream: cannot restart inflate");
+    s->in_member = 1;
+    return 1;
+}
+
+static long long src_read_gzip(idx_src *s, uint8_t *buf, size_t n, char *err)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (!s->in_member) {
+            int more = src_next_member(s, err);
+            if (more < 0)
+                return -1;
+            if (more == 0)
+                break;
+        }
+        if (s->zs.avail_in == 0) {
+            long r = src_fill(s, err);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                return idx_fail(err, s->path, "truncated gzip stream (unexpected end of file)");
+        }
+        size_t want = n - got < IDX_MAX_READ ? n - got : IDX_MAX_READ;
+        s->zs.next_out = buf + got;
+        s->zs.avail_out = (uInt)want;
+        int zr = inflate(&s->zs, Z_NO_FLUSH);
+        got += want - s->zs.avail_out;
+        if (zr == Z_STREAM_END)
+            s->in_member = 0;
+        else if (zr == Z_MEM_ERROR)
+            return idx_fail(err, s->path, "out of memory while inflating");
+        else if (zr == Z_NEED_DICT)
+            return idx_fail(err, s->path, "corrupt gzip stream: needs a preset dictionary");
+        else if (zr != Z_OK && !(zr == Z_BUF_ERROR && s->zs.avail_in == 0))
+            return idx_fail(err, s->path, "corrupt gzip stream: %s",
+                            s->zs.msg ? s->zs.msg : "invalid data");
+    }
+    return (long long)got;
+}
+
+/* Read up to n bytes.  Returns the count read (less than n only at the end of
+ * the data), or -1 after writing err. */
+static long long src_read(idx_src *s, uint8_t *buf, size_t n, char *err)
+{
+    return s->gzip ? src_read_gzip(s, buf, n, err) : src_read_plain(s, buf, n, err);
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -128,7 +265,8 @@ static int check_magic(uint32_t magic, int want, const char *path, idx_kind *kin
 /* Read the payload of a gzip stream.  The header's claim is only an upper
  * bound here: the buffer doubles as data actually arrives, so a header that
  * lies costs at most twice what the stream really holds. */
-static int read_gz_payload(gzFile gz, uint64_t need, const char *path, uint8_t **out, char *err)
+static int read_gz_payload(idx_src *s, uint64_t need, const char *path, uint8_t **out,
+                           char *err)
 {
     size_t cap = need < IDX_FIRST_CHUNK ? (size_t)need : IDX_FIRST_CHUNK;
     uint8_t *buf = malloc(cap);
@@ -136,19 +274,17 @@ static int read_gz_payload(gzFile gz, uint64_t need, const char *path, uint8_t *
         return idx_fail(err, path, "cannot allocate %zu bytes", cap);
     size_t got = 0;
     for (;;) {
-        long long r = gz_read_full(gz, buf + got, cap - got, path, err);
+        long long r = src_read(s, buf + got, cap - got, err);
         if (r < 0) {
             free(buf);
             return -1;
         }
         got += (size_t)r;
         if (got < cap) {
-            if (!gz_state_error(gz, path, err))
-                idx_fail(err, path,
-                         "truncated: header claims %llu bytes of data, file holds %zu",
-                         (unsigned long long)need, got);
             free(buf);
-            return -1;
+            return idx_fail(err, path,
+                            "truncated: header claims %llu bytes of data, file holds %zu",
+                            (unsigned long long)need, got);
         }
         if (got == need)
             break;
@@ -162,12 +298,13 @@ static int read_gz_payload(gzFile gz, uint64_t need, const char *path, uint8_t *
         cap = next;
     }
 
-    /* Anything after the data is garbage; reading on also makes zlib check
-     * the stream's CRC and length trailer. */
+    /* Anything after the data is garbage, inflated (more data in the member
+     * or in another one) or not (bytes after the last member); reading on
+     * also makes inflate check each member's CRC and length trailer. */
     uint8_t extra[4096];
     unsigned long long trailing = 0;
     for (;;) {
-        long long r = gz_read_full(gz, extra, sizeof extra, path, err);
+        long long r = src_read(s, extra, sizeof extra, err);
         if (r < 0) {
             free(buf);
             return -1;
@@ -175,10 +312,6 @@ static int read_gz_payload(gzFile gz, uint64_t need, const char *path, uint8_t *
         trailing += (unsigned long long)r;
         if ((size_t)r < sizeof extra)
             break;
-    }
-    if (gz_state_error(gz, path, err)) {
-        free(buf);
-        return -1;
     }
     if (trailing) {
         free(buf);
@@ -191,12 +324,13 @@ static int read_gz_payload(gzFile gz, uint64_t need, const char *path, uint8_t *
 
 /* Read a plain file's payload: its size was already checked against the
  * header, so one allocation of the claimed size is safe. */
-static int read_plain_payload(gzFile gz, uint64_t need, const char *path, uint8_t **out, char *err)
+static int read_plain_payload(idx_src *s, uint64_t need, const char *path, uint8_t **out,
+                              char *err)
 {
     uint8_t *buf = malloc(need ? (size_t)need : 1);
     if (!buf)
         return idx_fail(err, path, "cannot allocate %llu bytes", (unsigned long long)need);
-    long long r = gz_read_full(gz, buf, (size_t)need, path, err);
+    long long r = src_read(s, buf, (size_t)need, err);
     if (r < 0) {
         free(buf);
         return -1;
@@ -208,7 +342,7 @@ static int read_plain_payload(gzFile gz, uint64_t need, const char *path, uint8_
                         (unsigned long long)need, r);
     }
     uint8_t probe;
-    r = gz_read_full(gz, &probe, 1, path, err);
+    r = src_read(s, &probe, 1, err);
     if (r != 0) {
         free(buf);
         return r < 0 ? -1 : idx_fail(err, path, "trailing garbage after the %llu bytes of data",
@@ -225,13 +359,12 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
     if (err)
         err[0] = '\0';
 
-    /* stat before open: opening a FIFO would block until a writer came. */
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return idx_fail(err, path, "not a regular file");
-    int fd = open(path, O_RDONLY);
+    /* Non-blocking, and checked before any read: opening a FIFO would
+     * otherwise wait for a writer, and reading one might never end. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return idx_fail(err, path, "cannot open: %s", strerror(errno));
+    struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
@@ -245,29 +378,26 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
         close(fd);
         return idx_fail(err, path, "empty file");
     }
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
-        close(fd);
-        return idx_fail(err, path, "cannot open: out of memory");
-    }
-    /* Before gzdirect, which does the first read.  A failure only leaves
-     * zlib's default buffer, which is slower but correct. */
-    (void)gzbuffer(gz, 1u << 17);
-    int plain = gzdirect(gz);
-
+    /* Regular files ignore O_NONBLOCK, but reads should not depend on that. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    idx_src src;
     int rc = -1;
+    if (src_open(&src, fd, path, (uint64_t)st.st_size, err) != 0)
+        goto done;
+    int plain = !src.gzip;
+
     uint8_t head[16];
-    long long r = gz_read_full(gz, head, 4, path, err);
+    long long r = src_read(&src, head, 4, err);
     if (r < 0)
         goto done;
     if (r == 0) {
-        if (!gz_state_error(gz, path, err))
-            idx_fail(err, path, "empty file (no data in the gzip stream)");
+        idx_fail(err, path, "empty file (no data in the gzip stream)");
         goto done;
     }
     if (r < 4) {
-        if (!gz_state_error(gz, path, err))
-            idx_fail(err, path, "truncated header: %lld of 4 magic bytes", r);
+        idx_fail(err, path, "truncated header: %lld of 4 magic bytes", r);
         goto done;
     }
     uint32_t magic = be32(head);
@@ -276,12 +406,11 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
         goto done;
 
     unsigned ndims = (unsigned)kind;
-    r = gz_read_full(gz, head + 4, 4 * ndims, path, err);
+    r = src_read(&src, head + 4, 4 * ndims, err);
     if (r < 0)
         goto done;
     if (r < 4 * (long long)ndims) {
-        if (!gz_state_error(gz, path, err))
-            idx_fail(err, path, "truncated header: %lld of %u dimension bytes", r, 4 * ndims);
+        idx_fail(err, path, "truncated header: %lld of %u dimension bytes", r, 4 * ndims);
         goto done;
     }
     uint32_t count = be32(head + 4), rows = 1, cols = 1;
@@ -324,9 +453,9 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
                      (unsigned long long)(have - need), (unsigned long long)need);
             goto done;
         }
-        if (read_plain_payload(gz, need, path, &data, err) != 0)
+        if (read_plain_payload(&src, need, path, &data, err) != 0)
             goto done;
-    } else if (read_gz_payload(gz, need, path, &data, err) != 0) {
+    } else if (read_gz_payload(&src, need, path, &data, err) != 0) {
         goto done;
     }
 
@@ -341,9 +470,7 @@ static int idx_read_impl(const char *path, int want, idx_file *out, char *err)
         rc = -1;
     }
 done:
-    /* gzclose also closes fd.  Its complaint about a stream that ended
-     * mid-member has already been reported by the reads above. */
-    gzclose_r(gz);
+    src_close(&src);
     return rc;
 }
 

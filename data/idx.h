@@ -1,10 +1,13 @@
 /* idx.h: reader for the IDX files of MNIST and Fashion-MNIST.
  *
- * zlib's gz* functions read gzipped and plain files alike.  Nothing is
- * allocated from an untrusted header before the header has been checked
- * against hard limits and, for plain files, against the file size; a gzipped
- * stream is read in bounded chunks, so a lying header cannot make us allocate
- * much more than the stream really holds.
+ * Gzipped files (one or more gzip members, inflated with zlib) and plain
+ * files are read alike; bytes after the data, in the file or after the last
+ * gzip member, are refused.  Only regular files are read (a FIFO is refused
+ * without blocking).  Nothing is allocated from an untrusted header before
+ * the header has been checked against hard limits and, for plain files,
+ * against the file size; a gzipped stream is read in bounded chunks, so a
+ * lying header cannot make us allocate much more than the stream really
+ * holds.
  *
  * Errors: every function that can fail returns 0 on success and -1 on
  * failure, and then writes one line into err (IDX_ERR_LEN bytes) that names
@@ -16,7 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDX_ERR_LEN 512
+/* Equal to ERR_LEN of vae/core/util.h (this reader does not include it, so
+ * that the fuzzer can link it alone): callers pass either kind of buffer.  A
+ * path too long to fit loses its middle, never the reason. */
+#define IDX_ERR_LEN 8192
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
 /* Hard limits on what a header may claim. */

@@ -12,6 +12,7 @@
 #include "ckpt.h"
 #include "pngio.h"
 #include "testutil.h"
+#include "util.h"
 
 #define OUT_LEN 65536
 static char out[OUT_LEN], errout[OUT_LEN];
@@ -26,7 +27,7 @@ static char out[OUT_LEN], errout[OUT_LEN];
 /* The "params" section of a checkpoint, malloc'd. */
 static void *params_of(const char *path, uint64_t *len)
 {
-    char err[512];
+    char err[ERR_LEN];
     ckpt_file *f;
     ck_assert_msg(ckpt_read(path, &f, err) == 0, "%s", err);
     const void *data;
@@ -75,7 +76,7 @@ START_TEST(train_learns_and_writes_outputs)
     ck_assert(testutil_contains(summary, "\"test_neg_log_px_iw\": 1"));
     ck_assert(testutil_contains(summary, "\"seed\": 1"));
     free(summary);
-    char err[512];
+    char err[ERR_LEN];
     uint8_t *pix;
     int w, h;
     /* recon: 4 pairs of rows of 16 images at scale 2 with 2-pixel borders. */
@@ -312,7 +313,7 @@ START_TEST(bad_checkpoints_are_refused)
 
     /* Consistent container, but the stored model shape disagrees with the
      * parameters it holds. */
-    char err[512];
+    char err[ERR_LEN];
     ckpt_file *f;
     ck_assert(ckpt_read(path, &f, err) == 0);
     ckpt_section secs[CKPT_MAX_SECTIONS];

@@ -12,6 +12,7 @@
 #include "estimator.h"
 #include "parallel.h"
 #include "task_vae.h"
+#include "util.h"
 
 static void mark(size_t lo, size_t hi, void *ctx)
 {
@@ -39,7 +40,7 @@ END_TEST
 START_TEST(adam_is_bit_identical_across_threads)
 {
     size_t n = 300007;
-    char err[512];
+    char err[ERR_LEN];
     adam_state a1, a3;
     ck_assert(adam_init(&a1, n, err) == 0 && adam_init(&a3, n, err) == 0);
     a3.threads = 3;
@@ -71,7 +72,7 @@ END_TEST
  * relative 1e-4 rather than bit for bit. */
 START_TEST(blas_threads_change_results_only_within_tolerance)
 {
-    char err[512];
+    char err[ERR_LEN];
     double losses[2][20];
     for (int pass = 0; pass < 2; pass++) {
         openblas_set_num_threads(pass + 1);

@@ -31,6 +31,7 @@
 #include "rng.h"
 #include "semisup.h"
 #include "testutil.h"
+#include "util.h"
 
 #include <check.h>
 #include <math.h>
@@ -52,7 +53,7 @@ enum { D = 6, K = 3, Z = 2, MAXB = 8, MAXW = 16 };
 static void tiny_model(ss_model *m, ss_activation act, int nhidden, uint64_t seed)
 {
     ss_config c = {D, K, Z, nhidden, {5, 4}, act};
-    char err[512];
+    char err[ERR_LEN];
     rng_t r;
     rng_seed(&r, seed);
     ck_assert_msg(ss_init(m, &c, 0.7, &r, err) == 0, "%s", err);
@@ -252,7 +253,7 @@ static void check_gradient(const char *name, ss_activation act, int nhidden, int
 {
     ss_model m;
     ss_ws w;
-    char err[512];
+    char err[ERR_LEN];
     float x[MAXB * D];
     uint8_t y[MAXB];
     const ss_weights wt = {0.7, 1.3, 0.45};
@@ -373,7 +374,7 @@ START_TEST(exact_equals_brute_force_sum)
     enum { BU = 5 };
     ss_model m;
     ss_ws w;
-    char err[512];
+    char err[ERR_LEN];
     float x[BU * D];
     uint8_t y[BU];
     tiny_model(&m, SS_ACT_SOFTPLUS, 2, 7);
@@ -442,7 +443,7 @@ START_TEST(gumbel_runs_one_row_per_example)
     enum { BL = 2, BU = 5 };
     ss_model m;
     ss_ws w;
-    char err[512];
+    char err[ERR_LEN];
     float x[(BL + BU) * D];
     uint8_t y[BL];
     tiny_model(&m, SS_ACT_SOFTPLUS, 1, 3);
@@ -474,7 +475,7 @@ static void check_mean_against_exact(stoch_estimator est, float tau, double rel_
     enum { COPIES = 500, DRAWS = 40 };
     ss_model m;
     ss_ws w;
-    char err[512];
+    char err[ERR_LEN];
     static float x[COPIES * D];
     float one[D];
     uint8_t unused[1];
@@ -543,7 +544,7 @@ START_TEST(evaluate_is_independent_of_chunking)
     enum { N = 7 };
     ss_model m;
     ss_ws small, big;
-    char err[512];
+    char err[ERR_LEN];
     float x[N * D];
     uint8_t y[N];
     tiny_model(&m, SS_ACT_SOFTPLUS, 2, 11);

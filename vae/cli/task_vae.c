@@ -289,6 +289,16 @@ int vae_task_load_model(const char *path, run_opts *o, vae_task **v, char **text
         vae_free(m);
         goto out;
     }
+    /* The checksum proves the bytes are as written, not that the run that
+     * wrote them had not diverged; such a model would score NaN. */
+    for (size_t i = 0; i < m->nparams; i++) {
+        if (!isfinite(m->params[i])) {
+            errf(err, "%s: parameter %zu is %s; the checkpoint holds a diverged model", path, i,
+                 isnan(m->params[i]) ? "NaN" : "infinite");
+            vae_free(m);
+            goto out;
+        }
+    }
     /* The posterior as the run left it: the scale of its last step. */
     m->logit_scale = vae_task_logit_scale(o, t, step > 0 ? step - 1 : 0);
     rc = 0;

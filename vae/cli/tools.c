@@ -1,7 +1,11 @@
 /* tools.c: the commands that read a checkpoint: eval, sample, recon. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "evaluate.h"
@@ -34,6 +38,50 @@ static int tool_parse(const char *cmd, const char *synopsis, const char *about,
     return -1;
 }
 
+/* An --out that names the checkpoint (by the same path, a link or another
+ * spelling of it) would replace it with the image; and an existing file is
+ * replaced only when it is a PNG, an earlier image, so that a slip of the
+ * keyboard cannot destroy a log or a model.  Returns 0, or the exit status
+ * after the message. */
+static int tool_check_out(const char *cmd, const char *ckpt, const char *out)
+{
+    static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    struct stat so, sc;
+    int exists = stat(out, &so) == 0;
+    if (strcmp(out, ckpt) == 0 ||
+        (exists && stat(ckpt, &sc) == 0 && so.st_dev == sc.st_dev && so.st_ino == sc.st_ino)) {
+        fprintf(stderr, "gsvae %s: --out %s: is the checkpoint itself (--ckpt %s); choose another "
+                        "file for the image\n",
+                cmd, out, ckpt);
+        return 2;
+    }
+    if (!exists || (S_ISREG(so.st_mode) && so.st_size == 0))
+        return 0;
+    if (!S_ISREG(so.st_mode)) {
+        fprintf(stderr, "gsvae %s: --out %s: exists and is not a regular file; refusing to "
+                        "replace it\n",
+                cmd, out);
+        return 1;
+    }
+    unsigned char head[sizeof png_signature];
+    int fd = open(out, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        fprintf(stderr, "gsvae %s: --out %s: exists and cannot be read to check that it is a "
+                        "PNG: %s\n",
+                cmd, out, strerror(errno));
+        return 1;
+    }
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    if (got != (ssize_t)sizeof head || memcmp(head, png_signature, sizeof head) != 0) {
+        fprintf(stderr, "gsvae %s: --out %s: exists and is not a PNG; refusing to overwrite it "
+                        "(remove it or choose another file)\n",
+                cmd, out);
+        return 1;
+    }
+    return 0;
+}
+
 /* Load the checkpoint's model and an evaluation workspace. */
 static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task **v,
                      char **text, vae_model *m, eval_ws *w)
@@ -43,6 +91,9 @@ static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task 
         fprintf(stderr, "gsvae %s: --ckpt: required\n", cmd);
         return 2;
     }
+    int rc;
+    if (t->out && (rc = tool_check_out(cmd, t->ckpt, t->out)) != 0)
+        return rc;
     if (vae_task_load_model(t->ckpt, o, v, text, m, err) != 0) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         return 1;
@@ -155,7 +206,8 @@ int cmd_sample(int argc, char **argv)
     tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1, 0.0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
-        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"out", FLAG_STRING, &t.out, "FILE",
+         "PNG to write (an existing file is replaced only if it is a PNG)"},
         {"count", FLAG_INT, &t.count, "N", "samples, 10 per row (1..1000)"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the prior samples"},
         {NULL, 0, NULL, NULL, NULL},
@@ -195,7 +247,8 @@ int cmd_recon(int argc, char **argv)
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
-        {"out", FLAG_STRING, &t.out, "FILE", "PNG to write"},
+        {"out", FLAG_STRING, &t.out, "FILE",
+         "PNG to write (an existing file is replaced only if it is a PNG)"},
         {"images", FLAG_INT, &t.images, "N", "test images (1..64), 16 per row pair"},
         {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the code samples"},

@@ -3,9 +3,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 static const char ckpt_magic[8] = {'G', 'S', 'V', 'A', 'E', 'C', 'K', 'P'};
@@ -140,23 +142,50 @@ int ckpt_write(const char *path, const ckpt_section *sections, int count, char *
     return af_commit(&af, err);
 }
 
+/* What a path names when it is not a regular file, for the message. */
+static const char *ckpt_file_type(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "a special file";
+}
+
 /* Whole file into memory; *size is its length.  The size limit is checked
- * from fstat before allocating. */
+ * from fstat before allocating.  The file is opened non-blocking and checked
+ * to be regular before anything is read: opening a FIFO blocks until a
+ * writer comes, and reading one may never end. */
 static int ckpt_slurp(const char *path, uint8_t **buf, uint64_t *size, char *err)
 {
     *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
         return errf(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         int e = errno;
-        fclose(f);
+        close(fd);
         return errf(err, "%s: cannot stat: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return errf(err, "%s: not a regular file", path);
+        close(fd);
+        return errf(err, "%s: not a regular file (%s); expected a checkpoint", path,
+                    ckpt_file_type(st.st_mode));
+    }
+    /* Regular files ignore O_NONBLOCK, but reads should not depend on that. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return errf(err, "%s: cannot open: %s", path, strerror(e));
     }
     if ((uint64_t)st.st_size > CKPT_MAX_BYTES) {
         fclose(f);

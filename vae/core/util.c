@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -10,14 +11,42 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Fit msg (len bytes) into err by keeping its head, which names the file,
+ * and its tail, which holds the reason, around a marker.  The cuts fall on
+ * UTF-8 character boundaries so a name is never split mid-character. */
+static void err_elide(char *err, const char *msg, size_t len)
+{
+    static const char mark[] = "...";
+    size_t keep = ERR_LEN - 1 - (sizeof mark - 1);
+    size_t head = keep / 4, from = len - (keep - head);
+    while (head > 0 && ((unsigned char)msg[head] & 0xC0) == 0x80)
+        head--;
+    while (from < len && ((unsigned char)msg[from] & 0xC0) == 0x80)
+        from++;
+    memcpy(err, msg, head);
+    memcpy(err + head, mark, sizeof mark - 1);
+    memcpy(err + head + sizeof mark - 1, msg + from, len - from + 1);
+}
+
 int errf(char *err, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, ERR_LEN, fmt, ap);
-        va_end(ap);
+    if (!err)
+        return -1;
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(err, ERR_LEN, fmt, ap);
+    va_end(ap);
+    if (n >= ERR_LEN) {
+        /* Without memory the plain cut above stands. */
+        char *whole = malloc((size_t)n + 1);
+        if (whole) {
+            vsnprintf(whole, (size_t)n + 1, fmt, again);
+            err_elide(err, whole, (size_t)n);
+            free(whole);
+        }
     }
+    va_end(again);
     return -1;
 }
 
@@ -82,8 +111,33 @@ int af_open(atomic_file *af, const char *path, const char *mode, char *err)
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, mode);
     if (!af->f)
-        return errf(err, "%s: cannot write: %s", af->tmp, strerror(errno));
+        return errf(err, "%s: cannot write: %s", af->path, strerror(errno));
     return 0;
+}
+
+/* fsync the directory that holds af->path, so that the rename into it is on
+ * disk before we report success.  Errors that only say the filesystem cannot
+ * sync a directory are not failures. */
+static int af_sync_dir(const atomic_file *af, char *err)
+{
+    const char *path = af->path;
+    char dir[sizeof af->path];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0)
+        return 0; /* unreadable directory: the rename stands, unsynced */
+    int rc = 0;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS && errno != ENOTSUP &&
+        errno != EBADF)
+        rc = errf(err, "%s: cannot sync its directory: %s", path, strerror(errno));
+    close(fd);
+    return rc;
 }
 
 int af_commit(atomic_file *af, char *err)
@@ -106,7 +160,7 @@ int af_commit(atomic_file *af, char *err)
         remove(af->tmp);
         return errf(err, "%s: cannot rename into place: %s", af->path, strerror(saved));
     }
-    return 0;
+    return af_sync_dir(af, err);
 }
 
 void af_abort(atomic_file *af)

@@ -9,9 +9,14 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define ERR_LEN 512
+/* Room for a message that embeds a few paths of PATH_MAX (4096) bytes.  A
+ * caller may nest one message inside another, so errf still has to shorten
+ * what does not fit: it keeps the start and the end of the message (the
+ * file's name and the reason, which comes last) and elides the middle. */
+#define ERR_LEN 8192
 
-/* printf into err; returns -1 so callers can `return errf(err, ...)`. */
+/* printf into err; returns -1 so callers can `return errf(err, ...)`.  A
+ * message longer than ERR_LEN - 1 bytes loses its middle, not its end. */
 int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* calloc that reports failure through err instead of crashing. */
@@ -38,8 +43,10 @@ void *ws_alloc(const ws_buf *bufs, size_t nbufs, const void *head, size_t head_s
                const char *what);
 
 /* Atomic output: open PATH.tmp.PID for writing; af_commit flushes, checks
- * every write, fsyncs and renames onto PATH; af_abort removes the temporary.
- * A reader never sees a half-written PATH. */
+ * every write, fsyncs, renames onto PATH and fsyncs PATH's directory so the
+ * rename itself survives a crash; af_abort removes the temporary.  A reader
+ * never sees a half-written PATH.  Messages name PATH, the file the caller
+ * asked for, never the temporary. */
 typedef struct {
     FILE *f;
     char path[4096];

@@ -60,9 +60,13 @@ int vae_parse_hidden(const char *spec, vae_config *c, char *err)
         long v;
         if (n == VAE_MAX_HIDDEN)
             return errf(err, "--hidden '%s': at most %d layers", spec, VAE_MAX_HIDDEN);
-        if (parse_int(s, &end, 1, 65536, &v) != 0)
+        if (parse_int(s, &end, 1, 65536, &v) != 0) {
+            if (*s >= '0' && *s <= '9')
+                return errf(err, "--hidden '%s': width %.*s is outside 1..65536", spec,
+                            (int)strspn(s, "0123456789"), s);
             return errf(err, "--hidden '%s': expected widths separated by commas, e.g. 512,256",
                         spec);
+        }
         c->hidden[n++] = (int)v;
         if (*end == '\0')
             break;
