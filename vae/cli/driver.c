@@ -794,7 +794,8 @@ static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char
     if (ckpt_get(f, "log", &logdata, &loglen, err) != 0)
         return -1;
     if (loglen != state[9] * sizeof(log_row))
-        return errf(err, "%s: log section has %llu bytes, %llu rows of this version take %llu",
+        return errf(err, "%s: log section has %llu bytes where %llu rows take %llu: written by "
+                         "another version of gsvae; eval, sample and recon read it, --resume cannot",
                     path, (unsigned long long)loglen, (unsigned long long)state[9],
                     (unsigned long long)(state[9] * sizeof(log_row)));
     while (R->log_cap < (long)state[9]) {
