@@ -1,4 +1,4 @@
-/* test_sbn.c: the structured-output-prediction task (vae/sbn.h, vae/sbn.c).
+/* test_sbn.c: the structured-output-prediction task (vae/models/sbn.h, vae/cli/task_sbn.c).
  *
  * On tiny networks (D_in = 3, D_out = 4; two Bernoulli units per stochastic
  * layer, or one categorical variable of 3 classes per layer; B = 3

@@ -1,4 +1,4 @@
-/* test_semisup.c: the semi-supervised M2 model (vae/semisup.h) and
+/* test_semisup.c: the semi-supervised M2 model (vae/models/semisup.h) and
  * `gsvae train --task semisup`.
  *
  * Gradients: the whole loss of a tiny model (6 pixels, 3 classes, 2 latent
