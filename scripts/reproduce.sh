@@ -201,7 +201,7 @@ command -v parallel > /dev/null 2>&1 && parallel --version 2>/dev/null | grep -q
 if [ -f "$out/joblog" ]; then
     sed 's/.*--out //' "$joblist" | awk '{ print NR, $0 }' | while read -r i d; do
         [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo "$i"
-    done > "$out/joblog.done"
+    done > "$out/joblog.done" || true
     awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
         "$out/joblog.done" "$out/joblog" > "$out/joblog.tmp"
     mv "$out/joblog.tmp" "$out/joblog"
