@@ -114,6 +114,16 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert_int_eq(count_lines(joblog), 5);
     snprintf(path, sizeof path, "%s/runs/%s/summary.json", dir, names[1]);
     ck_assert(exists(path));
+    /* The same with the last job of the list, whose missing summary once
+     * ended the rerun before it started anything. */
+    snprintf(path, sizeof path, "%s/runs/%s", dir, names[2]);
+    ck_assert(sh("rm -r %s && : > %s", path, path) == 0);
+    rc = reproduce(dir);
+    ck_assert_msg(rc == 1 && testutil_contains(errout, "1 job(s) failed"), "exit %d\n%s\n%s", rc,
+                  out, errout);
+    ck_assert(unlink(path) == 0);
+    rc = reproduce(dir);
+    ck_assert_msg(rc == 0 && testutil_contains(errout, "3/3 jobs done"), "exit %d\n%s", rc, errout);
 
     /* Bad arguments: one line, exit 2. */
     ck_assert_int_eq(sh("sh scripts/reproduce.sh tiny -j 0 --dry-run --out %s", dir), 2);
