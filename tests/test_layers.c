@@ -686,9 +686,12 @@ START_TEST(kl_prior_brute_force)
     log_softmax_forward(lp, eta, N, K);
     double kl[B], klu[B];
     kl_categorical_prior_forward(kl, lq, lp, B, N, K);
+    int codes = 1;
+    for (int i = 0; i < N; i++)
+        codes *= K;
     for (int b = 0; b < B; b++) {
         double brute = 0;
-        for (int code = 0; code < K * K * K; code++) {
+        for (int code = 0; code < codes; code++) {
             double logq = 0, logp = 0;
             for (int i = 0, c = code; i < N; i++, c /= K) {
                 double a[K], e[K], oa[K], oe[K];
