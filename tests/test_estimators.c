@@ -520,7 +520,7 @@ static void check_normalised(latent_type lt, const char *name)
     for (int i = 0; i < n; i++)
         f.a.dlogits[i] = 0.0f;
     vae_kl(&f.m, &f.a, B);
-    vae_kl_backward(&f.m, &f.a, B, 1.0f / B);
+    vae_kl_backward(&f.m, &f.a, B, 1.0f / B, 1.0f / B);
     for (int i = 0; i < n; i++) {
         kl_size = fmax(kl_size, fabs(f.a.dlogits[i]));
         ex[i] = (ex[i] + f.a.dlogits[i]) / 4.0;

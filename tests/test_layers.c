@@ -639,6 +639,188 @@ START_TEST(kl_bernoulli_grad)
 }
 END_TEST
 
+/* ---- KL to a learned prior, categorical and Bernoulli ---- */
+
+/* The loss of the learned-prior tests: scale * sum_b KL_b(q_b || p), q_b from
+ * the rows' logits, p from eta (shared by the rows); both in double and
+ * both perturbed by the differences. */
+typedef struct {
+    int B, N, K;  /* K = 1: Bernoulli units */
+    double *logits, *eta, scale;
+} klprior_ref;
+
+static double klprior_ref_loss(void *ctx)
+{
+    klprior_ref *R = ctx;
+    double s = 0;
+    for (int b = 0; b < R->B; b++) {
+        for (int i = 0; i < R->N; i++) {
+            if (R->K == 1) {
+                double l = R->logits[b * R->N + i], e = R->eta[i], q = sigmoid_ref(l);
+                s += q * (-softplus_ref(-l) + softplus_ref(-e)) +
+                     (1 - q) * (-softplus_ref(l) + softplus_ref(e));
+                continue;
+            }
+            double lq[16], lp[16];
+            log_softmax_ref(lq, R->logits + (b * R->N + i) * R->K, R->K);
+            log_softmax_ref(lp, R->eta + i * R->K, R->K);
+            for (int k = 0; k < R->K; k++)
+                s += exp(lq[k]) * (lq[k] - lp[k]);
+        }
+    }
+    return R->scale * s;
+}
+
+START_TEST(kl_prior_brute_force)
+{
+    /* The KL of the joint q(z) = prod_i q_i(z_i) to the joint prior, code by
+     * code over all K^N (2^N) codes, against the analytic per-variable sum;
+     * and at eta = 0 the learned KL is the uniform one. */
+    enum { B = 2, N = 3, K = 4 };
+    rng_t r;
+    rng_seed(&r, 61);
+    float l[B * N * K], lq[B * N * K], eta[N * K], lp[N * K], zero[N * K] = {0};
+    fill_uniform(l, B * N * K, -3, 3, &r);
+    fill_uniform(eta, N * K, -2, 2, &r);
+    log_softmax_forward(lq, l, B * N, K);
+    log_softmax_forward(lp, eta, N, K);
+    double kl[B], klu[B];
+    kl_categorical_prior_forward(kl, lq, lp, B, N, K);
+    int codes = 1;
+    for (int i = 0; i < N; i++)
+        codes *= K;
+    for (int b = 0; b < B; b++) {
+        double brute = 0;
+        for (int code = 0; code < codes; code++) {
+            double logq = 0, logp = 0;
+            for (int i = 0, c = code; i < N; i++, c /= K) {
+                double a[K], e[K], oa[K], oe[K];
+                for (int k = 0; k < K; k++) {
+                    a[k] = l[(b * N + i) * K + k];
+                    e[k] = eta[i * K + k];
+                }
+                log_softmax_ref(oa, a, K);
+                log_softmax_ref(oe, e, K);
+                logq += oa[c % K];
+                logp += oe[c % K];
+            }
+            brute += exp(logq) * (logq - logp);
+        }
+        ck_assert_msg(brute > 0.1, "test problem too close to the prior (KL %g)", brute);
+        ck_assert_msg(fabs(kl[b] - brute) <= 1e-6 * (1 + brute),
+                      "KL categorical to a learned prior, row %d: analytic %.9g, brute %.9g", b,
+                      kl[b], brute);
+    }
+    log_softmax_forward(lp, zero, N, K);
+    kl_categorical_prior_forward(kl, lq, lp, B, N, K);
+    kl_categorical_forward(klu, lq, B, N, K);
+    for (int b = 0; b < B; b++)
+        ck_assert_msg(fabs(kl[b] - klu[b]) <= 1e-6 * (1 + klu[b]),
+                      "categorical, eta = 0: learned %.9g, uniform %.9g", kl[b], klu[b]);
+
+    enum { NB = 4 };
+    float lb[B * NB], etab[NB], zerob[NB] = {0};
+    fill_uniform(lb, B * NB, -3, 3, &r);
+    fill_uniform(etab, NB, -2, 2, &r);
+    kl_bernoulli_prior_forward(kl, lb, etab, B, NB);
+    for (int b = 0; b < B; b++) {
+        double brute = 0;
+        for (int code = 0; code < 1 << NB; code++) {
+            double q = 1, p = 1;
+            for (int i = 0; i < NB; i++) {
+                double qi = sigmoid_ref(lb[b * NB + i]), pi = sigmoid_ref(etab[i]);
+                q *= code >> i & 1 ? qi : 1 - qi;
+                p *= code >> i & 1 ? pi : 1 - pi;
+            }
+            brute += q * log(q / p);
+        }
+        ck_assert_msg(brute > 0.1, "test problem too close to the prior (KL %g)", brute);
+        ck_assert_msg(fabs(kl[b] - brute) <= 1e-6 * (1 + brute),
+                      "KL Bernoulli to a learned prior, row %d: analytic %.9g, brute %.9g", b,
+                      kl[b], brute);
+    }
+    kl_bernoulli_prior_forward(kl, lb, zerob, B, NB);
+    kl_bernoulli_forward(klu, lb, B, NB);
+    for (int b = 0; b < B; b++)
+        ck_assert_msg(fabs(kl[b] - klu[b]) <= 1e-6 * (1 + klu[b]),
+                      "Bernoulli, eta = 0: learned %.9g, uniform %.9g", kl[b], klu[b]);
+
+    /* Saturated units and prior logits: finite, as the reference. */
+    const float sat[4] = {80, -80, 30, -30}, sat_eta[4] = {-20, 20, 30, 5};
+    kl_bernoulli_prior_forward(kl, sat, sat_eta, 1, 4);
+    klprior_ref R = {1, 4, 1, to_double(sat, 4), to_double(sat_eta, 4), 1.0};
+    double want = klprior_ref_loss(&R);
+    ck_assert_msg(isfinite(kl[0]) && fabs(kl[0] - want) < 1e-5 * (1 + want),
+                  "saturated KL %.9g, want %.9g", kl[0], want);
+    free(R.logits);
+    free(R.eta);
+}
+END_TEST
+
+/* dKL/dlogits and dKL/deta against central differences of klprior_ref, the
+ * prior away from uniform, both halves adding into what they find. */
+static void check_kl_prior_grad(int N, int K, uint64_t seed)
+{
+    enum { B = 3, MAXN = 16 };
+    int Z = K == 1 ? N : N * K;
+    ck_assert_int_le(Z, MAXN);
+    rng_t r;
+    rng_seed(&r, seed);
+    float l[B * MAXN], eta[MAXN], lq[B * MAXN], lp[MAXN];
+    float g[B * MAXN], g0[B * MAXN], gp[MAXN], gp0[MAXN];
+    fill_uniform(l, B * Z, -3, 3, &r);
+    fill_uniform(eta, Z, -2, 2, &r);
+    l[0] = 9; /* one nearly saturated variable (unit) */
+    fill_uniform(g0, B * Z, -1, 1, &r);
+    fill_uniform(gp0, Z, -1, 1, &r);
+    memcpy(g, g0, sizeof g);
+    memcpy(gp, gp0, sizeof gp);
+    float scale = 1.0f / 3.0f, prior_scale = 0.7f;
+    if (K == 1) {
+        kl_bernoulli_prior_backward(g, gp, l, eta, B, N, scale, prior_scale);
+    } else {
+        log_softmax_forward(lq, l, B * N, K);
+        log_softmax_forward(lp, eta, N, K);
+        kl_categorical_prior_backward(g, gp, lq, lp, B, N, K, scale, prior_scale);
+    }
+    double an[B * MAXN], nu[B * MAXN];
+    klprior_ref R = {B, N, K, to_double(l, B * Z), to_double(eta, Z), scale};
+    char what[64];
+    for (int i = 0; i < B * Z; i++)
+        an[i] = (double)g[i] - g0[i];
+    numeric_grad(nu, R.logits, B * Z, klprior_ref_loss, &R);
+    snprintf(what, sizeof what, "KL to a learned prior, K %d: dlogits", K);
+    assert_grad_close(what, an, nu, B * Z);
+    R.scale = prior_scale;
+    for (int i = 0; i < Z; i++)
+        an[i] = (double)gp[i] - gp0[i];
+    numeric_grad(nu, R.eta, Z, klprior_ref_loss, &R);
+    snprintf(what, sizeof what, "KL to a learned prior, K %d: deta", K);
+    assert_grad_close(what, an, nu, Z);
+
+    /* Each half can be asked for alone, and then the other stays as it was. */
+    memcpy(g, g0, sizeof g);
+    memcpy(gp, gp0, sizeof gp);
+    if (K == 1)
+        kl_bernoulli_prior_backward(NULL, gp, l, eta, B, N, scale, prior_scale);
+    else
+        kl_categorical_prior_backward(g, NULL, lq, lp, B, N, K, scale, prior_scale);
+    if (K == 1)
+        ck_assert(memcmp(gp, gp0, Z * sizeof *gp) != 0);
+    else
+        ck_assert(memcmp(gp, gp0, Z * sizeof *gp) == 0 && memcmp(g, g0, B * Z * sizeof *g) != 0);
+    free(R.logits);
+    free(R.eta);
+}
+
+START_TEST(kl_prior_grad)
+{
+    check_kl_prior_grad(2, 5, 62);
+    check_kl_prior_grad(3, 3, 63);
+    check_kl_prior_grad(5, 1, 64);
+}
+END_TEST
+
 /* ---- Gumbel-Softmax and Binary Concrete, noise held fixed ---- */
 
 typedef struct {
@@ -765,6 +947,8 @@ static Suite *layers_suite(void)
     tcase_add_test(tc, kl_categorical_grad);
     tcase_add_test(tc, kl_bernoulli_brute_force);
     tcase_add_test(tc, kl_bernoulli_grad);
+    tcase_add_test(tc, kl_prior_brute_force);
+    tcase_add_test(tc, kl_prior_grad);
     tcase_add_test(tc, gumbel_softmax_grad);
     tcase_add_test(tc, binary_concrete_grad);
     suite_add_tcase(s, tc);

@@ -1,5 +1,6 @@
-/* test_model.c: the gradient of the whole loss of a tiny VAE, the
- * straight-through estimator, train_step, Adam and the temperature schedule.
+/* test_model.c: the gradient of the whole loss of a tiny VAE (two hidden
+ * layers, or none; a uniform or a learned prior), the straight-through
+ * estimator, train_step, Adam and the temperature schedule.
  *
  * The model's gradient is checked against a reference forward of the whole
  * model written here in double precision (weights copied from m->params):
@@ -14,6 +15,7 @@
  * errors stay near 1e-5 or below. */
 #include "adam.h"
 #include "estimator.h"
+#include "evaluate.h"
 #include "gumbel.h"
 #include "model.h"
 #include "rng.h"
@@ -37,6 +39,14 @@
 #define RELU_MARGIN 2e-3
 
 enum { B = 3, D = 12, MAXW = 32 };
+
+/* The model the fixtures build: hidden layers 5,4 or none, and the prior.
+ * A test that wants another shape sets it first (Check runs every test in
+ * its own process, so the change ends with the test). */
+static struct {
+    int nhidden;
+    vae_prior prior;
+} shape = {2, VAE_PRIOR_UNIFORM};
 
 /* ---- helpers ---- */
 
@@ -147,12 +157,19 @@ static double ref_loss(void *ctx)
         for (int j = 0; j < zdim; j++)
             logits[j] = R->logit_scale * h[j];
         const float *g = R->noise + b * zdim;
+        /* A learned prior's logits eta, from the double copy so that the
+         * differences move them too. */
+        const double *eta = cfg->prior == VAE_PRIOR_LEARNED ? R->p + m->prior : NULL;
         if (cfg->latent == LATENT_CATEGORICAL) {
             for (int i = 0; i < cfg->N; i++) {
-                double lq[MAXW], a[MAXW];
+                double lq[MAXW], lp[MAXW], a[MAXW];
                 log_softmax_ref(lq, logits + i * cfg->K, cfg->K);
+                for (int k = 0; k < cfg->K; k++)
+                    lp[k] = -log((double)cfg->K);
+                if (eta)
+                    log_softmax_ref(lp, eta + i * cfg->K, cfg->K);
                 for (int k = 0; k < cfg->K; k++) {
-                    kl += exp(lq[k]) * (lq[k] + log((double)cfg->K));
+                    kl += exp(lq[k]) * (lq[k] - lp[k]);
                     a[k] = (logits[i * cfg->K + k] + g[i * cfg->K + k]) / R->tau;
                 }
                 log_softmax_ref(a, a, cfg->K);
@@ -161,8 +178,9 @@ static double ref_loss(void *ctx)
             }
         } else {
             for (int i = 0; i < cfg->N; i++) {
-                double l = logits[i], q = sigmoid_ref(l);
-                kl += q * -softplus_ref(-l) + (1 - q) * -softplus_ref(l) + log(2.0);
+                double l = logits[i], q = sigmoid_ref(l), e = eta ? eta[i] : 0.0;
+                kl += q * (-softplus_ref(-l) + softplus_ref(-e)) +
+                      (1 - q) * (-softplus_ref(l) + softplus_ref(e));
                 z[i] = sigmoid_ref((l + g[i]) / R->tau);
             }
         }
@@ -219,6 +237,11 @@ static void check_param_grads(const vae_model *m, ref_vae *R, const char *tag)
             assert_grad_close(what, an + ls[i].b, nu + ls[i].b, (size_t)ls[i].out);
         }
     }
+    if (m->cfg.prior == VAE_PRIOR_LEARNED) {
+        char what[96];
+        snprintf(what, sizeof what, "%s: prior logits", tag);
+        assert_grad_close(what, an + m->prior, nu + m->prior, (size_t)vae_zdim(&m->cfg));
+    }
     free(nu);
     free(an);
 }
@@ -236,7 +259,8 @@ typedef struct {
 static void fixture_init(fixture *f, latent_type lt, int N, int K, uint64_t seed)
 {
     char err[ERR_LEN] = "";
-    vae_config cfg = {.latent = lt, .N = N, .K = K, .D = D, .nhidden = 2, .hidden = {5, 4}};
+    vae_config cfg = {.latent = lt, .N = N, .K = K, .D = D, .nhidden = shape.nhidden,
+                      .hidden = {5, 4}, .prior = shape.prior};
     ck_assert_int_le(vae_zdim(&cfg), MAXW);
     rng_t r;
     rng_seed(&r, seed);
@@ -255,6 +279,11 @@ static void fixture_init(fixture *f, latent_type lt, int N, int K, uint64_t seed
     }
     for (int i = 0; i < B * D; i++)
         f->x[i] = rng_uniform_open(&r) < 0.5 ? 1.0f : 0.0f;
+    /* A learned prior starts uniform (eta = 0); move it away, so that a
+     * term that assumed the uniform prior shows. */
+    if (shape.prior == VAE_PRIOR_LEARNED)
+        for (int j = 0; j < vae_zdim(&cfg); j++)
+            f->m.params[f->m.prior + j] = 3.0f * (float)rng_uniform_open(&r) - 1.5f;
 }
 
 static void fixture_free(fixture *f)
@@ -277,7 +306,7 @@ static void model_grad(fixture *f, const estimator *est, float tau, uint64_t noi
     est->run(&c);
     memcpy(f->est_dlogits, f->a.dlogits, (size_t)B * vae_zdim(&f->m.cfg) * sizeof(float));
     vae_kl(&f->m, &f->a, B);
-    vae_kl_backward(&f->m, &f->a, B, 1.0f / (float)B);
+    vae_kl_backward(&f->m, &f->a, B, 1.0f / (float)B, 1.0f / (float)B);
     vae_encode_backward(&f->m, &f->a, f->x, B);
 }
 
@@ -313,7 +342,9 @@ static void fixture_for_fd(fixture *f, ref_vae *R, latent_type lt, int N, int K,
                 R->zfix[j] = f->a.z[j];
         }
         ref_loss(R);
-        if (R->min_margin > RELU_MARGIN && R->n_off > 0 && R->n_on > 0)
+        /* A linear model has no ReLU to keep clear. */
+        if (f->m.cfg.nhidden == 0 ||
+            (R->min_margin > RELU_MARGIN && R->n_off > 0 && R->n_on > 0))
             return;
         free(R->zfix);
         free(R->p);
@@ -529,6 +560,158 @@ START_TEST(st_gumbel_bernoulli)
 }
 END_TEST
 
+/* ---- the linear model and the learned prior ---- */
+
+/* --hidden none: one affine map each way, every gradient through it. */
+START_TEST(linear_model_gradient)
+{
+    shape.nhidden = 0;
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f, 1.0f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 0.5f, 1.0f);
+    check_straight_through(LATENT_CATEGORICAL, 2, 3, 1.0f);
+    check_straight_through(LATENT_BERNOULLI, 3, 1, 1.0f);
+}
+END_TEST
+
+/* A learned prior away from uniform: the KL's forward against the
+ * reference, its gradient to q's logits (through the encoder) and to the
+ * prior's logits, with and without hidden layers. */
+START_TEST(learned_prior_gradient)
+{
+    shape.prior = VAE_PRIOR_LEARNED;
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 1.0f, 1.0f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 1.0f, 1.0f);
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f, 1.7f);
+    check_straight_through(LATENT_CATEGORICAL, 2, 3, 0.5f);
+    check_straight_through(LATENT_BERNOULLI, 3, 1, 0.5f);
+    shape.nhidden = 0;
+    check_relaxed_gradient(LATENT_CATEGORICAL, 2, 3, 0.5f, 1.0f);
+    check_relaxed_gradient(LATENT_BERNOULLI, 3, 1, 0.5f, 1.0f);
+}
+END_TEST
+
+/* A learned prior as vae_init leaves it (eta = 0) is the uniform prior: the
+ * same weights from the same generator, the same KL, the same gradient to
+ * q's logits, the same importance-weighted bound; its own gradient is
+ * mean_b (1/K - q_b) per class (1/2 - q_b per unit). */
+static void check_zero_prior(latent_type lt, int N, int K)
+{
+    char err[ERR_LEN] = "";
+    vae_model mu, ml;
+    vae_acts au, al;
+    vae_config cu = {.latent = lt, .N = N, .K = K, .D = D, .nhidden = 1, .hidden = {6}};
+    vae_config cl = cu;
+    cl.prior = VAE_PRIOR_LEARNED;
+    rng_t r;
+    rng_seed(&r, 5);
+    ck_assert_msg(vae_init(&mu, &cu, &r, err) == 0, "%s", err);
+    rng_seed(&r, 5);
+    ck_assert_msg(vae_init(&ml, &cl, &r, err) == 0, "%s", err);
+    int zdim = vae_zdim(&cu);
+    ck_assert_uint_eq(ml.nparams, mu.nparams + (size_t)zdim);
+    ck_assert_uint_eq(ml.prior, mu.nparams);
+    ck_assert(vae_prior_logits(&mu) == NULL);
+    ck_assert(memcmp(mu.params, ml.params, mu.nparams * sizeof(float)) == 0);
+    for (int j = 0; j < zdim; j++)
+        ck_assert(ml.params[ml.prior + j] == 0.0f);
+    ck_assert_msg(vae_acts_init(&au, &mu, B, err) == 0, "%s", err);
+    ck_assert_msg(vae_acts_init(&al, &ml, B, err) == 0, "%s", err);
+    float x[B * D];
+    for (int i = 0; i < B * D; i++)
+        x[i] = rng_uniform_open(&r) < 0.5 ? 1.0f : 0.0f;
+    vae_encode(&mu, &au, x, B);
+    vae_encode(&ml, &al, x, B);
+    vae_kl(&mu, &au, B);
+    vae_kl(&ml, &al, B);
+    vae_zero_grads(&mu);
+    vae_zero_grads(&ml);
+    memset(au.dlogits, 0, (size_t)B * zdim * sizeof(float));
+    memset(al.dlogits, 0, (size_t)B * zdim * sizeof(float));
+    vae_kl_backward(&mu, &au, B, 1.0f / B, 1.0f / B);
+    vae_kl_backward(&ml, &al, B, 1.0f / B, 1.0f / B);
+    for (int b = 0; b < B; b++)
+        ck_assert_msg(au.kl[b] > 0.01 && fabs(al.kl[b] - au.kl[b]) <= 1e-6 * (1 + au.kl[b]),
+                      "%s row %d: KL to eta = 0 %.9g, to uniform %.9g", stoch_latent_name(lt), b,
+                      al.kl[b], au.kl[b]);
+    for (int j = 0; j < B * zdim; j++)
+        ck_assert_msg(fabsf(al.dlogits[j] - au.dlogits[j]) <= 1e-6f,
+                      "%s dlogits[%d]: %.9g against %.9g", stoch_latent_name(lt), j,
+                      (double)al.dlogits[j], (double)au.dlogits[j]);
+    /* The uniform model has no prior to train. */
+    for (size_t i = 0; i < mu.nparams; i++)
+        ck_assert(mu.grads[i] == 0.0f && ml.grads[i] == 0.0f);
+    const float *logits = vae_logits(&ml, &al);
+    for (int j = 0; j < zdim; j++) {
+        double want = 0;
+        for (int b = 0; b < B; b++) {
+            double l = logits[b * zdim + j];
+            double q = lt == LATENT_CATEGORICAL ? exp((double)al.logq[b * zdim + j])
+                                                : sigmoid_ref(l);
+            want += ((lt == LATENT_CATEGORICAL ? 1.0 / K : 0.5) - q) / B;
+        }
+        ck_assert_msg(fabs(ml.grads[ml.prior + j] - want) <= 1e-6,
+                      "%s prior gradient %d: %.9g, want %.9g", stoch_latent_name(lt), j,
+                      (double)ml.grads[ml.prior + j], want);
+    }
+    eval_ws wu, wl;
+    ck_assert_msg(eval_ws_init(&wu, &mu, 64, err) == 0, "%s", err);
+    ck_assert_msg(eval_ws_init(&wl, &ml, 64, err) == 0, "%s", err);
+    rng_t ru, rl;
+    rng_seed(&ru, 11);
+    rng_seed(&rl, 11);
+    double iu = eval_iw(&mu, &wu, x, B, 50, &ru), il = eval_iw(&ml, &wl, x, B, 50, &rl);
+    ck_assert_msg(fabs(iu - il) <= 1e-5 * (1 + fabs(iu)), "%s: bound %.9g (eta = 0), %.9g "
+                  "(uniform)", stoch_latent_name(lt), il, iu);
+    eval_ws_free(&wu);
+    eval_ws_free(&wl);
+    vae_acts_free(&au);
+    vae_acts_free(&al);
+    vae_free(&mu);
+    vae_free(&ml);
+}
+
+START_TEST(zero_prior_is_uniform)
+{
+    check_zero_prior(LATENT_CATEGORICAL, 3, 4);
+    check_zero_prior(LATENT_BERNOULLI, 5, 1);
+}
+END_TEST
+
+/* --hidden none parses to nhidden 0 and prints back as none; the prior's
+ * names. */
+START_TEST(hidden_none_and_prior_names)
+{
+    char err[ERR_LEN] = "", buf[64];
+    vae_config c = {.latent = LATENT_CATEGORICAL, .N = 20, .K = 10, .D = 784};
+    ck_assert_msg(vae_parse_hidden("512,256", &c, err) == 0, "%s", err);
+    ck_assert_int_eq(c.nhidden, 2);
+    ck_assert_msg(vae_parse_hidden("none", &c, err) == 0, "%s", err);
+    ck_assert_int_eq(c.nhidden, 0);
+    vae_format_hidden(&c, buf, sizeof buf);
+    ck_assert_str_eq(buf, "none");
+    ck_assert(vae_parse_hidden("None", &c, err) != 0 && strstr(err, "or none"));
+    ck_assert(vae_parse_hidden("none,8", &c, err) != 0);
+    ck_assert(vae_parse_hidden("", &c, err) != 0);
+    vae_prior p = VAE_PRIOR_LEARNED;
+    ck_assert(vae_prior_parse("uniform", &p) == 0 && p == VAE_PRIOR_UNIFORM);
+    ck_assert(vae_prior_parse("learned", &p) == 0 && p == VAE_PRIOR_LEARNED);
+    ck_assert(vae_prior_parse("gumbel", &p) != 0 && p == VAE_PRIOR_LEARNED);
+    ck_assert_str_eq(vae_prior_name(VAE_PRIOR_UNIFORM), "uniform");
+    ck_assert_str_eq(vae_prior_name(VAE_PRIOR_LEARNED), "learned");
+    /* 784-(20x10)-784 with a learned prior: two affine maps and 200 logits. */
+    c.nhidden = 0;
+    c.prior = VAE_PRIOR_LEARNED;
+    vae_model m;
+    rng_t r;
+    rng_seed(&r, 1);
+    ck_assert_msg(vae_init(&m, &c, &r, err) == 0, "%s", err);
+    ck_assert_int_eq(m.nenc, 1);
+    ck_assert_int_eq(m.ndec, 1);
+    ck_assert_uint_eq(m.nparams, (size_t)(784 * 200 + 200) * 2 - 200 + 784 + 200);
+    vae_free(&m);
+}
+END_TEST
+
 /* ---- train_step ---- */
 
 START_TEST(train_step_is_grad_then_adam)
@@ -702,6 +885,10 @@ static Suite *model_suite(void)
     tcase_add_test(tc, logit_scale_gradient);
     tcase_add_test(tc, st_gumbel_categorical);
     tcase_add_test(tc, st_gumbel_bernoulli);
+    tcase_add_test(tc, linear_model_gradient);
+    tcase_add_test(tc, learned_prior_gradient);
+    tcase_add_test(tc, zero_prior_is_uniform);
+    tcase_add_test(tc, hidden_none_and_prior_names);
     tcase_add_test(tc, train_step_is_grad_then_adam);
     tcase_add_test(tc, adam_three_steps);
     tcase_add_test(tc, schedule_values);

@@ -188,7 +188,8 @@ int cmd_gradvar(int argc, char **argv)
         {"latent-type", FLAG_STRING, &o.latent_type, "TYPE",
          "fresh model: categorical or bernoulli (default categorical)"},
         {"latent", FLAG_STRING, &o.latent, "SPEC", "fresh model: NxK or N (default 20x10 or 200)"},
-        {"hidden", FLAG_STRING, &o.hidden, "W1,W2", "fresh model: encoder widths (default 512,256)"},
+        {"hidden", FLAG_STRING, &o.hidden, "W1,W2",
+         "fresh model: encoder widths (default 512,256; none: linear)"},
         {"seed", FLAG_LONG, &o.seed, "N", "seed of the fresh model and of the draws"},
         {"batch", FLAG_INT, &o.batch, "B", "test images in the batch (the first B)"},
         {"binarize", FLAG_STRING, &o.binarize, "MODE",
@@ -199,7 +200,8 @@ int cmd_gradvar(int argc, char **argv)
         {"tau", FLAG_DOUBLE, &o.tau, "T", "temperature (gumbel, st-gumbel; annealed-st slope 1/T)"},
         {"baseline", FLAG_STRING, &o.baseline, "MODE", "baseline of sf and muprop: none, mean or learned"},
         {"warmup", FLAG_INT, &o.warmup, "W", "draws that adapt sf/muprop baselines before measuring"},
-        {"params", FLAG_STRING, &o.params, "PART", "gradient coordinates: encoder, decoder or all"},
+        {"params", FLAG_STRING, &o.params, "PART",
+         "gradient coordinates: encoder, decoder or all (with a learned prior's)"},
         {"csv", FLAG_BOOL, &o.csv, NULL, "print CSV instead of a table"},
         {NULL, 0, NULL, NULL, NULL},
     };
@@ -308,8 +310,9 @@ int cmd_gradvar(int argc, char **argv)
         G.hi = G.m.enc[G.m.nenc - 1].b + (size_t)G.m.enc[G.m.nenc - 1].out;
     } else if (!strcmp(o.params, "decoder")) {
         G.lo = G.m.dec[0].w;
-        G.hi = G.m.nparams;
+        G.hi = G.m.dec[G.m.ndec - 1].b + (size_t)G.m.dec[G.m.ndec - 1].out;
     } else {
+        /* all: a learned prior's logits (after the decoder) included. */
         G.lo = 0;
         G.hi = G.m.nparams;
     }

@@ -58,8 +58,14 @@ int write_samples_png(const char *path, const vae_model *m, eval_ws *w, int coun
     float *means = xcalloc((size_t)count * c->D, sizeof(float), err, "samples grid");
     if (!means)
         return -1;
-    /* The prior is uniform: zero logits give it exactly. */
-    memset(w->logits_rep, 0, sizeof(float) * (size_t)count * zdim);
+    /* Codes from the prior, drawn as from q with the prior's logits in
+     * every row: eta for a learned prior, zeros (exactly uniform) else. */
+    const float *eta = vae_prior_logits(m);
+    if (eta)
+        for (int i = 0; i < count; i++)
+            memcpy(w->logits_rep + (size_t)i * zdim, eta, sizeof(float) * zdim);
+    else
+        memset(w->logits_rep, 0, sizeof(float) * (size_t)count * zdim);
     est_sample_hard(c, w->logits_rep, count, w->noise, w->z, r);
     vae_decode(m, &w->a, w->z, count);
     decoded_means(m, w, count, means);

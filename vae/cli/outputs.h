@@ -10,7 +10,8 @@
  * decoder's pixel means given a hard sample of the code). */
 int write_recon_png(const char *path, const vae_model *m, eval_ws *w, const float *x, int n,
                     rng_t *r, char *err);
-/* count decoded samples from the uniform prior, pixel means, 10 per row. */
+/* count decoded samples from the model's prior (uniform or learned), pixel
+ * means, 10 per row. */
 int write_samples_png(const char *path, const vae_model *m, eval_ws *w, int count, rng_t *r,
                       char *err);
 

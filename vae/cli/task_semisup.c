@@ -204,6 +204,8 @@ static int ss_check(run *R, char *err)
     memset(&vc, 0, sizeof vc);
     if (vae_parse_hidden(s->hidden, &vc, err) != 0)
         return -1;
+    if (vc.nhidden == 0)
+        return errf(err, "--hidden none: the semisup task's networks need a hidden layer");
     ss_activation act;
     if (ss_activation_parse(s->activation, &act) != 0)
         return errf(err, "--activation '%s': expected softplus or relu", s->activation);

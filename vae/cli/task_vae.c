@@ -26,6 +26,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->hidden = "512,256";
     v->baseline = "mean";
     v->st_slope = "backward";
+    v->prior = "uniform";
     v->iw_samples = 1000;
 }
 
@@ -39,7 +40,12 @@ static int vae_flags(void *t, flag_def *d)
         {"latent-type", FLAG_STRING, &v->latent_type, "TYPE", "categorical or bernoulli"},
         {"latent", FLAG_STRING, &v->latent, "SPEC",
          "NxK categorical variables (default 20x10) or N Bernoulli units (default 200)"},
-        {"hidden", FLAG_STRING, &v->hidden, "W1,W2", "encoder widths; the decoder mirrors them"},
+        {"hidden", FLAG_STRING, &v->hidden, "W1,W2",
+         "encoder widths; the decoder mirrors them; none: linear encoder and decoder (the "
+         "paper's 784-200-784, 784-(20x10)-784)"},
+        {"prior", FLAG_STRING, &v->prior, "P",
+         "p(z): uniform, or learned (logits trained on the ELBO: a softmax per variable, a "
+         "sigmoid per unit; saved in the checkpoint)"},
         {"hard", FLAG_BOOL, &v->hard, NULL, "alias of --estimator st-gumbel"},
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
@@ -71,6 +77,8 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
                                                          : "200";
     if (vae_parse_latent_spec(spec, c, err) != 0 || vae_parse_hidden(v->hidden, c, err) != 0)
         return -1;
+    if (vae_prior_parse(v->prior, &c->prior) != 0)
+        return errf(err, "--prior '%s': expected uniform or learned", v->prior);
     const char *est = v->hard ? "st-gumbel" : o->estimator;
     if (v->hard && strcmp(o->estimator, "gumbel") && strcmp(o->estimator, "st-gumbel"))
         return errf(err, "--hard: conflicts with --estimator %s", o->estimator);
@@ -142,7 +150,9 @@ static void vae_describe(const run *R, char *buf, size_t len)
     const vae_task *v = V(R);
     char lat[64];
     vae_format_latent(&v->cfg, lat, sizeof lat);
-    snprintf(buf, len, "%s VAE (%s) with %s", stoch_latent_name(v->cfg.latent), lat, stoch_estimator_name(v->est->id));
+    snprintf(buf, len, "%s VAE (%s%s) with %s", stoch_latent_name(v->cfg.latent), lat,
+             v->cfg.prior == VAE_PRIOR_LEARNED ? ", learned prior" : "",
+             stoch_estimator_name(v->est->id));
 }
 
 /* The gradient of the batch's mean negative ELBO; figures loss, recon, KL. */

@@ -213,7 +213,8 @@ int cmd_sample(int argc, char **argv)
         {NULL, 0, NULL, NULL, NULL},
     };
     int rc = tool_parse("sample", "gsvae sample --ckpt FILE [FLAGS]",
-                        "Decode codes drawn from the uniform prior; write the pixel means as a grid.",
+                        "Decode codes drawn from the model's prior (uniform or learned); write the\n"
+                        "pixel means as a grid.",
                         defs, argc, argv);
     if (rc >= 0)
         return rc;

@@ -233,3 +233,84 @@ void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, fl
         dlogits[i] += scale * q * (1.0f - q) * logits[i];
     }
 }
+
+void kl_categorical_prior_forward(double *kl, const float *logq, const float *logp, int B,
+                                  int N, int K)
+{
+    /* KL_b = sum over the b's N groups of sum_k q_k (log q_k - log p_k) */
+    for (int b = 0; b < B; b++) {
+        const float *lq = logq + (size_t)b * N * K;
+        double total = 0.0;
+        for (int i = 0; i < N * K; i++)
+            total += exp((double)lq[i]) * ((double)lq[i] - (double)logp[i]);
+        kl[b] = total;
+    }
+}
+
+void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *logq,
+                                   const float *logp, int B, int N, int K, float scale,
+                                   float prior_scale)
+{
+    /* Per group, with q = softmax(l), p = softmax(eta) and
+     * KL_g = sum_k q_k (log q_k - log p_k):
+     *   dKL_g/dl_j   = q_j (log q_j - log p_j - KL_g)
+     *     (dq_k/dl_j = q_k (delta_kj - q_j); the sum_k q_k dlog q_k/dl_j
+     *     it also yields is sum_k (delta_kj - q_j) q_k = 0);
+     *   dKL_g/deta_j = -sum_k q_k dlog p_k/deta_j = -sum_k q_k (delta_kj - p_j)
+     *                = p_j - q_j. */
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < N; i++) {
+            const float *lq = logq + ((size_t)b * N + i) * K, *lp = logp + (size_t)i * K;
+            if (dlogits) {
+                float *d = dlogits + ((size_t)b * N + i) * K;
+                float klg = 0.0f;
+                for (int k = 0; k < K; k++)
+                    klg += expf(lq[k]) * (lq[k] - lp[k]);
+                for (int k = 0; k < K; k++)
+                    d[k] += scale * expf(lq[k]) * (lq[k] - lp[k] - klg);
+            }
+            if (dprior)
+                for (int k = 0; k < K; k++)
+                    dprior[(size_t)i * K + k] += prior_scale * (expf(lp[k]) - expf(lq[k]));
+        }
+    }
+}
+
+void kl_bernoulli_prior_forward(double *kl, const float *logits, const float *eta, int B, int N)
+{
+    /* Per unit q (log q - log p) + (1-q) (log(1-q) - log(1-p)), q = sigmoid(l),
+     * p = sigmoid(eta), every log from a softplus: log s(x) = -softplus(-x),
+     * log(1 - s(x)) = -softplus(x). */
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (size_t)b * N;
+        double total = 0.0;
+        for (int i = 0; i < N; i++) {
+            double q = sigmoidf_stable(l[i]);
+            double logq = -(double)softplusf_stable(-l[i]);
+            double log1mq = -(double)softplusf_stable(l[i]);
+            double logp = -(double)softplusf_stable(-eta[i]);
+            double log1mp = -(double)softplusf_stable(eta[i]);
+            total += q * (logq - logp) + (1.0 - q) * (log1mq - log1mp);
+        }
+        kl[b] = total;
+    }
+}
+
+void kl_bernoulli_prior_backward(float *dlogits, float *dprior, const float *logits,
+                                 const float *eta, int B, int N, float scale, float prior_scale)
+{
+    /* With log q - log(1-q) = l and log p - log(1-p) = eta the KL of a unit
+     * is q (l - eta) + softplus(eta) - softplus(l), so
+     *   dKL/dl   = q (1-q) (l - eta) + q - sigmoid(l) = q (1-q) (l - eta),
+     *   dKL/deta = -q + sigmoid(eta) = p - q. */
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (size_t)b * N;
+        for (int i = 0; i < N; i++) {
+            float q = sigmoidf_stable(l[i]);
+            if (dlogits)
+                dlogits[(size_t)b * N + i] += scale * q * (1.0f - q) * (l[i] - eta[i]);
+            if (dprior)
+                dprior[i] += prior_scale * (sigmoidf_stable(eta[i]) - q);
+        }
+    }
+}

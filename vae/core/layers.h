@@ -88,6 +88,25 @@ void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, in
 void kl_bernoulli_forward(double *kl, const float *logits, int B, int N);
 void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, float scale);
 
+/* The same KLs to a learned prior p, one for all B rows: for categorical
+ * variables p = softmax(eta) per group (logp[N*K] its log_softmax_forward),
+ * for Bernoulli units p = sigmoid(eta) per unit (eta[N], the prior's
+ * logits).  The uniform prior is the special case eta = 0; the functions
+ * above keep its own arithmetic.
+ *
+ * Backward: dlogits += scale * dKL_b/dlogits per row (dlogits NULL:
+ * skipped) and dprior += prior_scale * sum_b dKL_b/deta (dprior NULL:
+ * skipped).  Two scales because the two halves go to different places: q's
+ * logits to the encoder, eta to the prior's own parameters. */
+void kl_categorical_prior_forward(double *kl, const float *logq, const float *logp, int B,
+                                  int N, int K);
+void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *logq,
+                                   const float *logp, int B, int N, int K, float scale,
+                                   float prior_scale);
+void kl_bernoulli_prior_forward(double *kl, const float *logits, const float *eta, int B, int N);
+void kl_bernoulli_prior_backward(float *dlogits, float *dprior, const float *logits,
+                                 const float *eta, int B, int N, float scale, float prior_scale);
+
 /* A running log-sum-exp over a stream of values v: after each push,
  * log sum_v e^v = *mx + log(*sum).  Start from *mx = -INFINITY, *sum = 0;
  * the sum is rescaled whenever the maximum moves, so it stays in [1, n]. */

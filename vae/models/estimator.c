@@ -538,7 +538,9 @@ double est_elbo_gradient(const estimator *e, est_ctx *c)
     c->s->enc_scale = 1.0f;
     e->run(c);
     vae_kl(c->m, c->a, c->B);
-    vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B);
+    /* The encoder's half carries the estimator's scale (see enc_scale); a
+     * learned prior's half is an exact gradient, like the decoder's. */
+    vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B, 1.0f / (float)c->B);
     vae_encode_backward(c->m, c->a, c->x, c->B);
     double loss = 0.0;
     for (int b = 0; b < c->B; b++)

@@ -76,12 +76,18 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
     elbo_pass(m, w, x, n, tau, r, out);
 }
 
-/* log q(z|x) - log p(z) of row z under the logits l (one example); the
- * prior is uniform, p(z) = K^-N (2^-N). */
-static double log_ratio(const vae_config *c, const float *l, const float *logq, const float *z)
+/* log q(z|x) - log p(z) of row z under the logits l (one example).  The
+ * uniform prior is p(z) = K^-N (2^-N); a learned one is scored as q is,
+ * log p(z) = sum over the chosen classes of log softmax(eta) (a->prior_logp
+ * from vae_encode), or per unit log sigmoid(+-eta). */
+static double log_ratio(const vae_model *m, const vae_acts *a, const float *l,
+                        const float *logq, const float *z)
 {
+    const vae_config *c = &m->cfg;
     stoch_layer code = vae_code(c);
     double log_q = stoch_log_prob(&code, l, logq, z);
+    if (c->prior == VAE_PRIOR_LEARNED)
+        return log_q - stoch_log_prob(&code, vae_prior_logits(m), a->prior_logp, z);
     return log_q + c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0);
 }
 
@@ -119,7 +125,7 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
                 int g = row / chunk;
                 double rec;
                 bce_logits_forward(&rec, xl + (size_t)row * D, xb + (size_t)g * D, 1, D);
-                double lw = -rec - log_ratio(c, logits + (size_t)g * zdim,
+                double lw = -rec - log_ratio(m, &w->a, logits + (size_t)g * zdim,
                                              w->a.logq + (size_t)g * zdim,
                                              w->z + (size_t)row * zdim);
                 lse_push(&w->logw_max[g], &w->logw_sum[g], lw);

@@ -37,7 +37,9 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
                        rng_t *r, elbo_result *out);
 /* Importance-sampled -log p(x) with S samples from q(z|x) per image:
  * -log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x), a log-sum-exp kept stable
- * with a running maximum.  Returns the mean over the n images. */
+ * with a running maximum, p(z) the model's prior (uniform or learned).  In
+ * expectation an upper bound on -log p(x) that falls to it as S grows
+ * (Burda et al. 2016).  Returns the mean over the n images. */
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r);
 
 #endif

@@ -9,6 +9,22 @@
 #include "layers.h"
 #include "util.h"
 
+int vae_prior_parse(const char *s, vae_prior *out)
+{
+    if (!strcmp(s, "uniform"))
+        *out = VAE_PRIOR_UNIFORM;
+    else if (!strcmp(s, "learned"))
+        *out = VAE_PRIOR_LEARNED;
+    else
+        return -1;
+    return 0;
+}
+
+const char *vae_prior_name(vae_prior p)
+{
+    return p == VAE_PRIOR_LEARNED ? "learned" : "uniform";
+}
+
 int vae_zdim(const vae_config *c)
 {
     stoch_layer code = vae_code(c);
@@ -55,6 +71,10 @@ int vae_parse_hidden(const char *spec, vae_config *c, char *err)
 {
     const char *s = spec;
     int n = 0;
+    if (!strcmp(spec, "none")) {
+        c->nhidden = 0;
+        return 0;
+    }
     for (;;) {
         char *end;
         long v;
@@ -64,15 +84,15 @@ int vae_parse_hidden(const char *spec, vae_config *c, char *err)
             if (*s >= '0' && *s <= '9')
                 return errf(err, "--hidden '%s': width %.*s is outside 1..65536", spec,
                             (int)strspn(s, "0123456789"), s);
-            return errf(err, "--hidden '%s': expected widths separated by commas, e.g. 512,256",
-                        spec);
+            return errf(err, "--hidden '%s': expected widths separated by commas, e.g. 512,256, "
+                             "or none", spec);
         }
         c->hidden[n++] = (int)v;
         if (*end == '\0')
             break;
         if (*end != ',')
-            return errf(err, "--hidden '%s': expected widths separated by commas, e.g. 512,256",
-                        spec);
+            return errf(err, "--hidden '%s': expected widths separated by commas, e.g. 512,256, "
+                             "or none", spec);
         s = end + 1;
     }
     c->nhidden = n;
@@ -91,6 +111,10 @@ void vae_format_hidden(const vae_config *c, char *buf, size_t len)
 {
     size_t used = 0;
     buf[0] = '\0';
+    if (c->nhidden == 0) {
+        snprintf(buf, len, "none");
+        return;
+    }
     for (int i = 0; i < c->nhidden && used < len; i++)
         used += (size_t)snprintf(buf + used, len - used, i ? ",%d" : "%d", c->hidden[i]);
 }
@@ -116,10 +140,15 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     }
     off = linear_place(&m->dec[c->nhidden], in, c->D, off);
     m->ndec = c->nhidden + 1;
+    if (c->prior == VAE_PRIOR_LEARNED) {
+        m->prior = off;
+        off += (size_t)zdim;
+    }
     m->nparams = off;
     if (params_alloc(&m->params, &m->grads, off, err, "model parameters") != 0)
         return -1;
-    /* Glorot-uniform weights, zero biases. */
+    /* Glorot-uniform weights; zero biases and prior logits (params_alloc
+     * zeroes the buffer). */
     for (int pass = 0; pass < 2; pass++) {
         linear_layer *ls = pass ? m->dec : m->enc;
         int nl = pass ? m->ndec : m->nenc;
@@ -139,6 +168,11 @@ void vae_zero_grads(vae_model *m)
     memset(m->grads, 0, m->nparams * sizeof(float));
 }
 
+const float *vae_prior_logits(const vae_model *m)
+{
+    return m->cfg.prior == VAE_PRIOR_LEARNED ? m->params + m->prior : NULL;
+}
+
 int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
 {
     memset(a, 0, sizeof *a);
@@ -148,12 +182,14 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
     int widest = m->cfg.D > zdim ? m->cfg.D : zdim;
     for (int i = 0; i < m->nenc; i++)
         widest = m->enc[i].out > widest ? m->enc[i].out : widest;
-    enum { FIXED = 8 };
+    int prior_logp = m->cfg.prior == VAE_PRIOR_LEARNED && m->cfg.latent == LATENT_CATEGORICAL;
+    enum { FIXED = 9 };
     ws_buf bufs[FIXED + 2 * (VAE_MAX_HIDDEN + 1)] = {
         WS_BUF(a->logq, B * zdim),     WS_BUF(a->z, B * zdim),
         WS_BUF(a->dz, B * zdim),       WS_BUF(a->dlogits, B * zdim),
         WS_BUF(a->grad_a, B * widest), WS_BUF(a->grad_b, B * widest),
         WS_BUF(a->recon, B),           WS_BUF(a->kl, B),
+        WS_BUF(a->prior_logp, prior_logp ? (size_t)zdim : 0),
     };
     /* Layers past nenc (ndec) get no buffer: their pointers stay NULL. */
     for (int i = 0; i <= VAE_MAX_HIDDEN; i++) {
@@ -177,8 +213,13 @@ void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
     if (m->logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
             logits[i] *= m->logit_scale;
-    if (m->cfg.latent == LATENT_CATEGORICAL)
+    if (m->cfg.latent == LATENT_CATEGORICAL) {
         log_softmax_forward(a->logq, logits, B * m->cfg.N, m->cfg.K);
+        /* log p = log softmax(eta) per variable: the prior's own forward,
+         * undone by vae_kl_backward's dprior half. */
+        if (m->cfg.prior == VAE_PRIOR_LEARNED)
+            log_softmax_forward(a->prior_logp, vae_prior_logits(m), m->cfg.N, m->cfg.K);
+    }
 }
 
 void vae_decode(const vae_model *m, vae_acts *a, const float *z, int B)
@@ -215,18 +256,46 @@ void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, c
 
 void vae_kl(const vae_model *m, vae_acts *a, int B)
 {
-    if (m->cfg.latent == LATENT_CATEGORICAL)
-        kl_categorical_forward(a->kl, a->logq, B, m->cfg.N, m->cfg.K);
+    const vae_config *c = &m->cfg;
+    const float *logits = a->enc[m->nenc - 1];
+    if (c->prior == VAE_PRIOR_LEARNED) {
+        /* sum_k q_k (log q_k - log p_k) per variable, or
+         * q (log q - log p) + (1-q) (log(1-q) - log(1-p)) per unit */
+        if (c->latent == LATENT_CATEGORICAL)
+            kl_categorical_prior_forward(a->kl, a->logq, a->prior_logp, B, c->N, c->K);
+        else
+            kl_bernoulli_prior_forward(a->kl, logits, vae_prior_logits(m), B, c->N);
+        return;
+    }
+    if (c->latent == LATENT_CATEGORICAL)
+        kl_categorical_forward(a->kl, a->logq, B, c->N, c->K);
     else
-        kl_bernoulli_forward(a->kl, a->enc[m->nenc - 1], B, m->cfg.N);
+        kl_bernoulli_forward(a->kl, logits, B, c->N);
 }
 
-void vae_kl_backward(const vae_model *m, vae_acts *a, int B, float scale)
+void vae_kl_backward(vae_model *m, vae_acts *a, int B, float scale, float prior_scale)
 {
-    if (m->cfg.latent == LATENT_CATEGORICAL)
-        kl_categorical_backward(a->dlogits, a->logq, B, m->cfg.N, m->cfg.K, scale);
+    const vae_config *c = &m->cfg;
+    const float *logits = a->enc[m->nenc - 1];
+    if (c->prior == VAE_PRIOR_LEARNED) {
+        /* Undoes vae_kl's learned-prior line: dKL/dl = q (log q - log p - KL)
+         * per variable, q (1-q) (l - eta) per unit, into a->dlogits; dKL/deta
+         * = p - q, summed over the rows, into the prior's gradient.  The
+         * categorical log p's own backward (of vae_encode's log softmax of
+         * eta) is folded into that p - q. */
+        float *dprior = m->grads + m->prior;
+        if (c->latent == LATENT_CATEGORICAL)
+            kl_categorical_prior_backward(a->dlogits, dprior, a->logq, a->prior_logp, B, c->N,
+                                          c->K, scale, prior_scale);
+        else
+            kl_bernoulli_prior_backward(a->dlogits, dprior, logits, vae_prior_logits(m), B, c->N,
+                                        scale, prior_scale);
+        return;
+    }
+    if (c->latent == LATENT_CATEGORICAL)
+        kl_categorical_backward(a->dlogits, a->logq, B, c->N, c->K, scale);
     else
-        kl_bernoulli_backward(a->dlogits, a->enc[m->nenc - 1], B, m->cfg.N, scale);
+        kl_bernoulli_backward(a->dlogits, logits, B, c->N, scale);
 }
 
 void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)

@@ -1,7 +1,13 @@
 /* model.h: the VAE of the paper: an MLP encoder from pixels to the logits of
  * the latent code, a mirrored MLP decoder from the code to pixel logits, and
  * a Bernoulli pixel likelihood.  The code is N categorical variables of K
- * classes (one-hot, N*K units) or N Bernoulli units.
+ * classes (one-hot, N*K units) or N Bernoulli units.  With no hidden layers
+ * the encoder and decoder are single affine maps (the paper's 784-200-784
+ * and 784-(20x10)-784 models).
+ *
+ * The prior p(z) is uniform, or learned: logits eta (N*K: a softmax per
+ * variable; N: a sigmoid per unit) that are parameters of the model,
+ * trained on the ELBO through the analytic KL(q(z|x) || p(z)).
  *
  * All parameters live in one buffer and all gradients in a twin buffer of
  * the same layout, so the optimizer is one loop over a flat array.
@@ -19,12 +25,20 @@
 
 #define VAE_MAX_HIDDEN 4
 
+/* The uniform prior is 0, so a zeroed vae_config has it. */
+typedef enum { VAE_PRIOR_UNIFORM, VAE_PRIOR_LEARNED } vae_prior;
+
+/* "uniform" or "learned" into *out; -1 (out untouched) otherwise. */
+int vae_prior_parse(const char *s, vae_prior *out);
+const char *vae_prior_name(vae_prior p);
+
 typedef struct {
     latent_type latent;
     int N, K;                     /* K is 1 for Bernoulli latents */
     int D;                        /* pixels */
-    int nhidden;
+    int nhidden;                  /* 0: linear encoder and decoder */
     int hidden[VAE_MAX_HIDDEN];   /* encoder widths; the decoder mirrors them */
+    vae_prior prior;
 } vae_config;
 
 /* The code as a stochastic layer (stochastic.h): one row per example. */
@@ -36,10 +50,11 @@ static inline stoch_layer vae_code(const vae_config *c)
 int vae_zdim(const vae_config *c);
 /* "20x10" for categorical, "200" for Bernoulli; fills N and K. */
 int vae_parse_latent_spec(const char *spec, vae_config *c, char *err);
-/* "512,256". */
+/* "512,256", or "none" for no hidden layer (nhidden 0). */
 int vae_parse_hidden(const char *spec, vae_config *c, char *err);
 /* Writes "20x10" or "200". */
 void vae_format_latent(const vae_config *c, char *buf, size_t len);
+/* Writes "512,256", or "none". */
 void vae_format_hidden(const vae_config *c, char *buf, size_t len);
 
 typedef struct {
@@ -47,6 +62,10 @@ typedef struct {
     int nenc, ndec;                           /* layers */
     linear_layer enc[VAE_MAX_HIDDEN + 1];
     linear_layer dec[VAE_MAX_HIDDEN + 1];
+    /* A learned prior's logits eta: vae_zdim floats at this offset of
+     * params (after the decoder), initialised to 0, i.e. uniform.  Unused
+     * (0) under the uniform prior, which has no parameters. */
+    size_t prior;
     size_t nparams;
     float *params;
     float *grads;
@@ -56,10 +75,14 @@ typedef struct {
     float logit_scale;
 } vae_model;
 
-/* Allocate and initialise (uniform Glorot weights, zero biases) from r. */
+/* Allocate and initialise (uniform Glorot weights, zero biases and prior
+ * logits) from r; a learned prior draws nothing from r. */
 int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err);
 void vae_free(vae_model *m);
 void vae_zero_grads(vae_model *m);
+/* The learned prior's logits eta (vae_zdim of them), NULL for the uniform
+ * prior. */
+const float *vae_prior_logits(const vae_model *m);
 
 /* Activations for up to max_batch rows (B), every buffer in one block. */
 typedef struct {
@@ -68,6 +91,8 @@ typedef struct {
     float *logq;                     /* [B][zdim] categorical: log-softmax of the logits */
     float *z;                        /* [B][zdim] the code fed to the decoder */
     float *dec[VAE_MAX_HIDDEN + 1];  /* [B][dec[i].out]; the last is pixel logits */
+    float *prior_logp;               /* [zdim] learned categorical prior: log softmax(eta);
+                                        NULL otherwise */
     float *dz;                       /* [B][zdim] gradient at the decoder's input */
     float *dlogits;                  /* [B][zdim] gradient at the encoder's output */
     float *grad_a, *grad_b;          /* [B][widest layer] backward scratch */
@@ -82,7 +107,8 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err);
 void vae_acts_free(vae_acts *a);
 
 /* Encoder: a->enc[...] (the last scaled by m->logit_scale) and, for
- * categorical latents, a->logq. */
+ * categorical latents, a->logq; under a learned categorical prior also
+ * a->prior_logp, so that whatever has encoded a batch can score log p(z). */
 void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B);
 static inline float *vae_logits(const vae_model *m, vae_acts *a)
 {
@@ -104,10 +130,15 @@ void vae_decode_backward(vae_model *m, vae_acts *a, const float *x, const float 
 void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, const float *z,
                               int B, const float *row_scale, float scale, float *grads,
                               float *dz);
-/* KL(q(z|x) || uniform prior) per example into a->kl. */
+/* KL(q(z|x) || p(z)) per example into a->kl, exact (a sum over classes or
+ * units), against the uniform or the learned prior; needs vae_encode. */
 void vae_kl(const vae_model *m, vae_acts *a, int B);
-/* a->dlogits += scale * dKL/dlogits. */
-void vae_kl_backward(const vae_model *m, vae_acts *a, int B, float scale);
+/* a->dlogits += scale * dKL/dlogits (every row); under a learned prior also
+ * the prior's gradients, m->grads at m->prior += prior_scale * sum_b
+ * dKL_b/deta.  A training step passes prior_scale = 1/B (the KL's exact
+ * gradient, like the decoder's) and scale = 1/B times the estimator's
+ * encoder scale. */
+void vae_kl_backward(vae_model *m, vae_acts *a, int B, float scale, float prior_scale);
 /* Backward through the encoder from a->dlogits (weights' gradients
  * accumulate); a->dlogits is multiplied by m->logit_scale in place. */
 void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B);
