@@ -355,6 +355,84 @@ START_TEST(resume_finds_the_task)
 }
 END_TEST
 
+/* A data directory of n random 28x28 images with labels 0..9 (train and
+ * test alike), drawn from seed. */
+static const char *random_data(int n, unsigned seed)
+{
+    const char *dir = testutil_tmpdir();
+    uint8_t *px = malloc((size_t)n * 784), *lb = malloc((size_t)n);
+    srand(seed);
+    for (size_t i = 0; i < (size_t)n * 784; i++)
+        px[i] = (uint8_t)(rand() % 256);
+    for (int i = 0; i < n; i++)
+        lb[i] = (uint8_t)(i % 10);
+    uint32_t dims[3] = {(uint32_t)n, 28, 28}, nl = (uint32_t)n;
+    static const char *const split[] = {"train", "t10k"};
+    for (int k = 0; k < 2; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-images-idx3-ubyte", split[k]);
+        ck_assert(testutil_write_idx(testutil_path(dir, name), 0x00000803, dims, 3, px,
+                                     (size_t)n * 784, 0) == 0);
+        snprintf(name, sizeof name, "%s-labels-idx1-ubyte", split[k]);
+        ck_assert(testutil_write_idx(testutil_path(dir, name), 0x00000801, &nl, 1, lb, (size_t)n,
+                                     0) == 0);
+    }
+    free(px);
+    free(lb);
+    return dir;
+}
+
+/* --resume on other data of the same size is refused: the checkpoint holds
+ * the training file's checksum. */
+START_TEST(resume_on_other_data_is_refused)
+{
+    const char *a = random_data(300, 1), *b = random_data(300, 2), *dir = testutil_tmpdir();
+    ck_assert_msg(gsvae("train %s --data %s --out %s --steps 10 --eval-every 0 --batch 20", tiny[0],
+                        a, dir) == 0, "%s", errout);
+    int rc = gsvae("train --data %s --out %s --steps 20 --resume", b, dir);
+    ck_assert_msg(rc == 1 && testutil_contains(errout, "other data"), "rc %d: %s", rc, errout);
+    rc = gsvae("train --data %s --out %s --steps 20 --resume", a, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+}
+END_TEST
+
+/* A temperature floor above the start is said, not silently kept. */
+START_TEST(tau_min_above_tau0_is_warned)
+{
+    int rc = gsvae("train %s --data %s --out %s/run --steps 2 --eval-every 0 --tau0 0.5 "
+                   "--tau-min 0.8", tiny[0], testutil_data_dir(), testutil_tmpdir());
+    ck_assert_msg(rc == 0 && testutil_contains(errout, "warning: --tau-min 0.8 is above --tau0 0.5"),
+                  "%s", errout);
+}
+END_TEST
+
+/* The commands that compute take --threads with the training's meaning. */
+START_TEST(threads_flag_everywhere)
+{
+    const char *dir = testutil_tmpdir();
+    ck_assert(gsvae("train %s --data %s --out %s --steps 5 --eval-every 0", tiny[0],
+                    testutil_data_dir(), dir) == 0);
+    static const char *const cmds[] = {"eval --images 50 --iw-samples 0", "sample --out %s/s.png",
+                                       "recon --out %s/r.png", NULL};
+    for (int i = 0; cmds[i]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, cmds[i], dir);
+        int rc = gsvae("%s --ckpt %s/model.ckpt --data %s --threads 1", args, dir,
+                       testutil_data_dir());
+        if (i == 1) /* sample reads no data */
+            rc = gsvae("%s --ckpt %s/model.ckpt --threads 1", args, dir);
+        ck_assert_msg(rc == 0, "%s: %s", args, errout);
+        rc = gsvae("%s --ckpt %s/model.ckpt --threads 999", args, dir);
+        ck_assert_msg(rc == 2 && testutil_contains(errout, "--threads 999"), "%s: %s", args, errout);
+    }
+    int rc = gsvae("gradvar --latent 2x3 --hidden 8 --samples 3 --batch 5 --data %s --threads 1",
+                   testutil_data_dir());
+    ck_assert_msg(rc == 0, "%s", errout);
+    rc = gsvae("gradvar --latent 2x3 --hidden 8 --samples 3 --threads -1");
+    ck_assert_msg(rc == 2 && testutil_contains(errout, "--threads"), "%s", errout);
+}
+END_TEST
+
 /* ---- the data of the paper's protocol ---- */
 
 /* The validation split is the last N training images: disjoint from what
@@ -433,6 +511,9 @@ int main(void)
     tcase_add_loop_test(resume, nan_stops_every_task, 0, 3);
     tcase_add_test(resume, resume_merges_options_and_grows_the_log);
     tcase_add_test(resume, resume_finds_the_task);
+    tcase_add_test(resume, resume_on_other_data_is_refused);
+    tcase_add_test(resume, tau_min_above_tau0_is_warned);
+    tcase_add_test(resume, threads_flag_everywhere);
     suite_add_tcase(s, resume);
     TCase *safe = tcase_create("safety");
     tcase_set_timeout(safe, 300);

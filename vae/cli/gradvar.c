@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "cli.h"
 #include "dataset.h"
 #include "estimator.h"
@@ -36,6 +38,7 @@ typedef struct {
     int batch, samples, warmup, csv;
     long seed;
     double tau;
+    int threads;   /* 0: every online core (driver_threads) */
 } gv_opts;
 
 /* Figures of one estimator. */
@@ -181,7 +184,7 @@ static void usage_error(const char *msg)
 int cmd_gradvar(int argc, char **argv)
 {
     gv_opts o = {NULL, "data/mnist", NULL, NULL, NULL, NULL, "mean", "encoder", NULL,
-                 100, 200, 100, 0, 1, 1.0};
+                 100, 200, 100, 0, 1, 1.0, 0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &o.ckpt, "FILE", "checkpoint written by gsvae train (else a fresh model)"},
         {"data", FLAG_STRING, &o.data_dir, "DIR", "directory of the MNIST IDX files"},
@@ -203,6 +206,7 @@ int cmd_gradvar(int argc, char **argv)
         {"params", FLAG_STRING, &o.params, "PART",
          "gradient coordinates: encoder, decoder or all (with a learned prior's)"},
         {"csv", FLAG_BOOL, &o.csv, NULL, "print CSV instead of a table"},
+        {"threads", FLAG_INT, &o.threads, "T", "threads of the matrix products (0: every core)"},
         {NULL, 0, NULL, NULL, NULL},
     };
     char err[ERR_LEN];
@@ -232,11 +236,12 @@ int cmd_gradvar(int argc, char **argv)
         return 2;
     }
     if (o.batch < 1 || o.batch > 10000 || o.samples < 2 || o.samples > 10000000 ||
-        o.warmup < 0 || o.seed < 0 || !(o.tau > 0)) {
+        o.warmup < 0 || o.seed < 0 || !(o.tau > 0) || o.threads < 0 || o.threads > 256) {
         usage_error("--batch must lie in 1..10000, --samples in 2..10000000, --warmup and "
-                    "--seed be >= 0 and --tau > 0");
+                    "--seed be >= 0, --tau > 0 and --threads in 0..256");
         return 2;
     }
+    openblas_set_num_threads(driver_threads(o.threads));
     if (strcmp(o.params, "encoder") && strcmp(o.params, "decoder") && strcmp(o.params, "all")) {
         fprintf(stderr, "gsvae gradvar: --params '%s': expected encoder, decoder or all\n",
                 o.params);

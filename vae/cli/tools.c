@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "cli.h"
 #include "evaluate.h"
 #include "outputs.h"
@@ -18,6 +20,7 @@ typedef struct {
     int iw_samples, images, count;
     long seed;
     double tau;
+    int threads;   /* 0: every online core (driver_threads) */
 } tool_opts;
 
 /* Parse a tool's flags; returns -1 to continue, else the exit status. */
@@ -91,6 +94,11 @@ static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task 
         fprintf(stderr, "gsvae %s: --ckpt: required\n", cmd);
         return 2;
     }
+    if (t->threads < 0 || t->threads > 256) {
+        fprintf(stderr, "gsvae %s: --threads %d: must lie in 0..256\n", cmd, t->threads);
+        return 2;
+    }
+    openblas_set_num_threads(driver_threads(t->threads));
     int rc;
     if (t->out && (rc = tool_check_out(cmd, t->ckpt, t->out)) != 0)
         return rc;
@@ -142,7 +150,7 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts 
 
 int cmd_eval(int argc, char **argv)
 {
-    tool_opts t = {NULL, "data/mnist", NULL, NULL, 1000, 10000, 0, EVAL_SEED, 0.0};
+    tool_opts t = {NULL, "data/mnist", NULL, NULL, 1000, 10000, 0, EVAL_SEED, 0.0, 0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
@@ -150,6 +158,7 @@ int cmd_eval(int argc, char **argv)
         {"iw-samples", FLAG_INT, &t.iw_samples, "S", "importance samples (0: ELBO only)"},
         {"images", FLAG_INT, &t.images, "N", "test images to score"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the evaluation noise"},
+        {"threads", FLAG_INT, &t.threads, "T", "threads of the matrix products (0: every core)"},
         {"tau", FLAG_DOUBLE, &t.tau, "T",
          "also the relaxed bound with the code relaxed at temperature T (0: skip)"},
         {NULL, 0, NULL, NULL, NULL},
@@ -203,13 +212,14 @@ int cmd_eval(int argc, char **argv)
 
 int cmd_sample(int argc, char **argv)
 {
-    tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1, 0.0};
+    tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1, 0.0, 0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"out", FLAG_STRING, &t.out, "FILE",
          "PNG to write (an existing file is replaced only if it is a PNG)"},
         {"count", FLAG_INT, &t.count, "N", "samples, 10 per row (1..1000)"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the prior samples"},
+        {"threads", FLAG_INT, &t.threads, "T", "threads of the matrix products (0: every core)"},
         {NULL, 0, NULL, NULL, NULL},
     };
     int rc = tool_parse("sample", "gsvae sample --ckpt FILE [FLAGS]",
@@ -244,7 +254,7 @@ int cmd_sample(int argc, char **argv)
 
 int cmd_recon(int argc, char **argv)
 {
-    tool_opts t = {NULL, "data/mnist", "recon.png", NULL, 0, 64, 0, 1, 0.0};
+    tool_opts t = {NULL, "data/mnist", "recon.png", NULL, 0, 64, 0, 1, 0.0, 0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
@@ -253,6 +263,7 @@ int cmd_recon(int argc, char **argv)
         {"images", FLAG_INT, &t.images, "N", "test images (1..64), 16 per row pair"},
         {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the code samples"},
+        {"threads", FLAG_INT, &t.threads, "T", "threads of the matrix products (0: every core)"},
         {NULL, 0, NULL, NULL, NULL},
     };
     int rc = tool_parse("recon", "gsvae recon --ckpt FILE [FLAGS]",
