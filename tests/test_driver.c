@@ -466,6 +466,15 @@ START_TEST(validation_split_has_no_overlap)
                                               "test_neg_elbo,test_neg_elbo_relaxed,valid_neg_elbo,",
                                          8, v0, 8), 3);
     ck_assert(isfinite(v0[0]) && isfinite(v0[2]));
+    /* The run's learning curve: drawn when gnuplot is there, a warning when
+     * it is not. */
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        uint8_t *png = testutil_read_file(testutil_path(dir, "curve.png"), &len);
+        ck_assert_msg(png && len > 8 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "curve.png");
+        free(png);
+    } else {
+        ck_assert_msg(testutil_contains(errout, "gnuplot not found"), "%s", errout);
+    }
     dataset_free(&whole);
 }
 END_TEST
