@@ -20,6 +20,7 @@
 #include "conv.h"
 #include "net.h"
 #include "rng.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <check.h>
@@ -76,48 +77,11 @@ static float *nan_scratch(size_t n)
     return s;
 }
 
-typedef double (*ref_loss)(void *ctx);
-
-/* grad[i] = dL/dparam[i] by central differences; param lives inside ctx. */
-static void numeric_grad(double *grad, double *param, size_t n, ref_loss f, void *ctx)
-{
-    for (size_t i = 0; i < n; i++) {
-        double keep = param[i];
-        param[i] = keep + FD_STEP;
-        double up = f(ctx);
-        param[i] = keep - FD_STEP;
-        double down = f(ctx);
-        param[i] = keep;
-        grad[i] = (up - down) / (2.0 * FD_STEP);
-    }
-}
-
-/* Fails naming `what`, the worst element and both values. */
-static void assert_grad_close(const char *what, const double *analytic, const double *numeric,
-                              size_t n)
-{
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        ck_assert_msg(isfinite(analytic[i]), "%s[%zu]: analytic gradient %g", what, i,
-                      analytic[i]);
-        scale = fmax(scale, fmax(fabs(analytic[i]), fabs(numeric[i])));
-    }
-    ck_assert_msg(scale > 1e-6, "%s: the test problem has no gradient (max %g)", what, scale);
-    double worst = 0.0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(analytic[i] - numeric[i]) /
-                   fmax(fabs(analytic[i]) + fabs(numeric[i]), REL_FLOOR * scale);
-        if (e > worst) {
-            worst = e;
-            at = i;
-        }
-    }
-    if (getenv("GSVAE_TEST_VERBOSE"))
-        fprintf(stderr, "%-60s max rel err %.2e\n", what, worst);
-    ck_assert_msg(worst < GRAD_TOL, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)",
-                  what, at, analytic[at], numeric[at], worst, GRAD_TOL);
-}
+/* The checks of every backward pass, shared by the suites (testutil.h). */
+#define numeric_grad(g, p, n, f, ctx) testutil_numeric_grad(g, p, n, FD_STEP, f, ctx)
+#define assert_grad_close(what, a, nu, n) \
+    testutil_assert_grad_close(what, a, nu, n, GRAD_TOL, REL_FLOOR)
+typedef testutil_loss ref_loss;
 
 /* |got - want| <= tol * (1 + |want|) for every element. */
 static void assert_close(const char *what, const float *got, const double *want, size_t n,

@@ -71,31 +71,9 @@ static void log_softmax_ref(double *o, const double *l, int K)
         o[k] = l[k] - m - log(s);
 }
 
-static void assert_grad_close(const char *what, const double *analytic, const double *numeric,
-                              size_t n)
-{
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        ck_assert_msg(isfinite(analytic[i]), "%s[%zu]: analytic gradient %g", what, i,
-                      analytic[i]);
-        scale = fmax(scale, fmax(fabs(analytic[i]), fabs(numeric[i])));
-    }
-    ck_assert_msg(scale > 1e-6, "%s: the test problem has no gradient (max %g)", what, scale);
-    double worst = 0.0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(analytic[i] - numeric[i]) /
-                   fmax(fabs(analytic[i]) + fabs(numeric[i]), REL_FLOOR * scale);
-        if (e > worst) {
-            worst = e;
-            at = i;
-        }
-    }
-    if (getenv("GSVAE_TEST_VERBOSE"))
-        fprintf(stderr, "%-44s max rel err %.2e\n", what, worst);
-    ck_assert_msg(worst < GRAD_TOL, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)",
-                  what, at, analytic[at], numeric[at], worst, GRAD_TOL);
-}
+/* The check of every backward pass, shared by the suites (testutil.h). */
+#define assert_grad_close(what, a, nu, n) \
+    testutil_assert_grad_close(what, a, nu, n, GRAD_TOL, REL_FLOOR)
 
 /* ---- the double-precision reference of the whole model ---- */
 

@@ -303,3 +303,44 @@ int testutil_log_column(const char *dir, const char *header, int col, double *va
     fclose(f);
     return n;
 }
+
+void testutil_numeric_grad(double *grad, double *param, size_t n, double step, testutil_loss f,
+                           void *ctx)
+{
+    for (size_t i = 0; i < n; i++) {
+        double keep = param[i];
+        param[i] = keep + step;
+        double up = f(ctx);
+        param[i] = keep - step;
+        double down = f(ctx);
+        param[i] = keep;
+        grad[i] = (up - down) / (2.0 * step);
+    }
+}
+
+void testutil_assert_grad_close(const char *what, const double *analytic, const double *numeric,
+                                size_t n, double tol, double rel_floor)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(analytic[i]), "%s[%zu]: analytic gradient %g", what, i,
+                      analytic[i]);
+        scale = fmax(scale, fmax(fabs(analytic[i]), fabs(numeric[i])));
+    }
+    /* A gradient that is zero everywhere would make the check vacuous. */
+    ck_assert_msg(scale > 1e-6, "%s: the test problem has no gradient (max %g)", what, scale);
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(analytic[i] - numeric[i]) /
+                   fmax(fabs(analytic[i]) + fabs(numeric[i]), rel_floor * scale);
+        if (e > worst) {
+            worst = e;
+            at = i;
+        }
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-44s max rel err %.2e\n", what, worst);
+    ck_assert_msg(worst < tol, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)", what,
+                  at, analytic[at], numeric[at], worst, tol);
+}

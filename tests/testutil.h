@@ -64,4 +64,19 @@ int testutil_log_column(const char *dir, const char *header, int col, double *va
 /* Nonzero when haystack contains needle (NULL-safe). */
 int testutil_contains(const char *haystack, const char *needle);
 
+/* The finite-difference checks of every backward pass. */
+typedef double (*testutil_loss)(void *ctx);
+/* grad[i] = dL/dparam[i] by central differences of the given step; param
+ * lives inside ctx, which f reads. */
+void testutil_numeric_grad(double *grad, double *param, size_t n, double step, testutil_loss f,
+                           void *ctx);
+/* Fails naming `what`, the worst element and both values, when an element's
+ * relative error |a - n| / max(|a| + |n|, rel_floor * scale) reaches tol
+ * (scale: the largest |a| or |n|, so that near-zero elements are judged
+ * against the gradient's size); also fails on a non-finite analytic value
+ * or a gradient that is zero everywhere (a vacuous check).
+ * GSVAE_TEST_VERBOSE prints each check's worst error. */
+void testutil_assert_grad_close(const char *what, const double *analytic, const double *numeric,
+                                size_t n, double tol, double rel_floor);
+
 #endif
