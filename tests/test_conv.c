@@ -83,14 +83,7 @@ static float *nan_scratch(size_t n)
     testutil_assert_grad_close(what, a, nu, n, GRAD_TOL, REL_FLOOR)
 typedef testutil_loss ref_loss;
 
-/* |got - want| <= tol * (1 + |want|) for every element. */
-static void assert_close(const char *what, const float *got, const double *want, size_t n,
-                         double tol)
-{
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(isfinite(got[i]) && fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])),
-                      "%s[%zu]: got %.9g, want %.9g", what, i, (double)got[i], want[i]);
-}
+#define assert_close testutil_assert_close
 
 /* ---- the reference layers ---- */
 

@@ -21,6 +21,7 @@
 #include "rng.h"
 #include "schedule.h"
 #include "task_vae.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <check.h>

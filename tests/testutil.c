@@ -344,3 +344,11 @@ void testutil_assert_grad_close(const char *what, const double *analytic, const 
     ck_assert_msg(worst < tol, "%s[%zu]: analytic %.9g, numeric %.9g (rel err %.3g >= %g)", what,
                   at, analytic[at], numeric[at], worst, tol);
 }
+
+void testutil_assert_close(const char *what, const float *got, const double *want, size_t n,
+                           double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(isfinite(got[i]) && fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])),
+                      "%s[%zu]: got %.9g, want %.9g", what, i, (double)got[i], want[i]);
+}

@@ -64,6 +64,11 @@ int testutil_log_column(const char *dir, const char *header, int col, double *va
 /* Nonzero when haystack contains needle (NULL-safe). */
 int testutil_contains(const char *haystack, const char *needle);
 
+/* A float result against its double reference: fails naming `what` and
+ * the element unless |got - want| <= tol * (1 + |want|) for every one. */
+void testutil_assert_close(const char *what, const float *got, const double *want, size_t n,
+                           double tol);
+
 /* The finite-difference checks of every backward pass. */
 typedef double (*testutil_loss)(void *ctx);
 /* grad[i] = dL/dparam[i] by central differences of the given step; param
