@@ -85,10 +85,24 @@ static int tool_check_out(const char *cmd, const char *ckpt, const char *out)
     return 0;
 }
 
-/* Load the checkpoint's model and an evaluation workspace. */
-static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task **v,
-                     char **text, vae_model *m, eval_ws *w)
+/* What a tool reads from a checkpoint: the run's options (their strings in
+ * text), the model and an evaluation workspace. */
+typedef struct {
+    run_opts o;
+    vae_task *v;
+    char *text;
+    vae_model m;
+    eval_ws w;
+} tool_model;
+
+/* Load the checkpoint's model and an evaluation workspace into tm. */
+static int tool_load(const char *cmd, const tool_opts *t, tool_model *tm)
 {
+    run_opts *o = &tm->o;
+    vae_task **v = &tm->v;
+    char **text = &tm->text;
+    vae_model *m = &tm->m;
+    eval_ws *w = &tm->w;
     char err[ERR_LEN];
     if (!t->ckpt) {
         fprintf(stderr, "gsvae %s: --ckpt: required\n", cmd);
@@ -117,12 +131,12 @@ static int tool_load(const char *cmd, const tool_opts *t, run_opts *o, vae_task 
 }
 
 /* Release what tool_load set up. */
-static void tool_unload(vae_model *m, eval_ws *w, vae_task *v, char *text)
+static void tool_unload(tool_model *tm)
 {
-    eval_ws_free(w);
-    vae_free(m);
-    free(v);
-    free(text);
+    eval_ws_free(&tm->w);
+    vae_free(&tm->m);
+    free(tm->v);
+    free(tm->text);
 }
 
 /* The test set under the checkpoint's binarization (or --binarize). */
@@ -175,38 +189,34 @@ int cmd_eval(int argc, char **argv)
                         "--seed and --tau >= 0\n");
         return 2;
     }
-    run_opts o;
-    vae_task *v;
-    char *text;
-    vae_model m;
-    eval_ws w;
-    if ((rc = tool_load("eval", &t, &o, &v, &text, &m, &w)) != 0)
+    tool_model tm;
+    if ((rc = tool_load("eval", &t, &tm)) != 0)
         return rc;
     int n;
-    float *x = tool_test_set("eval", &t, &o, &n);
+    float *x = tool_test_set("eval", &t, &tm.o, &n);
     rc = 1;
     if (x) {
         rng_t r;
         elbo_result e;
         rng_seed(&r, (uint64_t)t.seed);
-        eval_elbo(&m, &w, x, n, &r, &e);
+        eval_elbo(&tm.m, &tm.w, x, n, &r, &e);
         printf("test -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", e.neg_elbo, e.recon,
                e.kl, n);
         if (t.tau > 0) {
             rng_seed(&r, (uint64_t)t.seed);
-            eval_elbo_relaxed(&m, &w, x, n, (float)t.tau, &r, &e);
+            eval_elbo_relaxed(&tm.m, &tm.w, x, n, (float)t.tau, &r, &e);
             printf("test relaxed -ELBO at tau %g: %.3f nats (recon %.3f, KL %.3f)\n", t.tau,
                    e.neg_elbo, e.recon, e.kl);
         }
         if (t.iw_samples > 0) {
             rng_seed(&r, (uint64_t)t.seed + 1);
-            double nll = eval_iw(&m, &w, x, n, t.iw_samples, &r);
+            double nll = eval_iw(&tm.m, &tm.w, x, n, t.iw_samples, &r);
             printf("test -log p(x) ~ %.3f nats (%d importance samples)\n", nll, t.iw_samples);
         }
         rc = 0;
     }
     free(x);
-    tool_unload(&m, &w, v, text);
+    tool_unload(&tm);
     return rc;
 }
 
@@ -232,23 +242,20 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "gsvae sample: --count must lie in 1..1000 and --seed be >= 0\n");
         return 2;
     }
-    run_opts o;
-    vae_task *v;
-    char *text, err[ERR_LEN];
-    vae_model m;
-    eval_ws w;
-    if ((rc = tool_load("sample", &t, &o, &v, &text, &m, &w)) != 0)
+    char err[ERR_LEN];
+    tool_model tm;
+    if ((rc = tool_load("sample", &t, &tm)) != 0)
         return rc;
     rng_t r;
     rng_seed(&r, (uint64_t)t.seed);
     rc = 0;
-    if (write_samples_png(t.out, &m, &w, t.count, &r, err) != 0) {
+    if (write_samples_png(t.out, &tm.m, &tm.w, t.count, &r, err) != 0) {
         fprintf(stderr, "gsvae sample: %s\n", err);
         rc = 1;
     } else {
         printf("wrote %d samples to %s\n", t.count, t.out);
     }
-    tool_unload(&m, &w, v, text);
+    tool_unload(&tm);
     return rc;
 }
 
@@ -275,20 +282,17 @@ int cmd_recon(int argc, char **argv)
         fprintf(stderr, "gsvae recon: --images must lie in 1..64 and --seed be >= 0\n");
         return 2;
     }
-    run_opts o;
-    vae_task *v;
-    char *text, err[ERR_LEN];
-    vae_model m;
-    eval_ws w;
-    if ((rc = tool_load("recon", &t, &o, &v, &text, &m, &w)) != 0)
+    char err[ERR_LEN];
+    tool_model tm;
+    if ((rc = tool_load("recon", &t, &tm)) != 0)
         return rc;
     int n;
-    float *x = tool_test_set("recon", &t, &o, &n);
+    float *x = tool_test_set("recon", &t, &tm.o, &n);
     rc = 1;
     if (x) {
         rng_t r;
         rng_seed(&r, (uint64_t)t.seed);
-        if (write_recon_png(t.out, &m, &w, x, n, &r, err) != 0) {
+        if (write_recon_png(t.out, &tm.m, &tm.w, x, n, &r, err) != 0) {
             fprintf(stderr, "gsvae recon: %s\n", err);
         } else {
             printf("wrote %d test images and their reconstructions to %s\n", n, t.out);
@@ -296,6 +300,6 @@ int cmd_recon(int argc, char **argv)
         }
     }
     free(x);
-    tool_unload(&m, &w, v, text);
+    tool_unload(&tm);
     return rc;
 }
