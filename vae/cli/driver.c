@@ -1089,6 +1089,10 @@ int cmd_train(int argc, char **argv)
         errf(err, "--resume and --force: choose one (continue the run, or replace it)");
         goto fail_status;
     }
+    /* Where the run to resume is: --out, else the directory the task was
+     * read from, else the task's default. */
+    const char *run_dir = out ? out : resume ? "runs/default" : R->o.out_dir;
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/model.ckpt", run_dir);
     if (R->o.resume) {
         /* The stored options define the run; what the command line gives
          * overrides them, and the checks see the merged options. */
@@ -1113,6 +1117,7 @@ int cmd_train(int argc, char **argv)
         driver_flag_table(R->ops, &R->o, R->t, defs);
         if (flags_parse(defs, argc, argv, pos, 0, &npos, err) != 0)
             goto fail_status;
+        R->o.out_dir = run_dir;
     }
     if (check_opts(R, err) != 0)
         goto fail_status;
