@@ -339,6 +339,18 @@ static int run_setup(run *R, char *err)
     return 0;
 }
 
+/* The evaluation sets of a run in log order: the test set, then the
+ * validation set when there is one. */
+static int eval_set_count(const run *R)
+{
+    return R->valid_set.x ? 2 : 1;
+}
+
+static const eval_set *eval_set_at(const run *R, int s)
+{
+    return s ? &R->valid_set : &R->test_set;
+}
+
 static log_row *next_row(run *R, char *err)
 {
     if (R->nlog == R->log_cap) {
@@ -393,10 +405,10 @@ static int write_log(const run *R, char *err)
     fprintf(af.f, "step,epoch,tau");
     for (int i = 0; i < R->ntrain; i++)
         fprintf(af.f, ",%s", R->ops->train_cols[i]);
-    int sets = R->valid_set.x ? 2 : 1;
+    int sets = eval_set_count(R);
     for (int s = 0; s < sets; s++)
         for (int i = 0; i < R->neval; i++)
-            fprintf(af.f, ",%s_%s", s ? "valid" : "test", R->ops->eval_cols[i]);
+            fprintf(af.f, ",%s_%s", eval_set_at(R, s)->name, R->ops->eval_cols[i]);
     fprintf(af.f, ",seconds\n");
     int nfig = R->ntrain + sets * R->neval;
     for (long i = 0; i < R->nlog; i++) {
@@ -509,7 +521,7 @@ static int write_summary(run *R, int interrupted, char *err)
         return -1;
     }
     /* The last evaluation of each set, as log.csv holds it. */
-    int sets = R->valid_set.x ? 2 : 1;
+    int sets = eval_set_count(R);
     for (int s = 0; s < sets; s++) {
         const log_row *ev = NULL;
         for (long i = R->nlog - 1; i >= 0 && !ev; i--)
@@ -519,7 +531,7 @@ static int write_summary(run *R, int interrupted, char *err)
             continue;  /* the test figures of a finished run come from finish */
         for (int k = 0; k < R->neval; k++) {
             char key[96];
-            snprintf(key, sizeof key, "%s_%s", s ? "valid" : "test", R->ops->eval_cols[k]);
+            snprintf(key, sizeof key, "%s_%s", eval_set_at(R, s)->name, R->ops->eval_cols[k]);
             json_number(f, key, ev->fig[R->ntrain + s * R->neval + k], ",\n");
         }
     }
@@ -881,18 +893,18 @@ static void progress(const run *R, double tau, double loss, double ex_per_s, int
 /* Evaluate every set into row at its tau; prints the test figures. */
 static void evaluate_row(run *R, log_row *row, int tty)
 {
-    R->ops->evaluate(R, &R->test_set, (float)row->tau, row->fig + R->ntrain);
-    if (R->valid_set.x)
-        R->ops->evaluate(R, &R->valid_set, (float)row->tau, row->fig + R->ntrain + R->neval);
+    int sets = eval_set_count(R);
+    for (int s = 0; s < sets; s++)
+        R->ops->evaluate(R, eval_set_at(R, s), (float)row->tau,
+                         row->fig + R->ntrain + s * R->neval);
     if (R->o.quiet)
         return;
     char line[512];
     int n = snprintf(line, sizeof line, "step %ld:", row->step);
-    int sets = R->valid_set.x ? 2 : 1;
     for (int s = 0; s < sets && n < (int)sizeof line; s++)
         for (int k = 0; k < R->neval && n < (int)sizeof line; k++)
-            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.3f%s",
-                          k ? " " : s ? " valid " : " test ", R->ops->eval_cols[k],
+            n += snprintf(line + n, sizeof line - (size_t)n, " %s%s%s %.3f%s",
+                          k ? "" : eval_set_at(R, s)->name, k ? "" : " ", R->ops->eval_cols[k],
                           row->fig[R->ntrain + s * R->neval + k], k + 1 < R->neval ? "," : "");
     if (tty)
         fprintf(stderr, "\r%s%20s\n", line, "");

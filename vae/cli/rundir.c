@@ -34,20 +34,17 @@ static int strip_tmp(const char *name, char *base, size_t len)
     return 1;
 }
 
-static int is_run_output(const char *name)
-{
-    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++)
-        if (!strcmp(name, run_files[i]))
-            return 1;
-    return ends_with(name, ".png");
-}
-
 static int is_run_file(const char *name)
 {
     for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++)
         if (!strcmp(name, run_files[i]))
             return 1;
     return 0;
+}
+
+static int is_run_output(const char *name)
+{
+    return is_run_file(name) || ends_with(name, ".png");
 }
 
 static void join(char *buf, size_t len, const char *dir, const char *name)
