@@ -353,6 +353,50 @@ START_TEST(bad_checkpoints_are_refused)
 }
 END_TEST
 
+/* eval --set valid scores the run's own validation split, binarized as the
+ * run binarized it: with --binarize fixed it gives the -ELBO of log.csv's
+ * last valid_neg_elbo to the printed digits; bad sets are refused. */
+START_TEST(eval_scores_the_validation_split)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    int rc = gsvae("train --data %s --out %s --steps 60 --eval-every 30 --binarize fixed "
+                   "--validation 700 --optimizer momentum --lr 3e-3 " SMALL,
+                   data, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    ck_assert(summary != NULL);
+    const char *v = strstr(summary, "\"valid_neg_elbo\": ");
+    ck_assert_msg(v != NULL, "%s", summary);
+    double logged = atof(v + strlen("\"valid_neg_elbo\": "));
+    free(summary);
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --set valid --images 700 --iw-samples 0",
+               dir, data);
+    ck_assert_msg(rc == 0, "%s", errout);
+    const char *e = strstr(out, "valid -ELBO ");
+    ck_assert_msg(e != NULL, "%s", out);
+    double scored = atof(e + strlen("valid -ELBO "));
+    ck_assert_msg(fabs(scored - logged) < 0.0006, "eval %f, log %f", scored, logged);
+    ck_assert(testutil_contains(out, "on 700 images"));
+    /* The test set differs from it. */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 700 --iw-samples 0", dir, data);
+    ck_assert_msg(rc == 0 && (e = strstr(out, "test -ELBO ")), "%s", errout);
+    ck_assert(fabs(atof(e + strlen("test -ELBO ")) - logged) > 0.01);
+
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --set train", dir, data);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(testutil_contains(errout, "--set 'train': expected test or valid"), "%s",
+                  errout);
+    /* A run without a validation split has none to score. */
+    const char *nov = testutil_tmpdir();
+    rc = gsvae("train --data %s --out %s --steps 10 --eval-every 0 " SMALL, data, nov);
+    ck_assert_msg(rc == 0, "%s", errout);
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --set valid", nov, data);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(testutil_contains(errout, "held out no validation set"), "%s", errout);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -364,6 +408,7 @@ int main(void)
     tcase_add_test(tc, annealed_st_posterior_slope);
     tcase_add_test(tc, bad_flags_fail_before_any_work);
     tcase_add_test(tc, bad_checkpoints_are_refused);
+    tcase_add_test(tc, eval_scores_the_validation_split);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -17,6 +17,7 @@
 
 typedef struct {
     const char *ckpt, *data_dir, *out, *binarize;
+    const char *set;  /* eval: "test", or "valid" (the run's --validation split) */
     int iw_samples, images, count;
     long seed;
     double tau;
@@ -139,7 +140,44 @@ static void tool_unload(tool_model *tm)
     free(tm->text);
 }
 
-/* The test set under the checkpoint's binarization (or --binarize). */
+/* The first --images of the run's validation split (the last --validation
+ * training images), binarized as the run scored them: the training file
+ * binarized once first under --binarize fixed, then the evaluation draw. */
+static float *tool_valid_set(const char *cmd, const tool_opts *t, const run_opts *o,
+                             binarize_mode bin, int *n)
+{
+    char err[ERR_LEN];
+    if (o->validation <= 0) {
+        fprintf(stderr, "gsvae %s: --set valid: %s: the run held out no validation set "
+                        "(it ran with --validation 0)\n",
+                cmd, t->ckpt);
+        return NULL;
+    }
+    dataset d, v;
+    if (dataset_load_split(t->data_dir, "train", &d, err) != 0) {
+        fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        return NULL;
+    }
+    float *x = NULL;
+    if ((uint32_t)o->validation >= d.count) {
+        fprintf(stderr, "gsvae %s: --set valid: %s holds %u training images, the run held out "
+                        "%d\n",
+                cmd, t->data_dir, d.count, o->validation);
+    } else {
+        if (!strcmp(o->binarize, "fixed") && !t->binarize)
+            driver_binarize_fixed(&d);
+        driver_split_validation(&d, (uint32_t)o->validation, &v);
+        if (!(x = driver_eval_images(&v, bin, t->images, n, err)))
+            fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        d.count += (uint32_t)o->validation; /* the whole buffer back to dataset_free */
+    }
+    dataset_free(&d);
+    return x;
+}
+
+/* The evaluation images under the checkpoint's binarization (or
+ * --binarize): the test set, or for eval --set valid the run's validation
+ * split. */
 static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts *o, int *n)
 {
     char err[ERR_LEN];
@@ -150,6 +188,8 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts 
                 cmd, mode);
         return NULL;
     }
+    if (t->set && !strcmp(t->set, "valid"))
+        return tool_valid_set(cmd, t, o, bin, n);
     dataset d;
     if (dataset_load_split(t->data_dir, "test", &d, err) != 0) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
@@ -164,10 +204,13 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts 
 
 int cmd_eval(int argc, char **argv)
 {
-    tool_opts t = {NULL, "data/mnist", NULL, NULL, 1000, 10000, 0, EVAL_SEED, 0.0, 0};
+    tool_opts t = {.data_dir = "data/mnist", .set = "test", .iw_samples = 1000, .images = 10000,
+                   .seed = EVAL_SEED};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
+        {"set", FLAG_STRING, &t.set, "SET",
+         "test, or valid: the run's validation split (its last --validation training images)"},
         {"binarize", FLAG_STRING, &t.binarize, "MODE", "override the checkpoint's binarization"},
         {"iw-samples", FLAG_INT, &t.iw_samples, "S", "importance samples (0: ELBO only)"},
         {"images", FLAG_INT, &t.images, "N", "test images to score"},
@@ -183,6 +226,10 @@ int cmd_eval(int argc, char **argv)
                         defs, argc, argv);
     if (rc >= 0)
         return rc;
+    if (strcmp(t.set, "test") && strcmp(t.set, "valid")) {
+        fprintf(stderr, "gsvae eval: --set '%s': expected test or valid\n", t.set);
+        return 2;
+    }
     if (t.iw_samples < 0 || t.iw_samples > 1000000 || t.images < 1 || t.seed < 0 ||
         t.tau < 0) {
         fprintf(stderr, "gsvae eval: --iw-samples must lie in 0..1000000, --images be >= 1, "
@@ -200,18 +247,19 @@ int cmd_eval(int argc, char **argv)
         elbo_result e;
         rng_seed(&r, (uint64_t)t.seed);
         eval_elbo(&tm.m, &tm.w, x, n, &r, &e);
-        printf("test -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", e.neg_elbo, e.recon,
-               e.kl, n);
+        printf("%s -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", t.set, e.neg_elbo,
+               e.recon, e.kl, n);
         if (t.tau > 0) {
             rng_seed(&r, (uint64_t)t.seed);
             eval_elbo_relaxed(&tm.m, &tm.w, x, n, (float)t.tau, &r, &e);
-            printf("test relaxed -ELBO at tau %g: %.3f nats (recon %.3f, KL %.3f)\n", t.tau,
-                   e.neg_elbo, e.recon, e.kl);
+            printf("%s relaxed -ELBO at tau %g: %.3f nats (recon %.3f, KL %.3f)\n", t.set,
+                   t.tau, e.neg_elbo, e.recon, e.kl);
         }
         if (t.iw_samples > 0) {
             rng_seed(&r, (uint64_t)t.seed + 1);
             double nll = eval_iw(&tm.m, &tm.w, x, n, t.iw_samples, &r);
-            printf("test -log p(x) ~ %.3f nats (%d importance samples)\n", nll, t.iw_samples);
+            printf("%s -log p(x) ~ %.3f nats (%d importance samples)\n", t.set, nll,
+                   t.iw_samples);
         }
         rc = 0;
     }
@@ -222,7 +270,7 @@ int cmd_eval(int argc, char **argv)
 
 int cmd_sample(int argc, char **argv)
 {
-    tool_opts t = {NULL, NULL, "samples.png", NULL, 0, 0, 100, 1, 0.0, 0};
+    tool_opts t = {.out = "samples.png", .count = 100, .seed = 1};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"out", FLAG_STRING, &t.out, "FILE",
@@ -261,7 +309,7 @@ int cmd_sample(int argc, char **argv)
 
 int cmd_recon(int argc, char **argv)
 {
-    tool_opts t = {NULL, "data/mnist", "recon.png", NULL, 0, 64, 0, 1, 0.0, 0};
+    tool_opts t = {.data_dir = "data/mnist", .out = "recon.png", .images = 64, .seed = 1};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train"},
         {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files"},
