@@ -212,6 +212,83 @@ START_TEST(make_install_with_manual_page)
 }
 END_TEST
 
+/* The protocol's selection (scripts/protocol-select.sh) on a sweep of
+ * three tiny runs: each VAE run is scored by the importance-weighted bound
+ * on its validation split, computed from its checkpoint and kept in
+ * RUN/valid-iw.txt (a second selection reads it back, without the
+ * program); the lower one is chosen; the SBN cell by its valid_nll; the
+ * final job list holds three seeds of each chosen setting. */
+START_TEST(protocol_selection_scores_the_validation_bound)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    const char *common = "--latent-type bernoulli --latent 8 --hidden none --prior learned --binarize fixed "
+                         "--validation 300 --optimizer momentum --momentum 0.9 --eval-every 0 "
+                         "--iw-samples 0 --quiet --threads 1 --anneal-every 500";
+    const char *lrs[] = {"3e-3", "1e-5"};
+    for (int i = 0; i < 2; i++) {
+        int rc = sh("%s train --data %s %s --estimator gumbel --steps 60 --lr %s "
+                    "--anneal-rate 1e-4 --out %s/runs/vae-bernoulli-gumbel-lr%s-N500-r1e-4",
+                    testutil_bin(), data, common, lrs[i], dir, lrs[i]);
+        ck_assert_msg(rc == 0, "%s", errout);
+    }
+    int rc = sh("%s train --task sbn --latent-type bernoulli --data %s --binarize fixed "
+                "--validation 300 --steps 20 --eval-every 0 --eval-samples 2 --test-samples 0 "
+                "--quiet --threads 1 --lr 3e-3 --estimator st --out %s/runs/sbn-bernoulli-st-lr3e-3",
+                testutil_bin(), data, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+
+    rc = sh("GSVAE_BIN=%s GSVAE_DATA=%s PROTOCOL_SELECT_IW=5 sh scripts/protocol-select.sh %s "
+            "> %s/chosen.csv",
+            testutil_bin(), data, dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    size_t len;
+    char *chosen = (char *)testutil_read_file(testutil_path(dir, "chosen.csv"), &len);
+    ck_assert(chosen != NULL);
+    ck_assert_msg(testutil_contains(chosen, "row,estimator,lr,anneal_N,anneal_r,valid,n_settings,"
+                                            "run\n"),
+                  "%s", chosen);
+    ck_assert_msg(testutil_contains(chosen, "sbn-bernoulli,st,0.003,-,-,"), "%s", chosen);
+    /* Each VAE run's bound, from its cache file; the lower is chosen. */
+    double bound[2];
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/runs/vae-bernoulli-gumbel-lr%s-N500-r1e-4/valid-iw.txt",
+                 dir, lrs[i]);
+        char *txt = (char *)testutil_read_file(path, &len);
+        ck_assert_msg(txt != NULL, "no %s", path);
+        const char *v = strstr(txt, "valid -log p(x) ~ ");
+        ck_assert_msg(v && testutil_contains(txt, "(5 importance samples)") &&
+                          testutil_contains(txt, "on 300 images"),
+                      "%s", txt);
+        bound[i] = atof(v + strlen("valid -log p(x) ~ "));
+        free(txt);
+    }
+    ck_assert_msg(bound[0] != bound[1], "%f %f", bound[0], bound[1]);
+    int best = bound[0] < bound[1] ? 0 : 1;
+    char want[128];
+    snprintf(want, sizeof want, "vae-bernoulli,gumbel,%g,500,0.0001,", atof(lrs[best]));
+    ck_assert_msg(testutil_contains(chosen, want), "want %s in\n%s", want, chosen);
+    ck_assert(testutil_contains(chosen, ",2,vae-bernoulli-gumbel-lr"));
+    free(chosen);
+
+    /* Read back from the caches: no program needed. */
+    rc = sh("GSVAE_BIN=/nonexistent GSVAE_DATA=%s PROTOCOL_SELECT_IW=5 sh "
+            "scripts/protocol-select.sh %s > %s/again.csv && cmp %s/chosen.csv %s/again.csv",
+            data, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+
+    rc = sh("GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh final %s/final %s/chosen.csv", dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    int lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    ck_assert_int_eq(lines, 6);
+    ck_assert(testutil_contains(out, "--estimator gumbel"));
+    ck_assert(testutil_contains(out, "--iw-samples 1000"));
+    ck_assert(testutil_contains(out, "--seed 3"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("scripts");
@@ -219,6 +296,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
     tcase_add_test(tc, make_install_with_manual_page);
+    tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
