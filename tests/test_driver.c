@@ -106,6 +106,7 @@ START_TEST(common_flags_are_shared)
         {"--epochs -1", "--epochs -1: must lie in 0..100000"},
         {"--lr 2", "--lr 2: must lie in (0, 1)"},
         {"--optimizer sgd", "--optimizer 'sgd': expected adam or momentum"},
+        {"--batch-loss total", "--batch-loss 'total': expected mean or sum"},
         {"--binarize maybe", "--binarize 'maybe'"},
         {"--validation -3", "--validation -3"},
         {"--log-every 0", "--log-every 0: must be >= 1"},
@@ -143,6 +144,40 @@ START_TEST(epochs_for_every_task)
                    testutil_data_dir(), dir);
     ck_assert_msg(rc == 0, "%s", errout);
     ck_assert_msg(testutil_contains(out, "; 100 steps in"), "%s", out);
+}
+END_TEST
+
+/* --batch-loss sum steps on B times the mean's gradient: under SGD with
+ * momentum, rate r on the sum is rate B r on the mean (to rounding), for
+ * every task; the logged figures stay means; and it is another run than
+ * rate r on the mean. */
+START_TEST(batch_loss_sum_scales_the_step)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    for (int t = 0; t < 3; t++) {
+        int B = t == 2 ? 20 : 100;
+        double fig[3];
+        const char *how[3] = {"--batch-loss sum --lr 1e-4", "--lr 1e-4", ""};
+        char mean_rate[64];
+        snprintf(mean_rate, sizeof mean_rate, "--lr %g", 1e-4 * B);
+        how[2] = mean_rate;
+        for (int k = 0; k < 3; k++) {
+            char rdir[64];
+            snprintf(rdir, sizeof rdir, "%s/%s-%d", dir, task_name[t], k);
+            int rc = gsvae("train %s --data %s --out %s --optimizer momentum --steps 40 "
+                           "--eval-every 0 %s",
+                           tiny[t], data, rdir, how[k]);
+            ck_assert_msg(rc == 0, "%s %s: %s", task_name[t], how[k], errout);
+            double v[64];
+            int n = testutil_log_column(rdir, "step,epoch,tau,train_loss", 3, v, 64);
+            ck_assert_msg(n > 0, "%s: no train_loss", rdir);
+            fig[k] = v[n - 1];
+        }
+        ck_assert_msg(fabs(fig[0] - fig[2]) < 1e-3 * fabs(fig[2]), "%s: sum %f, mean x B %f",
+                      task_name[t], fig[0], fig[2]);
+        ck_assert_msg(fabs(fig[0] - fig[1]) > 1e-3, "%s: sum %f equals mean %f", task_name[t],
+                      fig[0], fig[1]);
+    }
 }
 END_TEST
 
@@ -513,6 +548,7 @@ int main(void)
     tcase_set_timeout(flags, 120);
     tcase_add_test(flags, common_flags_are_shared);
     tcase_add_test(flags, epochs_for_every_task);
+    tcase_add_test(flags, batch_loss_sum_scales_the_step);
     suite_add_tcase(s, flags);
     TCase *resume = tcase_create("resume");
     tcase_set_timeout(resume, 300);

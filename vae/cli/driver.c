@@ -60,6 +60,7 @@ void driver_defaults(const task_ops *ops, run_opts *o, void *t)
     o->estimator = "gumbel";
     o->binarize = "dynamic";
     o->optimizer = "adam";
+    o->batch_loss = "mean";
     o->lr = 1e-3;
     o->lr_decay = 1.0;
     o->lr_decay_every = 1000;
@@ -87,6 +88,10 @@ void driver_flag_table(const task_ops *ops, run_opts *o, void *t, flag_def *d)
         {"optimizer", FLAG_STRING, &o->optimizer, "NAME",
          "adam, or momentum (SGD with momentum, the paper's Sec. 4)"},
         {"lr", FLAG_DOUBLE, &o->lr, "RATE", "learning rate"},
+        {"batch-loss", FLAG_STRING, &o->batch_loss, "HOW",
+         "the loss the optimizer steps on: the batch's mean over examples, or its sum (B times "
+         "the gradient: SGD's rate per example B times larger; Adam nearly unchanged); the "
+         "logged figures are means either way"},
         {"momentum", FLAG_DOUBLE, &o->momentum, "MU", "momentum of --optimizer momentum"},
         {"lr-decay", FLAG_DOUBLE, &o->lr_decay, "F",
          "multiply the learning rate by F every --lr-decay-every steps"},
@@ -161,6 +166,9 @@ static int check_opts(run *R, char *err)
         R->optim = OPTIM_MOMENTUM;
     else
         return errf(err, "--optimizer '%s': expected adam or momentum", o->optimizer);
+    if (strcmp(o->batch_loss, "mean") && strcmp(o->batch_loss, "sum"))
+        return errf(err, "--batch-loss '%s': expected mean or sum", o->batch_loss);
+    R->grad_scale = strcmp(o->batch_loss, "sum") ? 1.0f : (float)o->batch;
     /* The task's checks first: they may resolve a common flag's special
      * value (the SBN's --anneal-rate -1) before the ranges below. */
     if (R->ops->check(R, err) != 0)
@@ -386,6 +394,9 @@ static void momentum_update(float *restrict p, float *restrict v, const float *r
 static void optimizer_step(run *R, long step)
 {
     double lr = R->o.lr * pow(R->o.lr_decay, (double)(step / R->o.lr_decay_every));
+    /* --batch-loss sum: the gradient of the batch's sum, B times its mean's. */
+    if (R->grad_scale != 1.0f)
+        cblas_sscal((int)R->nparams, R->grad_scale, R->grads, 1);
     if (R->optim == OPTIM_ADAM)
         adam_update(&R->adam, R->params, R->grads, (float)lr);
     else

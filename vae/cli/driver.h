@@ -38,6 +38,7 @@
 /* The flags every task shares; a task's defaults may change their values. */
 typedef struct {
     const char *task, *data_dir, *out_dir, *estimator, *binarize, *optimizer;
+    const char *batch_loss;  /* "mean" or "sum": what the optimizer steps on */
     double lr, lr_decay, momentum, tau0, tau_min, anneal_rate;
     long steps, lr_decay_every, anneal_every, seed, eval_every, log_every;
     int epochs, batch, eval_images, validation, threads, quiet, resume, force;
@@ -106,6 +107,7 @@ struct run {
     train_bin tbin;
     binarize_mode bin;          /* how the batcher binarizes a draw */
     optim_kind optim;
+    float grad_scale;           /* 1, or the batch size under --batch-loss sum */
     int threads;                /* resolved --threads */
     dataset train, test;        /* train: the training images, validation split off */
     eval_set test_set, valid_set;
