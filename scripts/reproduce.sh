@@ -170,7 +170,7 @@ case $mode in full | paper*) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) li
 } > "$out/slurm.sh.tmp"
 mv "$out/slurm.sh.tmp" "$out/slurm.sh"
 
-finished=$(sed 's/.*--out //' "$joblist" | while read -r d; do [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo; done | wc -l)
+finished=$(sh scripts/run-job.sh "$out" --done | wc -l)
 echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
 [ $dry = 1 ] && exit 0
 # The clock of the progress line: now, and the jobs done before it.
@@ -199,9 +199,7 @@ command -v parallel > /dev/null 2>&1 && parallel --version 2>/dev/null | grep -q
 # summary.json is gone (deleted to run it again) leaves the log, so that
 # --resume-failed runs every job without a summary and only those.
 if [ -f "$out/joblog" ]; then
-    sed 's/.*--out //' "$joblist" | awk '{ print NR, $0 }' | while read -r i d; do
-        [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo "$i"
-    done > "$out/joblog.done" || true
+    sh scripts/run-job.sh "$out" --done > "$out/joblog.done"
     awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
         "$out/joblog.done" "$out/joblog" > "$out/joblog.tmp"
     mv "$out/joblog.tmp" "$out/joblog"

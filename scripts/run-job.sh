@@ -1,13 +1,18 @@
 #!/bin/sh
 # run-job.sh DIR N: run line N of DIR/jobs.txt, the job that GNU parallel
 # (scripts/reproduce.sh) or a Slurm array task (DIR/slurm.sh) hands out, from
-# the repository root.  A job whose summary.json exists (and does not say
-# "interrupted": true) is skipped, so a rerun, a restarted array or a second
-# host never repeats finished work; a job that left a checkpoint is resumed.
+# the repository root.  A finished job is skipped, so a rerun, a restarted
+# array or a second host never repeats finished work; a job that left a
+# checkpoint is resumed.  Finished: its summary.json exists, does not say
+# "interrupted": true, and holds the steps the line asks for (--steps), so a
+# budget raised in the job list after a job finished continues that job
+# from its checkpoint instead of starting it again.
 # The job's output goes to its directory's .out file beside it.  Exit status:
 # the job's (0 when skipped).  Then one progress line for the whole grid.
 #
 # run-job.sh DIR --progress: that line alone.
+# run-job.sh DIR --done: the line numbers of the finished jobs, one a line
+# (reproduce.sh's count and its job-log check use it).
 #
 # The progress line: jobs done / total (those with a summary.json), the time
 # since the grid was started (DIR/.grid-start, written by reproduce.sh:
@@ -25,9 +30,30 @@ hms() {
     awk -v s="$1" 'BEGIN { printf "%d:%02d:%02d", s / 3600, (s % 3600) / 60, s % 60 }'
 }
 
+# job_done LINE: whether the job of that job-list line is finished.
+job_done() {
+    s=${1##*--out }/summary.json
+    [ -f "$s" ] || return 1
+    grep -q '"interrupted": true' "$s" && return 1
+    want=$(printf '%s\n' "$1" | sed -n 's/.* --steps \([0-9][0-9]*\).*/\1/p')
+    [ -z "$want" ] && return 0
+    got=$(sed -n 's/.*"steps_done": *\([0-9][0-9]*\).*/\1/p' "$s" | head -n 1)
+    [ -n "$got" ] && [ "$got" -ge "$want" ]
+}
+
+# The line numbers of the finished jobs.
+done_lines() {
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        job_done "$line" && echo $n
+    done < "$jobs"
+    return 0
+}
+
 progress() {
     total=$(grep -c . "$jobs")
-    done=$(sed 's/.*--out //' "$jobs" | while read -r d; do [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo; done | wc -l)
+    done=$(done_lines | wc -l)
     now=$(date +%s)
     start=$now done0=$done
     [ -f "$dir/.grid-start" ] && read -r start done0 < "$dir/.grid-start"
@@ -47,6 +73,10 @@ if [ "$2" = --progress ]; then
     progress
     exit 0
 fi
+if [ "$2" = --done ]; then
+    done_lines
+    exit 0
+fi
 n=$2
 case $n in
 '' | *[!0-9]*) echo "run-job.sh: job '$n': expected a line number of $jobs" >&2; exit 2 ;;
@@ -58,12 +88,13 @@ case $out in
 *' '* | '') echo "run-job.sh: line $n of $jobs does not end with --out DIR" >&2; exit 2 ;;
 esac
 rc=0
-if [ -f "$out/summary.json" ] && ! grep -q '"interrupted": true' "$out/summary.json"; then
+if job_done "$cmd"; then
     echo "skip (done): $out"
 else
     mkdir -p "$out"
-    # A job stopped part-way (a signal, a kill, a lost node) left its
-    # checkpoint: continue it rather than start again.
+    # A job stopped part-way (a signal, a kill, a lost node), or finished
+    # under a smaller budget, left its checkpoint: continue it rather than
+    # start again.
     [ -f "$out/model.ckpt" ] && cmd="$cmd --resume"
     if sh -c "$cmd" >> "$out.out" 2>&1; then
         echo "done: $out"

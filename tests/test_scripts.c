@@ -96,6 +96,26 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert_msg(testutil_contains(out, "(3 done already)"), "%s", out);
     ck_assert_int_eq(count_lines(joblog), 4);
 
+    /* A budget raised in the list after a job finished: the job is no
+     * longer done, and running it continues it from its checkpoint. */
+    const char *jobs = testutil_path(dir, "jobs.txt");
+    rc = sh("sh scripts/run-job.sh %s --done", dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "1\n2\n3\n"), "%d: %s %s", rc, out, errout);
+    rc = sh("awk 'NR == 1 { for (i = 1; i < NF; i++) if ($i == \"--steps\") $(i + 1) *= 2 } "
+            "{ print }' %s > %s.new && mv %s.new %s && sed -n '1s/.* --steps \\([0-9]*\\).*/\\1/p' %s",
+            jobs, jobs, jobs, jobs, jobs);
+    ck_assert_msg(rc == 0, "%s", errout);
+    long raised = atol(out);
+    ck_assert_msg(raised > 0, "%s", out);
+    rc = sh("sh scripts/run-job.sh %s --done", dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1 > /dev/null && sed -n 's/.*\"steps_done\": "
+            "\\([0-9]*\\).*/\\1/p' $(sed -n '1s/.*--out //p' %s)/summary.json",
+            testutil_bin(), dir, jobs);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    ck_assert_msg(atol(out) == raised, "steps_done %s, want %ld", out, raised);
+
     /* A job that fails (a file stands where its directory goes) fails the
      * grid; the rerun retries it, and it alone.  The log keeps the failure:
      * its success row left with the summary, the failure and the retry are
