@@ -134,23 +134,13 @@ void linear_init_glorot(float *w, int C, int OC, rng_t *r)
 
 void bce_logits_forward(double *loss, const float *logits, const float *x, int B, int D)
 {
-    /* Sixteen independent float partial sums, one per vector lane, keep the
-     * loop vectorised without reassociating a single sum (which only
-     * -ffast-math would allow); the lanes are added in double. */
-    enum { LANES = 16 };
     for (int r = 0; r < B; r++) {
         const float *l = logits + (size_t)r * D, *t = x + (size_t)r * D;
-        float lane[LANES] = {0};
+        float lane[BCE_LANES] = {0};
         int d = 0;
-        for (; d + LANES <= D; d += LANES)
-            for (int j = 0; j < LANES; j++)
-                lane[j] += softplusf_stable(l[d + j]) - t[d + j] * l[d + j];
-        double total = 0.0;
-        for (; d < D; d++)
-            total += softplusf_stable(l[d]) - t[d] * l[d];
-        for (int j = 0; j < LANES; j++)
-            total += lane[j];
-        loss[r] = total;
+        for (; d + BCE_LANES <= D; d += BCE_LANES)
+            bce_lanes_add(lane, l + d, t + d);
+        loss[r] = bce_lanes_total(lane, l + d, t + d, D - d);
     }
 }
 
