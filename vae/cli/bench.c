@@ -161,6 +161,7 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "gsvae bench: %s\n", err);
         goto out;
     }
+    ev.threads = threads;
     double recon, kl, t0 = 0;
     for (long s = 0; s < steps + 20; s++) {
         if (s == 20)

@@ -1,0 +1,296 @@
+/* test_sparse.c: the sparse paths (sparse.h) against the dense ones they
+ * replace, and the importance-sampled bound (evaluate.h) that uses them.
+ *
+ * A gather sums the same terms as sgemm in another order, so the two agree
+ * to rounding: each output within GATHER_TOL of the sum of the magnitudes
+ * of its terms (|b| + sum over the row's 1s of |w|), which float sums of a
+ * few hundred terms meet with two orders to spare; a wrong column, a
+ * missing bias, a transposed weight or a wrong sign is off by the size of a
+ * term.  The fused likelihood is held to a relative BCE_TOL of the dense
+ * bce_logits_forward on the dense logits (it differs by the logits'
+ * rounding and by its contracted multiply-adds).
+ *
+ * The bound: with the same checkpoint and seed, the sparse path (forced
+ * through sparse_force) and the dense path (codes written out, sgemm) give
+ * the same -log p(x) within a relative IW_TOL = 1e-5, for both latent
+ * types, linear and deep, with chunks that hold several images and chunks
+ * that split one image's samples; the path the measured density picks is
+ * the sparse one for these codes; and the figure is bit for bit the same
+ * whatever the thread count, and the same within IW_TOL whatever the chunk
+ * size (each sample row draws from its own stream; the encoder's sgemm
+ * over a chunk's images rounds by their number). */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "evaluate.h"
+#include "layers.h"
+#include "model.h"
+#include "rng.h"
+#include "sparse.h"
+#include "util.h"
+
+#define GATHER_TOL 1e-5
+#define BCE_TOL 1e-5
+#define IW_TOL 1e-5
+
+/* A random 0/1 row of C with about density * C ones; its 1s into idx,
+ * their count returned. */
+static int random_row(float *row, int *idx, int C, double density, rng_t *r)
+{
+    int n = 0;
+    for (int c = 0; c < C; c++) {
+        row[c] = rng_uniform_open(r) < density ? 1.0f : 0.0f;
+        if (row[c] == 1.0f)
+            idx[n++] = c;
+    }
+    return n;
+}
+
+/* The 0s of a 0/1 row of C. */
+static int zeros_of(const float *row, int *idx, int C)
+{
+    int n = 0;
+    for (int c = 0; c < C; c++)
+        if (row[c] == 0.0f)
+            idx[n++] = c;
+    return n;
+}
+
+static void fill_weights(float *w, size_t n, float scale, rng_t *r)
+{
+    for (size_t i = 0; i < n; i++)
+        w[i] = scale * (2.0f * rng_uniformf_open(r) - 1.0f);
+}
+
+START_TEST(gather_forward_matches_dense)
+{
+    enum { C = 200, OC = 37 };
+    static float w[OC * C], wt[C * OC], b[OC], ball[OC], row[C], dense[OC], sparse[OC];
+    int idx[C];
+    rng_t r;
+    rng_seed(&r, 1);
+    fill_weights(w, sizeof w / sizeof w[0], 1.0f, &r);
+    fill_weights(b, OC, 1.0f, &r);
+    sparse_transpose(wt, w, C, OC);
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++)
+            ck_assert(wt[c * OC + o] == w[o * C + c]);
+    sparse_bias_all(ball, w, b, C, OC);
+    const double densities[] = {0.0, 0.05, 0.13, 0.5, 0.9, 1.0};
+    for (int k = 0; k < 6; k++)
+        for (int relu = 0; relu < 2; relu++)
+            for (int neg = 0; neg < 2; neg++) {
+                int n = random_row(row, idx, C, densities[k], &r);
+                if (neg)
+                    n = zeros_of(row, idx, C);
+                linear_forward(dense, row, w, b, 1, C, OC, relu);
+                sparse_gather_forward(sparse, wt, neg ? ball : b, idx, n, OC, relu, neg);
+                for (int o = 0; o < OC; o++) {
+                    double mag = fabs(b[o]);
+                    for (int c = 0; c < C; c++)
+                        mag += fabs(w[o * C + c]);
+                    ck_assert_msg(fabs(sparse[o] - dense[o]) <= GATHER_TOL * mag,
+                                  "density %.2f relu %d neg %d output %d: sparse %.9g, dense %.9g",
+                                  densities[k], relu, neg, o, sparse[o], dense[o]);
+                    if (relu)
+                        ck_assert(sparse[o] >= 0.0f);
+                }
+            }
+}
+END_TEST
+
+/* sparse_gather_bce_rows against linear_forward + bce_logits_forward, for
+ * D with and without a partial last panel, R not a multiple of 4 and rows
+ * of different counts, some kept as their 0s. */
+static void check_gather_bce(int C, int D, int R, uint64_t seed)
+{
+    float *w = malloc(sizeof(float) * (size_t)D * C), *b = malloc(sizeof(float) * D);
+    float *ball = malloc(sizeof(float) * D), *x = malloc(sizeof(float) * D);
+    float *wp = malloc(sizeof(float) * sparse_panels_size(C, D));
+    float *rows = malloc(sizeof(float) * (size_t)R * C), *logits = malloc(sizeof(float) * D);
+    float *lanes = malloc(sizeof(float) * 16 * (size_t)R);
+    int *idx = malloc(sizeof(int) * (size_t)R * C), *nnz = malloc(sizeof(int) * R);
+    unsigned char *neg = malloc((size_t)R);
+    double *loss = malloc(sizeof(double) * R);
+    rng_t r;
+    rng_seed(&r, seed);
+    fill_weights(w, (size_t)D * C, 0.5f, &r);
+    fill_weights(b, D, 2.0f, &r);
+    for (int d = 0; d < D; d++)
+        x[d] = rng_uniform_open(&r) < 0.3 ? 1.0f : 0.0f;
+    sparse_panels(wp, w, C, D);
+    sparse_bias_all(ball, w, b, C, D);
+    for (int i = 0; i < R; i++) {
+        float *row = rows + (size_t)i * C;
+        nnz[i] = random_row(row, idx + (size_t)i * C, C, (double)(i % 7) / 6.0, &r);
+        neg[i] = nnz[i] > C / 2;
+        if (neg[i])
+            nnz[i] = zeros_of(row, idx + (size_t)i * C, C);
+    }
+    sparse_gather_bce_rows(loss, wp, b, ball, idx, C, nnz, neg, R, x, C, D, lanes);
+    for (int i = 0; i < R; i++) {
+        double want;
+        linear_forward(logits, rows + (size_t)i * C, w, b, 1, C, D, 0);
+        bce_logits_forward(&want, logits, x, 1, D);
+        ck_assert_msg(fabs(loss[i] - want) <= BCE_TOL * fabs(want),
+                      "C %d D %d row %d (%d %s): fused %.9g, dense %.9g", C, D, i, nnz[i],
+                      neg[i] ? "0s" : "1s", loss[i], want);
+    }
+    /* Without neg every row is its 1s. */
+    for (int i = 0; i < R; i++)
+        nnz[i] = random_row(rows + (size_t)i * C, idx + (size_t)i * C, C, 0.1, &r);
+    sparse_gather_bce_rows(loss, wp, b, ball, idx, C, nnz, NULL, R, x, C, D, lanes);
+    for (int i = 0; i < R; i++) {
+        double want;
+        linear_forward(logits, rows + (size_t)i * C, w, b, 1, C, D, 0);
+        bce_logits_forward(&want, logits, x, 1, D);
+        ck_assert_msg(fabs(loss[i] - want) <= BCE_TOL * fabs(want), "row %d", i);
+    }
+    free(w), free(b), free(ball), free(x), free(wp), free(rows), free(logits), free(lanes);
+    free(idx), free(nnz), free(neg), free(loss);
+}
+
+START_TEST(gather_bce_matches_dense)
+{
+    check_gather_bce(200, 784, 11, 2);
+    check_gather_bce(30, 37, 9, 3);
+    check_gather_bce(5, 7, 4, 4);
+}
+END_TEST
+
+START_TEST(density_rule)
+{
+    ck_assert(sparse_pays(0, 100));
+    ck_assert(sparse_pays(50, 100));
+    ck_assert(!sparse_pays(51, 100));
+    sparse_force(1);
+    ck_assert(sparse_pays(100, 100));
+    sparse_force(-1);
+    ck_assert(!sparse_pays(0, 100));
+    sparse_force(0);
+    ck_assert(sparse_pays(10, 100) && !sparse_pays(90, 100));
+}
+END_TEST
+
+/* ---- the importance-sampled bound ---- */
+
+enum { IMGS = 12, PIX = 100 };
+
+/* A model of PIX pixels with weights larger than Glorot's (so
+ * that q is not flat and the samples differ) and a learned prior away from
+ * uniform. */
+static void bound_model(vae_model *m, latent_type lt, int nhidden, rng_t *r)
+{
+    char err[ERR_LEN] = "";
+    vae_config c = {.latent = lt, .N = lt == LATENT_CATEGORICAL ? 6 : 40,
+                    .K = lt == LATENT_CATEGORICAL ? 5 : 1, .D = PIX, .nhidden = nhidden,
+                    .hidden = {24, 16}, .prior = VAE_PRIOR_LEARNED};
+    ck_assert_msg(vae_init(m, &c, r, err) == 0, "%s", err);
+    for (size_t i = 0; i < m->prior; i++)
+        m->params[i] *= 3.0f;
+    for (int j = 0; j < vae_zdim(&c); j++)
+        m->params[m->prior + j] = 2.0f * rng_uniformf_open(r) - 1.0f;
+}
+
+static double bound(const vae_model *m, const float *x, int rows, int threads, int S,
+                    int force)
+{
+    char err[ERR_LEN] = "";
+    eval_ws w;
+    ck_assert_msg(eval_ws_init(&w, m, rows, err) == 0, "%s", err);
+    w.threads = threads;
+    rng_t r;
+    rng_seed(&r, 77);
+    sparse_force(force);
+    double v = eval_iw(m, &w, x, IMGS, S, &r);
+    sparse_force(0);
+    eval_ws_free(&w);
+    return v;
+}
+
+START_TEST(iw_sparse_equals_dense)
+{
+    openblas_set_num_threads(1);
+    float x[IMGS * PIX];
+    rng_t r;
+    rng_seed(&r, 9);
+    for (int i = 0; i < IMGS * PIX; i++)
+        x[i] = rng_uniform_open(&r) < 0.2 ? 1.0f : 0.0f;
+    for (int lt = 0; lt < 2; lt++)
+        for (int nh = 0; nh <= 2; nh += 2) {
+            vae_model m;
+            bound_model(&m, lt ? LATENT_BERNOULLI : LATENT_CATEGORICAL, nh, &r);
+            /* 64 rows: 6 images of 10 samples a chunk; 300 samples: each
+             * image's spread over five chunks. */
+            const int S[2] = {10, 300};
+            for (int k = 0; k < 2; k++) {
+                double dense = bound(&m, x, 64, 1, S[k], -1);
+                double sparse = bound(&m, x, 64, 1, S[k], 1);
+                double measured = bound(&m, x, 64, 1, S[k], 0);
+                ck_assert_msg(isfinite(dense) && dense > 0, "%g", dense);
+                ck_assert_msg(fabs(sparse - dense) <= IW_TOL * fabs(dense),
+                              "%s, %d hidden, S %d: sparse %.9g, dense %.9g",
+                              lt ? "bernoulli" : "categorical", nh, S[k], sparse, dense);
+                /* The density of these codes (1/K, or at most 1/2 as 1s or
+                 * 0s) picks the sparse path. */
+                ck_assert(measured == sparse);
+            }
+            vae_free(&m);
+        }
+}
+END_TEST
+
+START_TEST(iw_same_for_any_threads_and_chunks)
+{
+    openblas_set_num_threads(1);
+    float x[IMGS * PIX];
+    rng_t r;
+    rng_seed(&r, 10);
+    for (int i = 0; i < IMGS * PIX; i++)
+        x[i] = rng_uniform_open(&r) < 0.2 ? 1.0f : 0.0f;
+    for (int lt = 0; lt < 2; lt++) {
+        vae_model m;
+        bound_model(&m, lt ? LATENT_BERNOULLI : LATENT_CATEGORICAL, 0, &r);
+        double one = bound(&m, x, 1000, 1, 50, 0), small = bound(&m, x, 64, 1, 50, 0);
+        ck_assert(bound(&m, x, 1000, 3, 50, 0) == one);
+        ck_assert(bound(&m, x, 64, 2, 50, 0) == small);
+        /* The encoder's sgemm over 12 images or 1 rounds alike only to a
+         * tolerance; the draws are the same. */
+        ck_assert_msg(fabs(small - one) <= IW_TOL * fabs(one), "%.9g vs %.9g", small, one);
+        ck_assert_msg(fabs(bound(&m, x, 7, 1, 50, 0) - one) <= IW_TOL * fabs(one), "rows 7");
+        /* ...while another seed's draws give another figure. */
+        eval_ws w;
+        char err[ERR_LEN];
+        ck_assert(eval_ws_init(&w, &m, 1000, err) == 0);
+        rng_t r2;
+        rng_seed(&r2, 78);
+        ck_assert(eval_iw(&m, &w, x, IMGS, 50, &r2) != one);
+        eval_ws_free(&w);
+        vae_free(&m);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sparse");
+    TCase *tc = tcase_create("sparse");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gather_forward_matches_dense);
+    tcase_add_test(tc, gather_bce_matches_dense);
+    tcase_add_test(tc, density_rule);
+    tcase_add_test(tc, iw_sparse_equals_dense);
+    tcase_add_test(tc, iw_same_for_any_threads_and_chunks);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
