@@ -10,6 +10,12 @@
  * bce_logits_forward on the dense logits (it differs by the logits'
  * rounding and by its contracted multiply-adds).
  *
+ * Training: the first layer over a batch's nonzero pixels (0/1 or grey)
+ * against linear_forward and linear_backward, the same tolerance; its
+ * weight gradient by central differences too; and vae_encode with
+ * vae_encode_backward on both paths, linear and deep, logits and every
+ * parameter gradient within 1e-5 (of the largest gradient).
+ *
  * The bound: with the same checkpoint and seed, the sparse path (forced
  * through sparse_force) and the dense path (codes written out, sgemm) give
  * the same -log p(x) within a relative IW_TOL = 1e-5, for both latent
@@ -178,6 +184,165 @@ START_TEST(density_rule)
 }
 END_TEST
 
+/* ---- the first layer over the nonzero pixels (training) ---- */
+
+/* sparse_linear_forward and sparse_linear_backward_weights against
+ * linear_forward and linear_backward, on 0/1 rows and on grey ones (values
+ * other than 1 are multiplied in), with and without a ReLU: outputs to
+ * GATHER_TOL of their terms' magnitudes, weight gradients likewise. */
+START_TEST(sparse_linear_matches_dense)
+{
+    enum { B = 9, C = 70, OC = 33 };
+    static float w[OC * C], wt[C * OC], b[OC], in[B * C], val[B * C], out_d[B * OC],
+        out_s[B * OC], dout[B * OC], dout2[B * OC], dw_d[OC * C], dw_s[OC * C], dwt[C * OC],
+        db[OC];
+    int idx[B * C], nnz[B];
+    rng_t r;
+    rng_seed(&r, 21);
+    fill_weights(w, OC * C, 1.0f, &r);
+    fill_weights(b, OC, 1.0f, &r);
+    sparse_transpose(wt, w, C, OC);
+    for (int grey = 0; grey < 2; grey++)
+        for (int relu = 0; relu < 2; relu++) {
+            for (int i = 0; i < B * C; i++) {
+                float on = rng_uniform_open(&r) < 0.15 ? 1.0f : 0.0f;
+                in[i] = grey ? on * rng_uniformf_open(&r) : on;
+            }
+            size_t total = sparse_rows(idx, val, nnz, in, B, C);
+            size_t want = 0;
+            for (int i = 0; i < B * C; i++)
+                want += in[i] != 0.0f;
+            ck_assert_uint_eq(total, want);
+            linear_forward(out_d, in, w, b, B, C, OC, relu);
+            sparse_linear_forward(out_s, wt, b, idx, val, nnz, B, C, OC, relu);
+            for (int rr = 0; rr < B; rr++)
+                for (int o = 0; o < OC; o++) {
+                    double mag = fabs(b[o]);
+                    for (int c = 0; c < C; c++)
+                        mag += fabs(w[o * C + c] * in[rr * C + c]);
+                    ck_assert_msg(fabs(out_s[rr * OC + o] - out_d[rr * OC + o]) <= GATHER_TOL * mag,
+                                  "grey %d relu %d row %d out %d", grey, relu, rr, o);
+                }
+            fill_weights(dout, B * OC, 1.0f, &r);
+            memcpy(dout2, dout, sizeof dout);
+            for (int i = 0; i < OC * C; i++)
+                dw_d[i] = dw_s[i] = 0.25f; /* both add into what is there */
+            memset(db, 0, sizeof db);
+            linear_backward(NULL, dw_d, db, dout, out_d, in, w, B, C, OC, relu);
+            memset(db, 0, sizeof db);
+            linear_backward_bias(db, dout2, out_d, B, OC, relu);
+            sparse_linear_backward_weights(dw_s, dwt, dout2, idx, val, nnz, B, C, OC);
+            for (int o = 0; o < OC; o++)
+                for (int c = 0; c < C; c++) {
+                    double mag = 0.25;
+                    for (int rr = 0; rr < B; rr++)
+                        mag += fabs(dout[rr * OC + o] * in[rr * C + c]);
+                    ck_assert_msg(fabs(dw_s[o * C + c] - dw_d[o * C + c]) <= GATHER_TOL * mag,
+                                  "grey %d relu %d dw[%d][%d]: %.9g vs %.9g", grey, relu, o, c,
+                                  dw_s[o * C + c], dw_d[o * C + c]);
+                }
+        }
+}
+END_TEST
+
+/* The weight gradient of the sparse path by central differences of
+ * L = sum proj * sparse_linear_forward(w) (linear in w, so the quotient is
+ * exact but for rounding), on a small layer with a ReLU. */
+START_TEST(sparse_linear_finite_differences)
+{
+    enum { B = 3, C = 6, OC = 4 };
+    float w[OC * C], wt[C * OC], b[OC], in[B * C], val[B * C], out[B * OC], proj[B * OC],
+        d[B * OC], dw[OC * C] = {0}, dwt[C * OC];
+    int idx[B * C], nnz[B];
+    rng_t r;
+    rng_seed(&r, 22);
+    fill_weights(w, OC * C, 1.0f, &r);
+    fill_weights(b, OC, 0.5f, &r);
+    fill_weights(proj, B * OC, 1.0f, &r);
+    for (int i = 0; i < B * C; i++)
+        in[i] = rng_uniform_open(&r) < 0.5 ? 1.0f : 0.0f;
+    sparse_rows(idx, val, nnz, in, B, C);
+    sparse_transpose(wt, w, C, OC);
+    sparse_linear_forward(out, wt, b, idx, val, nnz, B, C, OC, 1);
+    memcpy(d, proj, sizeof d);
+    float db[OC] = {0};
+    linear_backward_bias(db, d, out, B, OC, 1);
+    sparse_linear_backward_weights(dw, dwt, d, idx, val, nnz, B, C, OC);
+    const float h = 1e-2f;
+    for (int i = 0; i < OC * C; i++) {
+        double L[2];
+        for (int s = 0; s < 2; s++) {
+            float keep = w[i];
+            w[i] = keep + (s ? -h : h);
+            sparse_transpose(wt, w, C, OC);
+            sparse_linear_forward(out, wt, b, idx, val, nnz, B, C, OC, 1);
+            w[i] = keep;
+            L[s] = 0;
+            for (int j = 0; j < B * OC; j++)
+                L[s] += (double)proj[j] * out[j];
+        }
+        double num = (L[0] - L[1]) / (2.0 * h);
+        ck_assert_msg(fabs(num - dw[i]) <= 1e-4 * (1.0 + fabs(num)), "dw[%d]: %.7g vs %.7g", i,
+                      dw[i], num);
+    }
+}
+END_TEST
+
+/* vae_encode and vae_encode_backward over the nonzero pixels against the
+ * dense path, linear and deep: the logits and every parameter gradient. */
+START_TEST(encoder_sparse_equals_dense)
+{
+    enum { B = 16, PX = 100 };
+    char err[ERR_LEN] = "";
+    float x[B * PX];
+    rng_t r;
+    rng_seed(&r, 23);
+    for (int i = 0; i < B * PX; i++)
+        x[i] = rng_uniform_open(&r) < 0.13 ? 1.0f : 0.0f;
+    for (int nh = 0; nh <= 2; nh += 2) {
+        vae_config c = {.latent = LATENT_CATEGORICAL, .N = 4, .K = 5, .D = PX, .nhidden = nh,
+                        .hidden = {24, 16}};
+        vae_model m;
+        vae_acts a;
+        ck_assert_msg(vae_init(&m, &c, &r, err) == 0, "%s", err);
+        ck_assert_msg(vae_acts_init(&a, &m, B, err) == 0, "%s", err);
+        int zdim = vae_zdim(&c);
+        float *logits[2], *grads[2], *dl = malloc(sizeof(float) * B * zdim);
+        fill_weights(dl, (size_t)B * zdim, 1.0f, &r);
+        for (int pass = 0; pass < 2; pass++) {
+            sparse_force(pass ? 1 : -1);
+            vae_zero_grads(&m);
+            vae_encode(&m, &a, x, B);
+            ck_assert_int_eq(a.in_sparse, pass);
+            logits[pass] = malloc(sizeof(float) * B * zdim);
+            memcpy(logits[pass], vae_logits(&m, &a), sizeof(float) * B * zdim);
+            memcpy(a.dlogits, dl, sizeof(float) * B * zdim);
+            vae_encode_backward(&m, &a, x, B);
+            grads[pass] = malloc(sizeof(float) * m.nparams);
+            memcpy(grads[pass], m.grads, sizeof(float) * m.nparams);
+        }
+        sparse_force(0);
+        vae_encode(&m, &a, x, B);
+        ck_assert(a.in_sparse); /* 13% of the pixels on */
+        double gmax = 0;
+        for (size_t i = 0; i < m.nparams; i++)
+            gmax = fmax(gmax, fabs(grads[0][i]));
+        ck_assert(gmax > 0);
+        for (int i = 0; i < B * zdim; i++)
+            ck_assert_msg(fabs(logits[1][i] - logits[0][i]) <= 1e-5 * (1 + fabs(logits[0][i])),
+                          "hidden %d logit %d", nh, i);
+        for (size_t i = 0; i < m.nparams; i++)
+            ck_assert_msg(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * gmax,
+                          "hidden %d grad %zu: %.9g vs %.9g", nh, i, grads[1][i], grads[0][i]);
+        for (int pass = 0; pass < 2; pass++)
+            free(logits[pass]), free(grads[pass]);
+        free(dl);
+        vae_acts_free(&a);
+        vae_free(&m);
+    }
+}
+END_TEST
+
 /* ---- the importance-sampled bound ---- */
 
 enum { IMGS = 12, PIX = 100 };
@@ -285,6 +450,9 @@ int main(void)
     tcase_add_test(tc, gather_forward_matches_dense);
     tcase_add_test(tc, gather_bce_matches_dense);
     tcase_add_test(tc, density_rule);
+    tcase_add_test(tc, sparse_linear_matches_dense);
+    tcase_add_test(tc, sparse_linear_finite_differences);
+    tcase_add_test(tc, encoder_sparse_equals_dense);
     tcase_add_test(tc, iw_sparse_equals_dense);
     tcase_add_test(tc, iw_same_for_any_threads_and_chunks);
     suite_add_tcase(s, tc);

@@ -54,6 +54,16 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu)
 {
+    linear_backward_bias(db, dout, out, B, OC, relu);
+    /* dw[OC][C] += dout^T[OC][B] in[B][C] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
+                dw, C);
+    if (din)
+        linear_backward_input(din, dout, w, B, C, OC);
+}
+
+void linear_backward_bias(float *db, float *dout, const float *out, int B, int OC, int relu)
+{
     if (relu) {
         size_t n = (size_t)B * OC;
         for (size_t i = 0; i < n; i++)
@@ -65,11 +75,6 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
         for (int o = 0; o < OC; o++)
             db[o] += g[o];
     }
-    /* dw[OC][C] += dout^T[OC][B] in[B][C] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
-                dw, C);
-    if (din)
-        linear_backward_input(din, dout, w, B, C, OC);
 }
 
 void linear_backward_input(float *din, const float *dout, const float *w, int B, int C, int OC)

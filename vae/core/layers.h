@@ -40,6 +40,10 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu);
 
+/* The first lines of linear_backward: dout masked where the ReLU's output
+ * is 0 (when relu is set), then db += its sum over the rows. */
+void linear_backward_bias(float *db, float *dout, const float *out, int B, int OC, int relu);
+
 /* din[B][C] = dout[B][OC] w[OC][C]: the input gradient alone (the third
  * line of linear_backward), for passes whose parameter gradients must not
  * count. */

@@ -6,9 +6,78 @@
 
 void sparse_transpose(float *wt, const float *w, int C, int OC)
 {
-    for (int o = 0; o < OC; o++)
+    /* In tiles of 16 x 16, so that both sides stay in cache lines. */
+    enum { T = 16 };
+    for (int o0 = 0; o0 < OC; o0 += T)
+        for (int c0 = 0; c0 < C; c0 += T) {
+            int o1 = o0 + T < OC ? o0 + T : OC, c1 = c0 + T < C ? c0 + T : C;
+            for (int c = c0; c < c1; c++)
+                for (int o = o0; o < o1; o++)
+                    wt[(size_t)c * OC + o] = w[(size_t)o * C + c];
+        }
+}
+
+size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C)
+{
+    size_t total = 0;
+    for (int r = 0; r < B; r++) {
+        const float *x = in + (size_t)r * C;
+        int *ir = idx + (size_t)r * C, n = 0;
+        float *vr = val + (size_t)r * C;
         for (int c = 0; c < C; c++)
-            wt[(size_t)c * OC + o] = w[(size_t)o * C + c];
+            if (x[c] != 0.0f) {
+                ir[n] = c;
+                vr[n++] = x[c];
+            }
+        nnz[r] = n;
+        total += (size_t)n;
+    }
+    return total;
+}
+
+void sparse_linear_forward(float *out, const float *wt, const float *b, const int *idx,
+                           const float *val, const int *nnz, int B, int C, int OC, int relu)
+{
+    for (int r = 0; r < B; r++) {
+        float *restrict o = out + (size_t)r * OC;
+        const int *ir = idx + (size_t)r * C;
+        const float *vr = val + (size_t)r * C;
+        memcpy(o, b, sizeof(float) * OC);
+        for (int t = 0; t < nnz[r]; t++) {
+            const float *restrict col = wt + (size_t)ir[t] * OC;
+            float v = vr[t];
+            for (int j = 0; j < OC; j++)
+                o[j] += v * col[j];
+        }
+        if (relu)
+            for (int j = 0; j < OC; j++)
+                o[j] = o[j] < 0.0f ? 0.0f : o[j];
+    }
+}
+
+void sparse_linear_backward_weights(float *dw, float *dwt, const float *dout, const int *idx,
+                                    const float *val, const int *nnz, int B, int C, int OC)
+{
+    memset(dwt, 0, sizeof(float) * (size_t)C * OC);
+    for (int r = 0; r < B; r++) {
+        const float *restrict g = dout + (size_t)r * OC;
+        const int *ir = idx + (size_t)r * C;
+        const float *vr = val + (size_t)r * C;
+        for (int t = 0; t < nnz[r]; t++) {
+            float *restrict acc = dwt + (size_t)ir[t] * OC;
+            float v = vr[t];
+            for (int j = 0; j < OC; j++)
+                acc[j] += v * g[j];
+        }
+    }
+    enum { T = 16 };
+    for (int o0 = 0; o0 < OC; o0 += T)
+        for (int c0 = 0; c0 < C; c0 += T) {
+            int o1 = o0 + T < OC ? o0 + T : OC, c1 = c0 + T < C ? c0 + T : C;
+            for (int o = o0; o < o1; o++)
+                for (int c = c0; c < c1; c++)
+                    dw[(size_t)o * C + c] += dwt[(size_t)c * OC + o];
+        }
 }
 
 /* acc[0..n) += n entries of each chosen column (rows of wt, stride OC),

@@ -30,6 +30,21 @@ void sparse_gather_forward(float *out, const float *wt, const float *b, const in
  * once): the layer's output for an input of all 1s. */
 void sparse_bias_all(float *b_all, const float *w, const float *b, int C, int OC);
 
+/* A batch's nonzero entries, row by row: row r's columns at idx + r * C
+ * and values at val + r * C (both [B][C]), in increasing column, their
+ * count in nnz[r]; returns the batch's total. */
+size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C);
+/* linear_forward (layers.h) from in's nonzero entries (sparse_rows) and
+ * wt = w transposed: out[B][OC] = b + sum over row r's nonzeros of
+ * val * wt[idx], in increasing column, then max(0, .) when relu is set. */
+void sparse_linear_forward(float *out, const float *wt, const float *b, const int *idx,
+                           const float *val, const int *nnz, int B, int C, int OC, int relu);
+/* linear_backward's weight gradient from in's nonzero entries: dw[OC][C]
+ * += dout[B][OC]^T in[B][C], summed over the rows in order into dwt[C][OC]
+ * (scratch, overwritten), then added into dw. */
+void sparse_linear_backward_weights(float *dw, float *dwt, const float *dout, const int *idx,
+                                    const float *val, const int *nnz, int B, int C, int OC);
+
 /* w's columns in panels of 16 outputs, wp[ceil(OC/16)][C][16] (the last
  * padded with 0), so that one panel of every column is one block of
  * memory: sparse_panels_size(C, OC) floats. */
