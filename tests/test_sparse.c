@@ -343,6 +343,52 @@ START_TEST(encoder_sparse_equals_dense)
 }
 END_TEST
 
+/* A diverged weight must reach the loss as it does through sgemm (0 * NaN
+ * is NaN) even when it sits where the inputs are 0: the sparse paths
+ * check the weight and step aside. */
+START_TEST(nan_weights_still_show)
+{
+    float w[40] = {0};
+    ck_assert(sparse_all_finite(w, 40));
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        w[37] = bad[k];
+        ck_assert(!sparse_all_finite(w, 40));
+        ck_assert(sparse_all_finite(w, 37));
+    }
+    w[37] = FLT_MAX;
+    ck_assert(sparse_all_finite(w, 40));
+
+    enum { B = 4, PX = 50 };
+    char err[ERR_LEN] = "";
+    vae_config c = {.latent = LATENT_CATEGORICAL, .N = 3, .K = 4, .D = PX, .nhidden = 0};
+    vae_model m;
+    vae_acts a;
+    rng_t r;
+    rng_seed(&r, 24);
+    ck_assert_msg(vae_init(&m, &c, &r, err) == 0, "%s", err);
+    ck_assert_msg(vae_acts_init(&a, &m, B, err) == 0, "%s", err);
+    float x[B * PX] = {0};
+    x[3] = x[PX + 7] = 1.0f; /* pixel 0 is off in every row */
+    m.params[m.enc[0].w] = NAN; /* the weight of pixel 0 to output 0 */
+    vae_encode(&m, &a, x, B);
+    ck_assert(!a.in_sparse);
+    ck_assert(isnan(vae_logits(&m, &a)[0]));
+    m.params[m.enc[0].w] = 0.0f;
+    /* The decoder's first weight: a NaN in the column of code unit 1,
+     * which a sample picks only now and then; the bound is NaN either way. */
+    eval_ws w2;
+    ck_assert_msg(eval_ws_init(&w2, &m, 64, err) == 0, "%s", err);
+    rng_seed(&r, 25);
+    ck_assert(isfinite(eval_iw(&m, &w2, x, B, 5, &r)));
+    m.params[m.dec[0].w + 1] = NAN; /* output 0, code unit 1 */
+    ck_assert(isnan(eval_iw(&m, &w2, x, B, 5, &r)));
+    eval_ws_free(&w2);
+    vae_acts_free(&a);
+    vae_free(&m);
+}
+END_TEST
+
 /* ---- the importance-sampled bound ---- */
 
 enum { IMGS = 12, PIX = 100 };
@@ -453,6 +499,7 @@ int main(void)
     tcase_add_test(tc, sparse_linear_matches_dense);
     tcase_add_test(tc, sparse_linear_finite_differences);
     tcase_add_test(tc, encoder_sparse_equals_dense);
+    tcase_add_test(tc, nan_weights_still_show);
     tcase_add_test(tc, iw_sparse_equals_dense);
     tcase_add_test(tc, iw_same_for_any_threads_and_chunks);
     suite_add_tcase(s, tc);

@@ -1,8 +1,20 @@
 #include "sparse.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "layers.h"
+
+int sparse_all_finite(const float *w, size_t n)
+{
+    /* An infinite or NaN float has every exponent bit set; an integer OR
+     * may be reordered, so the loop vectorises. */
+    const uint32_t *bits = (const uint32_t *)(const void *)w;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+    return !bad;
+}
 
 void sparse_transpose(float *wt, const float *w, int C, int OC)
 {

@@ -17,6 +17,11 @@
 
 #include <stddef.h>
 
+/* Whether all n entries of w are finite.  A product over the nonzero
+ * inputs skips the weights of the zero ones, where sgemm's 0 * NaN would
+ * make a diverged weight show in the output; callers take the dense path
+ * when this fails, so that a NaN still reaches the loss. */
+int sparse_all_finite(const float *w, size_t n);
 /* wt[C][OC] = w[OC][C] transposed. */
 void sparse_transpose(float *wt, const float *w, int C, int OC);
 /* out[OC] = b + sum_{t<n} wt[idx[t]] in that order (the row of 1s at idx,

@@ -221,7 +221,8 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
 /* -log p(x|z) of the chunk's rows (drawn by IW_DRAW) into rec: the
  * decoder's first layer as a sum of the columns the codes pick when their
  * measured density makes that pay (the rest of a deep decoder by sgemm),
- * else the codes written out and decoded by sgemm. */
+ * else the codes written out and decoded by sgemm; also then when the
+ * first weight holds a NaN, so that it shows in the figure. */
 static void iw_decode(eval_ws *w, iw_rows *job, int rows)
 {
     const vae_model *m = job->m;
@@ -229,7 +230,9 @@ static void iw_decode(eval_ws *w, iw_rows *job, int rows)
     size_t nnz = 0;
     for (int row = 0; row < rows; row++)
         nnz += (size_t)w->nnz[row];
-    if (sparse_pays(nnz, (size_t)rows * zdim)) {
+    const linear_layer *L0 = &m->dec[0];
+    if (sparse_pays(nnz, (size_t)rows * zdim) &&
+        sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out)) {
         if (m->ndec == 1) {
             job->pass = IW_FUSED;
             par_split((size_t)rows, w->threads, iw_rows_range, job);

@@ -216,7 +216,8 @@ void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
 {
     const linear_layer *L0 = &m->enc[0];
     size_t nnz = sparse_rows(a->in_idx, a->in_val, a->in_nnz, x, B, L0->in);
-    a->in_sparse = sparse_pays(nnz, (size_t)B * L0->in);
+    a->in_sparse = sparse_pays(nnz, (size_t)B * L0->in) &&
+                   sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out);
     if (a->in_sparse) {
         sparse_transpose(a->enc_wt, m->params + L0->w, L0->in, L0->out);
         sparse_linear_forward(a->enc[0], a->enc_wt, m->params + L0->b, a->in_idx, a->in_val,
