@@ -57,7 +57,10 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
  * -log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x), a log-sum-exp kept stable
  * with a running maximum, p(z) the model's prior (uniform or learned).  In
  * expectation an upper bound on -log p(x) that falls to it as S grows
- * (Burda et al. 2016).  Returns the mean over the n images. */
+ * (Burda et al. 2016).  Returns the mean over the n images.  Each sample
+ * row draws from its own stream, forked from r by (image, sample), and r
+ * moves on by one draw; so the figure does not depend on w->threads, and
+ * on w->rows only through the rounding of the encoder's sgemm. */
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r);
 
 #endif
