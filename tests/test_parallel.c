@@ -37,6 +37,22 @@ START_TEST(ranges_cover_every_element_once)
 }
 END_TEST
 
+START_TEST(split_covers_every_element_once)
+{
+    const size_t sizes[] = {0, 1, 2, 3, 7, 1000, 4097};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (int threads = 1; threads <= PAR_MAX_THREADS + 2; threads++) {
+            size_t n = sizes[k];
+            unsigned char *seen = calloc(n + 1, 1);
+            par_split(n, threads, mark, seen);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(seen[i] == 1, "n %zu threads %d: element %zu seen %d times", n,
+                              threads, i, seen[i]);
+            free(seen);
+        }
+}
+END_TEST
+
 START_TEST(adam_is_bit_identical_across_threads)
 {
     size_t n = 300007;
@@ -116,6 +132,7 @@ int main(void)
     TCase *tc = tcase_create("parallel");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, ranges_cover_every_element_once);
+    tcase_add_test(tc, split_covers_every_element_once);
     tcase_add_test(tc, adam_is_bit_identical_across_threads);
     tcase_add_test(tc, blas_threads_change_results_only_within_tolerance);
     suite_add_tcase(s, tc);

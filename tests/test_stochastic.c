@@ -259,6 +259,57 @@ START_TEST(sample_probs_law)
 }
 END_TEST
 
+/* stoch_sample_index is stoch_sample_probs written as indices: the same
+ * uniforms in the same order give the same code, row after row, for both
+ * kinds of layer; a NaN probability of a categorical variable gives -1. */
+START_TEST(sample_index_is_sample_probs)
+{
+    const stoch_layer layers[2] = {{LATENT_CATEGORICAL, 5, 4}, {LATENT_BERNOULLI, 9, 1}};
+    for (int l = 0; l < 2; l++) {
+        const stoch_layer *s = &layers[l];
+        int Z = stoch_dim(s);
+        float p[36], z[36];
+        int idx[36];
+        rng_t r, ra, rb;
+        rng_seed(&r, 40 + l);
+        for (int row = 0; row < 300; row++) {
+            /* Random probabilities (normalised per variable), some 0. */
+            for (int j = 0; j < Z; j++)
+                p[j] = rng_uniformf_open(&r) < 0.2f ? 0.0f : rng_uniformf_open(&r);
+            if (s->type == LATENT_CATEGORICAL)
+                for (int i = 0; i < s->N; i++) {
+                    float t = 0;
+                    p[i * s->K + i % s->K] += 0.1f;
+                    for (int k = 0; k < s->K; k++)
+                        t += p[i * s->K + k];
+                    for (int k = 0; k < s->K; k++)
+                        p[i * s->K + k] /= t;
+                }
+            rng_seed(&ra, 1000 + row);
+            rng_seed(&rb, 1000 + row);
+            stoch_sample_probs(s, z, p, 1, &ra);
+            int n = stoch_sample_index(s, idx, p, &rb);
+            ck_assert(memcmp(&ra, &rb, sizeof ra) == 0);
+            int t = 0;
+            for (int j = 0; j < Z; j++) {
+                int on = t < n && idx[t] == j;
+                ck_assert_msg(z[j] == (on ? 1.0f : 0.0f), "layer %d row %d unit %d", l, row, j);
+                t += on;
+            }
+            ck_assert_int_eq(t, n);
+            if (s->type == LATENT_CATEGORICAL)
+                ck_assert_int_eq(n, s->N);
+        }
+    }
+    stoch_layer cat = {LATENT_CATEGORICAL, 2, 3};
+    const float pn[6] = {0.2f, 0.5f, 0.3f, 0.1f, NAN, 0.7f};
+    int idx[2];
+    rng_t r;
+    rng_seed(&r, 3);
+    ck_assert_int_eq(stoch_sample_index(&cat, idx, pn, &r), -1);
+}
+END_TEST
+
 START_TEST(samplers_pass_nan_on)
 {
     stoch_layer cat = {LATENT_CATEGORICAL, 2, 3}, bern = {LATENT_BERNOULLI, 2, 1};
@@ -382,6 +433,7 @@ static Suite *stochastic_suite(void)
     tcase_add_test(tc, darn_categorical_k2_is_bernoulli);
     tcase_add_test(tc, score_add_formula);
     tcase_add_test(tc, sample_probs_law);
+    tcase_add_test(tc, sample_index_is_sample_probs);
     tcase_add_test(tc, samplers_pass_nan_on);
     tcase_add_test(tc, log_prob_formula);
     tcase_add_test(tc, nvil_statistics);

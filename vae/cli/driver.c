@@ -116,7 +116,8 @@ void driver_flag_table(const task_ops *ops, run_opts *o, void *t, flag_def *d)
         {"eval-images", FLAG_INT, &o->eval_images, "N", "test images used by evaluations"},
         {"log-every", FLAG_LONG, &o->log_every, "N", "log.csv row every N steps"},
         {"threads", FLAG_INT, &o->threads, "T",
-         "threads of the matrix products (OpenBLAS) and the optimizer (0: every core)"},
+         "threads of the matrix products (OpenBLAS), the optimizer and the importance-sampled "
+         "bound (0: every core)"},
         {"quiet", FLAG_BOOL, &o->quiet, NULL, "no progress output"},
         {"resume", FLAG_BOOL, &o->resume, NULL, "continue the run in --out from its model.ckpt, exactly"},
         {"force", FLAG_BOOL, &o->force, NULL, "replace a run already in --out"},

@@ -135,6 +135,7 @@ static int vae_setup(run *R, char *err)
         est_state_init(&v->es, &v->m, o->batch, &eo, err) != 0 ||
         eval_ws_init(&v->ev, &v->m, 1000, err) != 0)
         return -1;
+    v->ev.threads = R->threads;
     if (!(v->x = xcalloc((size_t)o->batch * v->cfg.D, sizeof(float), err, "batch")))
         return -1;
     R->params = v->m.params;

@@ -128,6 +128,7 @@ static int tool_load(const char *cmd, const tool_opts *t, tool_model *tm)
         free(*v);
         return 1;
     }
+    w->threads = driver_threads(t->threads);
     return 0;
 }
 
@@ -215,7 +216,8 @@ int cmd_eval(int argc, char **argv)
         {"iw-samples", FLAG_INT, &t.iw_samples, "S", "importance samples (0: ELBO only)"},
         {"images", FLAG_INT, &t.images, "N", "test images to score"},
         {"seed", FLAG_LONG, &t.seed, "N", "seed of the evaluation noise"},
-        {"threads", FLAG_INT, &t.threads, "T", "threads of the matrix products (0: every core)"},
+        {"threads", FLAG_INT, &t.threads, "T",
+         "threads of the matrix products and the importance-sampled bound (0: every core)"},
         {"tau", FLAG_DOUBLE, &t.tau, "T",
          "also the relaxed bound with the code relaxed at temperature T (0: skip)"},
         {NULL, 0, NULL, NULL, NULL},

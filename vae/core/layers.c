@@ -54,6 +54,16 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu)
 {
+    linear_backward_bias(db, dout, out, B, OC, relu);
+    /* dw[OC][C] += dout^T[OC][B] in[B][C] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
+                dw, C);
+    if (din)
+        linear_backward_input(din, dout, w, B, C, OC);
+}
+
+void linear_backward_bias(float *db, float *dout, const float *out, int B, int OC, int relu)
+{
     if (relu) {
         size_t n = (size_t)B * OC;
         for (size_t i = 0; i < n; i++)
@@ -65,11 +75,6 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
         for (int o = 0; o < OC; o++)
             db[o] += g[o];
     }
-    /* dw[OC][C] += dout^T[OC][B] in[B][C] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
-                dw, C);
-    if (din)
-        linear_backward_input(din, dout, w, B, C, OC);
 }
 
 void linear_backward_input(float *din, const float *dout, const float *w, int B, int C, int OC)
@@ -134,23 +139,13 @@ void linear_init_glorot(float *w, int C, int OC, rng_t *r)
 
 void bce_logits_forward(double *loss, const float *logits, const float *x, int B, int D)
 {
-    /* Sixteen independent float partial sums, one per vector lane, keep the
-     * loop vectorised without reassociating a single sum (which only
-     * -ffast-math would allow); the lanes are added in double. */
-    enum { LANES = 16 };
     for (int r = 0; r < B; r++) {
         const float *l = logits + (size_t)r * D, *t = x + (size_t)r * D;
-        float lane[LANES] = {0};
+        float lane[BCE_LANES] = {0};
         int d = 0;
-        for (; d + LANES <= D; d += LANES)
-            for (int j = 0; j < LANES; j++)
-                lane[j] += softplusf_stable(l[d + j]) - t[d + j] * l[d + j];
-        double total = 0.0;
-        for (; d < D; d++)
-            total += softplusf_stable(l[d]) - t[d] * l[d];
-        for (int j = 0; j < LANES; j++)
-            total += lane[j];
-        loss[r] = total;
+        for (; d + BCE_LANES <= D; d += BCE_LANES)
+            bce_lanes_add(lane, l + d, t + d);
+        loss[r] = bce_lanes_total(lane, l + d, t + d, D - d);
     }
 }
 

@@ -40,6 +40,10 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 void linear_backward(float *din, float *dw, float *db, float *dout, const float *out,
                      const float *in, const float *w, int B, int C, int OC, int relu);
 
+/* The first lines of linear_backward: dout masked where the ReLU's output
+ * is 0 (when relu is set), then db += its sum over the rows. */
+void linear_backward_bias(float *db, float *dout, const float *out, int B, int OC, int relu);
+
 /* din[B][C] = dout[B][OC] w[OC][C]: the input gradient alone (the third
  * line of linear_backward), for passes whose parameter gradients must not
  * count. */
@@ -164,6 +168,32 @@ static inline float sigmoidf_stable(float x)
     float e = exp_nonpos(-__builtin_fabsf(x));
     float inv = 1.0f / (1.0f + e);
     return x >= 0.0f ? inv : e * inv;
+}
+
+/* The Bernoulli likelihood's sum over pixels (bce_logits_forward, and the
+ * fused kernels of sparse.h): sixteen independent float partial sums, one
+ * per vector lane, keep the loop vectorised without reassociating a single
+ * sum (which only -ffast-math would allow); the lanes are added in double.
+ * Lane j takes the pixels d = j (mod 16) in increasing d: bce_lanes_add
+ * adds the block of 16 pixels l[0..16), t[0..16); bce_lanes_total adds the
+ * n pixels past the last whole block, then the lanes. */
+enum { BCE_LANES = 16 };
+
+static inline void bce_lanes_add(float *restrict lane, const float *restrict l,
+                                 const float *restrict t)
+{
+    for (int j = 0; j < BCE_LANES; j++)
+        lane[j] += softplusf_stable(l[j]) - t[j] * l[j];
+}
+
+static inline double bce_lanes_total(const float *lane, const float *l, const float *t, int n)
+{
+    double total = 0.0;
+    for (int d = 0; d < n; d++)
+        total += softplusf_stable(l[d]) - t[d] * l[d];
+    for (int j = 0; j < BCE_LANES; j++)
+        total += lane[j];
+    return total;
 }
 
 #endif

@@ -14,4 +14,9 @@
  * rest in the caller. */
 void par_ranges(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx), void *ctx);
 
+/* The same over [0, n) cut into min(threads, n) ranges of near-equal
+ * size, with no minimum: for loops of few, large items (the rows of a
+ * product, each hundreds of operations). */
+void par_split(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx), void *ctx);
+
 #endif

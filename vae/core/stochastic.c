@@ -125,17 +125,15 @@ void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, fl
         z[i] = bernoulli_bit(rng_uniformf_open(r), sigmoidf_stable(logits[i]));
 }
 
-/* One variable's one-hot draw from its K probabilities p and a uniform u. */
-static void sample_variable(float *z, const float *p, int K, float u)
+/* The class one variable draws from its K probabilities p and a uniform
+ * u through their cumulative sum; -1 for a NaN probability. */
+static int draw_class(const float *p, int K, float u)
 {
     float acc = 0.0f, total = 0.0f;
     for (int k = 0; k < K; k++)
         total += p[k];
-    if (total != total) {
-        for (int k = 0; k < K; k++)
-            z[k] = total;
-        return;
-    }
+    if (total != total)
+        return -1;
     int pick = K - 1;
     for (int k = 0; k < K - 1; k++) {
         acc += p[k];
@@ -148,8 +146,16 @@ static void sample_variable(float *z, const float *p, int K, float u)
      * with mass, never one of probability 0. */
     while (pick > 0 && p[pick] == 0.0f)
         pick--;
+    return pick;
+}
+
+/* One variable's one-hot draw from its K probabilities p and a uniform u;
+ * NaN in every class for a NaN probability. */
+static void sample_variable(float *z, const float *p, int K, float u)
+{
+    int pick = draw_class(p, K, u);
     for (int k = 0; k < K; k++)
-        z[k] = k == pick ? 1.0f : 0.0f;
+        z[k] = pick < 0 ? NAN : k == pick ? 1.0f : 0.0f;
 }
 
 void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r)
@@ -163,6 +169,25 @@ void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, r
     int K = s->K;
     for (long g = 0; g < (long)groups(s, R); g++)
         sample_variable(z + (size_t)g * K, p + (size_t)g * K, K, rng_uniformf_open(r));
+}
+
+int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r)
+{
+    int n = 0;
+    if (s->type == LATENT_BERNOULLI) {
+        for (int i = 0; i < s->N; i++)
+            if (rng_uniformf_open(r) < p[i])
+                idx[n++] = i;
+        return n;
+    }
+    int K = s->K;
+    for (int i = 0; i < s->N; i++) {
+        int pick = draw_class(p + (size_t)i * K, K, rng_uniformf_open(r));
+        if (pick < 0)
+            return -1;
+        idx[n++] = i * K + pick;
+    }
+    return n;
 }
 
 double stoch_log_prob(const stoch_layer *s, const float *logits, const float *logq,

@@ -87,6 +87,14 @@ void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, fl
  * probability 0), or u < p per unit.  A NaN probability gives a NaN sample
  * (in its whole variable), so that a diverged layer reaches the loss. */
 void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r);
+/* The same draw as stoch_sample_probs for one row (the same uniforms, in
+ * the same order), written as the units that are 1: their indices into
+ * idx (categorical: N of them, variable i's class k as i*K + k, in
+ * increasing i; Bernoulli: the units that are on, increasing), their
+ * count returned.  A product with z is then a sum over idx
+ * (linear_gather_forward).  Returns -1 for a NaN probability of a
+ * categorical variable; a NaN Bernoulli probability leaves its unit off. */
+int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r);
 /* log q(z) of one row's hard sample z, in double: the sum of logq over the
  * chosen classes (logq the log-softmax of the logits; logits unused), or
  * per unit -softplus(-l) for a 1 and -softplus(l) for a 0 (logq unused). */

@@ -6,6 +6,8 @@
 
 #include "estimator.h"
 #include "layers.h"
+#include "parallel.h"
+#include "sparse.h"
 #include "stochastic.h"
 #include "util.h"
 
@@ -13,12 +15,21 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
 {
     memset(w, 0, sizeof *w);
     w->rows = rows;
+    w->threads = 1;
     size_t R = (size_t)rows, n = R * vae_zdim(&m->cfg);
+    const linear_layer *L0 = &m->dec[0];
     if (vae_acts_init(&w->a, m, rows, err) != 0)
         return -1;
     ws_buf bufs[] = {
         WS_BUF(w->noise, n),  WS_BUF(w->z, n),        WS_BUF(w->logits_rep, n),
         WS_BUF(w->logw_max, R), WS_BUF(w->logw_sum, R),
+        WS_BUF(w->probs, n),  WS_BUF(w->ratio_unit, n), WS_BUF(w->ratio_base, R),
+        WS_BUF(w->idx, R * m->cfg.N), WS_BUF(w->nnz, R), WS_BUF(w->neg, R),
+        WS_BUF(w->unit_scratch, R * m->cfg.N), WS_BUF(w->bias_all, L0->out),
+        WS_BUF(w->rec, R),    WS_BUF(w->ratio, R),
+        WS_BUF(w->wt, m->ndec > 1 ? (size_t)L0->in * L0->out : 0),
+        WS_BUF(w->panels, m->ndec == 1 ? sparse_panels_size(L0->in, L0->out) : 0),
+        WS_BUF(w->lanes, R * 16),
     };
     if (!(w->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "evaluation buffers"))) {
         eval_ws_free(w);
@@ -76,25 +87,190 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
     elbo_pass(m, w, x, n, tau, r, out);
 }
 
-/* log q(z|x) - log p(z) of row z under the logits l (one example).  The
- * uniform prior is p(z) = K^-N (2^-N); a learned one is scored as q is,
- * log p(z) = sum over the chosen classes of log softmax(eta) (a->prior_logp
- * from vae_encode), or per unit log sigmoid(+-eta). */
-static double log_ratio(const vae_model *m, const vae_acts *a, const float *l,
-                        const float *logq, const float *z)
+/* Everything of log q(z|x) - log p(z) that the sample does not change, for
+ * each image g of the chunk: ratio_unit[g][j], what unit j adds when it is
+ * 1, and ratio_base[g], the log ratio of the code of all 0s, so that a
+ * sample's log ratio is ratio_base plus ratio_unit over its 1s.  A
+ * categorical code adds logq - logp of each chosen class (logp = -log K
+ * under the uniform prior; base 0); a Bernoulli unit's logs are the float
+ * softplus of stoch_log_prob, log q(1) = -softplus(-l), log q(0) =
+ * -softplus(l), and the prior's alike, all added in double. */
+static void iw_ratio_terms(const vae_model *m, eval_ws *w, int G)
 {
     const vae_config *c = &m->cfg;
-    stoch_layer code = vae_code(c);
-    double log_q = stoch_log_prob(&code, l, logq, z);
-    if (c->prior == VAE_PRIOR_LEARNED)
-        return log_q - stoch_log_prob(&code, vae_prior_logits(m), a->prior_logp, z);
-    return log_q + c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0);
+    int zdim = vae_zdim(c);
+    const float *logits = vae_logits(m, &w->a), *eta = vae_prior_logits(m);
+    for (int g = 0; g < G; g++) {
+        const float *l = logits + (size_t)g * zdim, *lq = w->a.logq + (size_t)g * zdim;
+        double *unit = w->ratio_unit + (size_t)g * zdim, base = 0.0;
+        for (int j = 0; j < zdim; j++) {
+            if (c->latent == LATENT_CATEGORICAL) {
+                unit[j] = (double)lq[j] -
+                          (eta ? (double)w->a.prior_logp[j] : -log((double)c->K));
+                continue;
+            }
+            double on = -(double)softplusf_stable(-l[j]), off = -(double)softplusf_stable(l[j]);
+            on -= eta ? -(double)softplusf_stable(-eta[j]) : -log(2.0);
+            off -= eta ? -(double)softplusf_stable(eta[j]) : -log(2.0);
+            base += off;
+            unit[j] = on - off;
+        }
+        w->ratio_base[g] = base;
+    }
+}
+
+/* One chunk of sample rows: row r is sample first_sample + r % per_image
+ * of image first_image + r / per_image (its pixels at x + (r / per_image)
+ * * D), drawn from its own stream, rng_fork(base, image * S + sample), so
+ * that what a row draws depends on neither the chunking nor the threads. */
+typedef struct {
+    const vae_model *m;
+    eval_ws *w;
+    const float *x;
+    int per_image, first_image, first_sample, S;
+    const rng_t *base;
+    int pass;        /* one of the passes below */
+} iw_rows;
+
+enum {
+    IW_DRAW,        /* the codes (idx, nnz, neg) and their log ratios */
+    IW_FUSED,       /* linear decoder: gather and likelihood in one (sparse_gather_bce_rows) */
+    IW_GATHER,      /* the first decoder layer by gathering, into a.dec[0] */
+    IW_LIKELIHOOD,  /* -log p(x|z) of the decoded pixel logits */
+};
+
+/* The n increasing units of idx (out of zdim) replaced by the others, in
+ * increasing order; returns their count.  scratch: [zdim]. */
+static int iw_complement(int *idx, int n, int zdim, int *scratch)
+{
+    int k = 0, t = 0;
+    for (int j = 0; j < zdim; j++) {
+        if (t < n && idx[t] == j)
+            t++;
+        else
+            scratch[k++] = j;
+    }
+    memcpy(idx, scratch, sizeof(int) * (size_t)k);
+    return k;
+}
+
+/* Row `row`'s code and log ratio.  A code with more 1s than 0s (Bernoulli)
+ * is kept as its 0s, neg set: the gather then starts from the output of
+ * all 1s and subtracts, fewer columns either way. */
+static void iw_draw_row(const iw_rows *c, size_t row, int *scratch)
+{
+    const vae_model *m = c->m;
+    eval_ws *w = c->w;
+    stoch_layer code = vae_code(&m->cfg);
+    int zdim = vae_zdim(&m->cfg), N = m->cfg.N;
+    size_t g = row / (size_t)c->per_image;
+    rng_t r;
+    rng_fork(c->base, (uint64_t)(c->first_image + g) * (uint64_t)c->S +
+                          (uint64_t)c->first_sample + row % (size_t)c->per_image, &r);
+    int *idx = w->idx + row * N;
+    int k = stoch_sample_index(&code, idx, w->probs + g * zdim, &r);
+    const double *unit = w->ratio_unit + g * zdim;
+    double ratio = w->ratio_base[g];
+    for (int t = 0; t < k; t++)
+        ratio += unit[idx[t]];
+    w->ratio[row] = k < 0 ? NAN : ratio;
+    w->nnz[row] = k < 0 ? 0 : k;
+    w->neg[row] = 2 * k > zdim;
+    if (w->neg[row])
+        w->nnz[row] = iw_complement(idx, k, zdim, scratch);
+}
+
+/* Rows [lo, hi) of the chunk through one pass. */
+static void iw_rows_range(size_t lo, size_t hi, void *ctx)
+{
+    const iw_rows *c = ctx;
+    const vae_model *m = c->m;
+    eval_ws *w = c->w;
+    int D = m->cfg.D, N = m->cfg.N;
+    const linear_layer *L0 = &m->dec[0];
+    const float *b0 = m->params + L0->b;
+    size_t per = (size_t)c->per_image;
+    if (c->pass == IW_DRAW) {
+        /* A range's own scratch: the rows' ranges never overlap. */
+        for (size_t row = lo; row < hi; row++)
+            iw_draw_row(c, row, w->unit_scratch + lo * N);
+        return;
+    }
+    if (c->pass == IW_FUSED) {
+        /* By runs of rows of one image. */
+        for (size_t row = lo; row < hi;) {
+            size_t end = (row / per + 1) * per < hi ? (row / per + 1) * per : hi;
+            sparse_gather_bce_rows(w->rec + row, w->panels, b0, w->bias_all, w->idx + row * N, N,
+                                   w->nnz + row, w->neg + row, (int)(end - row),
+                                   c->x + row / per * D, L0->in, D, w->lanes + row * 16);
+            row = end;
+        }
+        return;
+    }
+    for (size_t row = lo; row < hi; row++) {
+        if (c->pass == IW_GATHER)
+            sparse_gather_forward(w->a.dec[0] + row * L0->out, w->wt,
+                                  w->neg[row] ? w->bias_all : b0, w->idx + row * N, w->nnz[row],
+                                  L0->out, m->ndec > 1, w->neg[row]);
+        else
+            bce_logits_forward(&w->rec[row], w->a.dec[m->ndec - 1] + row * D,
+                               c->x + row / per * D, 1, D);
+    }
+}
+
+/* -log p(x|z) of the chunk's rows (drawn by IW_DRAW) into rec: the
+ * decoder's first layer as a sum of the columns the codes pick when their
+ * measured density makes that pay (the rest of a deep decoder by sgemm),
+ * else the codes written out and decoded by sgemm; also then when the
+ * first weight holds a NaN, so that it shows in the figure. */
+static void iw_decode(eval_ws *w, iw_rows *job, int rows)
+{
+    const vae_model *m = job->m;
+    int zdim = vae_zdim(&m->cfg), N = m->cfg.N;
+    size_t nnz = 0;
+    for (int row = 0; row < rows; row++)
+        nnz += (size_t)w->nnz[row];
+    const linear_layer *L0 = &m->dec[0];
+    if (sparse_pays(nnz, (size_t)rows * zdim) &&
+        sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out)) {
+        if (m->ndec == 1) {
+            job->pass = IW_FUSED;
+            par_split((size_t)rows, w->threads, iw_rows_range, job);
+            return;
+        }
+        job->pass = IW_GATHER;
+        par_split((size_t)rows, w->threads, iw_rows_range, job);
+        mlp_forward(m->dec + 1, m->ndec - 1, MLP_RELU, m->params, w->a.dec + 1, w->a.dec[0],
+                    rows);
+    } else {
+        for (int row = 0; row < rows; row++) {
+            float *z = w->z + (size_t)row * zdim;
+            for (int j = 0; j < zdim; j++)
+                z[j] = w->neg[row] ? 1.0f : 0.0f;
+            for (int t = 0; t < w->nnz[row]; t++)
+                z[w->idx[(size_t)row * N + t]] = w->neg[row] ? 0.0f : 1.0f;
+        }
+        vae_decode(m, &w->a, w->z, rows);
+    }
+    job->pass = IW_LIKELIHOOD;
+    par_split((size_t)rows, w->threads, iw_rows_range, job);
 }
 
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r)
 {
     const vae_config *c = &m->cfg;
-    int D = c->D, zdim = vae_zdim(c);
+    stoch_layer code = vae_code(c);
+    int D = c->D;
+    const linear_layer *L0 = &m->dec[0];
+    if (m->ndec == 1)
+        sparse_panels(w->panels, m->params + L0->w, L0->in, L0->out);
+    else
+        sparse_transpose(w->wt, m->params + L0->w, L0->in, L0->out);
+    sparse_bias_all(w->bias_all, m->params + L0->w, m->params + L0->b, L0->in, L0->out);
+    /* Every row's stream forks from base; r moves on, so that the next
+     * call draws afresh. */
+    rng_t base = *r;
+    rng_next(r);
     /* Images per chunk when all S samples of an image fit in one chunk;
      * otherwise one image at a time, its samples spread over chunks. */
     int per = S <= w->rows ? w->rows / S : 1;
@@ -102,10 +278,11 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
     for (int start = 0; start < n; start += per) {
         int G = n - start < per ? n - start : per;
         const float *xb = x + (size_t)start * D;
-        /* The decoder below leaves the encoder's outputs (logits, log q)
-         * alone, so they are read in place. */
+        /* The encoder runs once per image, and what q and p give the log
+         * ratio once; the decoder below leaves both alone. */
         vae_encode(m, &w->a, xb, G);
-        const float *logits = vae_logits(m, &w->a);
+        stoch_probs_forward(&code, w->probs, vae_logits(m, &w->a), G, 1.0f);
+        iw_ratio_terms(m, w, G);
         for (int g = 0; g < G; g++) {
             w->logw_max[g] = -INFINITY;
             w->logw_sum[g] = 0.0;
@@ -115,20 +292,12 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
             if (chunk * G > w->rows)
                 chunk = w->rows / G;
             int rows = chunk * G;
-            for (int row = 0; row < rows; row++)
-                memcpy(w->logits_rep + (size_t)row * zdim, logits + (size_t)(row / chunk) * zdim,
-                       sizeof(float) * zdim);
-            est_sample_hard(c, w->logits_rep, rows, w->noise, w->z, r);
-            vae_decode(m, &w->a, w->z, rows);
-            const float *xl = w->a.dec[m->ndec - 1];
+            iw_rows job = {m, w, xb, chunk, start, done, S, &base, IW_DRAW};
+            par_split((size_t)rows, w->threads, iw_rows_range, &job);
+            iw_decode(w, &job, rows);
             for (int row = 0; row < rows; row++) {
                 int g = row / chunk;
-                double rec;
-                bce_logits_forward(&rec, xl + (size_t)row * D, xb + (size_t)g * D, 1, D);
-                double lw = -rec - log_ratio(m, &w->a, logits + (size_t)g * zdim,
-                                             w->a.logq + (size_t)g * zdim,
-                                             w->z + (size_t)row * zdim);
-                lse_push(&w->logw_max[g], &w->logw_sum[g], lw);
+                lse_push(&w->logw_max[g], &w->logw_sum[g], -w->rec[row] - w->ratio[row]);
             }
             done += chunk;
         }

@@ -13,14 +13,32 @@ typedef struct {
 } elbo_result;
 
 /* Evaluation workspace: activations and buffers for `rows` decoder rows (R);
- * the buffers below share one block. */
+ * the buffers below share one block.  The importance-sampled bound draws
+ * its codes as the indices of their 1s and decodes them by gathering
+ * columns of the decoder's first weight (sparse.h), where the code's
+ * measured density makes that pay; its per-row work is split over
+ * `threads` threads, with results that do not depend on their number. */
 typedef struct {
     int rows;
+    int threads;               /* 1 after eval_ws_init; the caller may raise it */
     vae_acts a;
     float *noise;              /* [R][zdim] noise of the samples */
     float *z;                  /* [R][zdim] the codes decoded */
-    float *logits_rep;         /* [R][zdim] logits, one copy per sample row */
+    float *logits_rep;         /* [R][zdim] logits, one copy per row (gsvae sample's prior) */
     double *logw_max, *logw_sum;  /* [R] running log-sum-exp of each image's weights */
+    float *probs;              /* [R][zdim] q(z|x) of each image of a chunk */
+    double *ratio_unit;        /* [R][zdim] log q - log p added by each unit that is 1 */
+    double *ratio_base;        /* [R] log q - log p of the code of all 0s (Bernoulli), 0 */
+    int *idx, *nnz;            /* [R][N], [R]: the units that are 1 in each sample row, or
+                                  where neg is set the units that are 0 */
+    unsigned char *neg;        /* [R] */
+    int *unit_scratch;         /* [R][N] */
+    float *bias_all;           /* [first decoder layer's out]: sparse_bias_all */
+    double *rec, *ratio;       /* [R] each sample row's -log p(x|z), log q(z|x) - log p(z) */
+    float *wt;                 /* [zdim][first decoder layer's out]: its weight transposed
+                                  (deep decoder) */
+    float *panels;             /* the same in panels (linear decoder; linear_panels) */
+    float *lanes;              /* [R][16] scratch of sparse_gather_bce_rows */
     void *block;
 } eval_ws;
 
@@ -39,7 +57,10 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
  * -log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x), a log-sum-exp kept stable
  * with a running maximum, p(z) the model's prior (uniform or learned).  In
  * expectation an upper bound on -log p(x) that falls to it as S grows
- * (Burda et al. 2016).  Returns the mean over the n images. */
+ * (Burda et al. 2016).  Returns the mean over the n images.  Each sample
+ * row draws from its own stream, forked from r by (image, sample), and r
+ * moves on by one draw; so the figure does not depend on w->threads, and
+ * on w->rows only through the rounding of the encoder's sgemm. */
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "sparse.h"
 #include "util.h"
 
 int vae_prior_parse(const char *s, vae_prior *out)
@@ -183,13 +184,18 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
     for (int i = 0; i < m->nenc; i++)
         widest = m->enc[i].out > widest ? m->enc[i].out : widest;
     int prior_logp = m->cfg.prior == VAE_PRIOR_LEARNED && m->cfg.latent == LATENT_CATEGORICAL;
-    enum { FIXED = 9 };
+    size_t D = (size_t)m->cfg.D, first = (size_t)m->enc[0].out;
+    enum { FIXED = 15 };
     ws_buf bufs[FIXED + 2 * (VAE_MAX_HIDDEN + 1)] = {
         WS_BUF(a->logq, B * zdim),     WS_BUF(a->z, B * zdim),
         WS_BUF(a->dz, B * zdim),       WS_BUF(a->dlogits, B * zdim),
         WS_BUF(a->grad_a, B * widest), WS_BUF(a->grad_b, B * widest),
         WS_BUF(a->recon, B),           WS_BUF(a->kl, B),
         WS_BUF(a->prior_logp, prior_logp ? (size_t)zdim : 0),
+        WS_BUF(a->in_idx, B * D),      WS_BUF(a->in_nnz, B),
+        WS_BUF(a->in_val, B * D),      WS_BUF(a->enc_wt, D * first),
+        WS_BUF(a->enc_dwt, D * first),
+        WS_BUF(a->enc_dfirst, m->nenc > 1 ? B * first : 0),
     };
     /* Layers past nenc (ndec) get no buffer: their pointers stay NULL. */
     for (int i = 0; i <= VAE_MAX_HIDDEN; i++) {
@@ -208,7 +214,18 @@ void vae_acts_free(vae_acts *a)
 
 void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
 {
-    mlp_forward(m->enc, m->nenc, MLP_RELU, m->params, a->enc, x, B);
+    const linear_layer *L0 = &m->enc[0];
+    size_t nnz = sparse_rows(a->in_idx, a->in_val, a->in_nnz, x, B, L0->in);
+    a->in_sparse = sparse_pays(nnz, (size_t)B * L0->in) &&
+                   sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out);
+    if (a->in_sparse) {
+        sparse_transpose(a->enc_wt, m->params + L0->w, L0->in, L0->out);
+        sparse_linear_forward(a->enc[0], a->enc_wt, m->params + L0->b, a->in_idx, a->in_val,
+                              a->in_nnz, B, L0->in, L0->out, m->nenc > 1);
+        mlp_forward(m->enc + 1, m->nenc - 1, MLP_RELU, m->params, a->enc + 1, a->enc[0], B);
+    } else {
+        mlp_forward(m->enc, m->nenc, MLP_RELU, m->params, a->enc, x, B);
+    }
     float *logits = a->enc[m->nenc - 1];
     if (m->logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
@@ -303,6 +320,21 @@ void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)
     if (m->logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)B * vae_zdim(&m->cfg); i++)
             a->dlogits[i] *= m->logit_scale;
-    mlp_backward(m->enc, m->nenc, MLP_RELU, m->params, m->grads, a->enc, x, a->dlogits, NULL,
-                 a->grad_a, a->grad_b, B);
+    if (!a->in_sparse) {
+        mlp_backward(m->enc, m->nenc, MLP_RELU, m->params, m->grads, a->enc, x, a->dlogits, NULL,
+                     a->grad_a, a->grad_b, B);
+        return;
+    }
+    /* The layers above the first as mlp_backward does them, then the
+     * first's bias and, over the nonzero pixels, its weight. */
+    const linear_layer *L0 = &m->enc[0];
+    float *d0 = a->dlogits;
+    if (m->nenc > 1) {
+        d0 = a->enc_dfirst;
+        mlp_backward(m->enc + 1, m->nenc - 1, MLP_RELU, m->params, m->grads, a->enc + 1,
+                     a->enc[0], a->dlogits, d0, a->grad_a, a->grad_b, B);
+    }
+    linear_backward_bias(m->grads + L0->b, d0, a->enc[0], B, L0->out, m->nenc > 1);
+    sparse_linear_backward_weights(m->grads + L0->w, a->enc_dwt, d0, a->in_idx, a->in_val,
+                                   a->in_nnz, B, L0->in, L0->out);
 }

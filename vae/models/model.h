@@ -97,6 +97,15 @@ typedef struct {
     float *dlogits;                  /* [B][zdim] gradient at the encoder's output */
     float *grad_a, *grad_b;          /* [B][widest layer] backward scratch */
     double *recon, *kl;              /* [B] per example, nats */
+    /* The encoder's first layer over the nonzero pixels (sparse.h), taken
+     * when the batch's measured density makes it pay: */
+    int in_sparse;                   /* whether the last vae_encode took it */
+    int *in_idx, *in_nnz;            /* [B][D], [B]: the nonzero pixels of each row */
+    float *in_val;                   /* [B][D] their values */
+    float *enc_wt, *enc_dwt;         /* [D][enc[0].out]: the weight transposed, and
+                                        its gradient's scratch */
+    float *enc_dfirst;               /* [B][enc[0].out] gradient at the first layer's output
+                                        (deep encoder) */
     void *block;                     /* the one allocation behind every buffer */
 } vae_acts;
 
@@ -110,6 +119,9 @@ void vae_acts_free(vae_acts *a);
  * categorical latents, a->logq; under a learned categorical prior also
  * a->prior_logp, so that whatever has encoded a batch can score log p(z). */
 void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B);
+/* (The first layer runs over the pixels that are not 0 when at most
+ * SPARSE_MAX_DENSITY of the batch's are: the same sums in another order,
+ * sparse.h; its weight gradient in vae_encode_backward likewise.) */
 static inline float *vae_logits(const vae_model *m, vae_acts *a)
 {
     return a->enc[m->nenc - 1];
