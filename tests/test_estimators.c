@@ -481,6 +481,42 @@ START_TEST(sf_unbiased)
 }
 END_TEST
 
+/* ARM and DisARM (Bernoulli codes only): unbiased; DisARM, ARM with u
+ * integrated out given the pair, has the smaller total variance (Dong et
+ * al. 2020 prove it per coordinate). */
+START_TEST(arm_disarm_unbiased)
+{
+    double arm = check_unbiased(LATENT_BERNOULLI, "arm", EST_BASELINE_NONE);
+    double disarm = check_unbiased(LATENT_BERNOULLI, "disarm", EST_BASELINE_NONE);
+    ck_assert_msg(disarm < arm, "disarm variance %g >= arm %g", disarm, arm);
+}
+END_TEST
+
+/* ARM and DisARM are defined for Bernoulli codes only: est_check refuses
+ * them on a categorical code with one line, and accepts them on bits. */
+START_TEST(arm_refused_on_categorical)
+{
+    char err[ERR_LEN] = "";
+    vae_config cat = {.latent = LATENT_CATEGORICAL, .N = 2, .K = 3, .D = D, .nhidden = 1,
+                      .hidden = {H}};
+    vae_config bits = {.latent = LATENT_BERNOULLI, .N = 3, .K = 1, .D = D, .nhidden = 1,
+                       .hidden = {H}};
+    const char *names[] = {"arm", "disarm"};
+    for (int i = 0; i < 2; i++) {
+        const estimator *e = estimator_find(names[i]);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(est_check(e, &bits, err), 0);
+        ck_assert_int_eq(est_check(e, &cat, err), -1);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "--estimator '%s': defined for Bernoulli latents only, not categorical ones",
+                 names[i]);
+        ck_assert_str_eq(err, want);
+    }
+    ck_assert_int_eq(est_check(estimator_find("sf"), &cat, err), 0);
+}
+END_TEST
+
 START_TEST(muprop_unbiased)
 {
     latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
@@ -560,14 +596,15 @@ END_TEST
 
 /* One draw of estimator `name`; then rebuild d/dlogits from its sample (or
  * noise) in double and compare. */
-static void check_formula(latent_type lt, const char *name, float tau)
+static void check_formula_draw(latent_type lt, const char *name, float tau, int draw)
 {
     fixture f;
     fixture_init(&f, lt, EST_BASELINE_NONE);
     const vae_config *cfg = &f.m.cfg;
     int zdim = f.zdim, K = cfg->K;
     est_ctx c = fixture_ctx(&f, tau);
-    estimator_find(name)->run(&c);
+    for (int d = 0; d <= draw; d++)
+        estimator_find(name)->run(&c);
     double l[B * MAXZ], want[B * MAXZ], recon[B];
     logits_double(&f, l);
     for (int b = 0; b < B; b++) {
@@ -601,6 +638,10 @@ static void check_formula(latent_type lt, const char *name, float tau)
                         ck_assert(z[i * K + k] == (k == best ? 1.0 : 0.0));
                 }
             }
+        } else if (!strcmp(name, "arm") || !strcmp(name, "disarm")) {
+            /* The pair from the estimator's own uniforms: z = 1[u < q]. */
+            for (int j = 0; j < zdim; j++)
+                ck_assert(z[j] == (est_last_noise(&f.s)[b * zdim + j] < (float)q[j] ? 1.0 : 0.0));
         } else {
             /* A hard code: one-hot per variable, or bits. */
             for (int i = 0; i < cfg->N; i++) {
@@ -651,6 +692,22 @@ static void check_formula(latent_type lt, const char *name, float tau)
             ref_probs_backward(cfg, q, dbar, 1.0, w);
             for (int j = 0; j < zdim; j++)
                 w[j] += r / B * (z[j] - q[j]);
+        } else if (!strcmp(name, "arm") || !strcmp(name, "disarm")) {
+            const float *u = est_last_noise(&f.s) + b * zdim;
+            double zt[MAXZ];
+            for (int j = 0; j < zdim; j++)
+                zt[j] = 1.0f - u[j] < (float)q[j] ? 1.0 : 0.0;
+            double df = recon[b] - ref_decode(&f.m, NULL, zt, f.x + b * D, NULL);
+            for (int j = 0; j < zdim; j++) {
+                if (!strcmp(name, "arm"))
+                    /* (f(zt) - f(z)) (u - 1/2) */
+                    w[j] = -df * (u[j] - 0.5) / B;
+                else
+                    /* (f(z) - f(zt))/2 (-1)^zt 1[z != zt] sigmoid(|l|) */
+                    w[j] = z[j] == zt[j] ? 0.0
+                                         : df / 2 * (zt[j] ? -1.0 : 1.0) *
+                                               sigmoid_ref(fabs(lb[j])) / B;
+            }
         } else {
             ck_abort_msg("no formula for %s", name);
         }
@@ -662,6 +719,12 @@ static void check_formula(latent_type lt, const char *name, float tau)
         ck_assert_msg(fabs(f.a.recon[b] - recon[b]) <= 1e-5 * fabs(recon[b]),
                       "%s recon[%d] %.9g, reference %.9g", name, b, f.a.recon[b], recon[b]);
     fixture_free(&f);
+}
+
+/* The first draw of a fresh fixture. */
+static void check_formula(latent_type lt, const char *name, float tau)
+{
+    check_formula_draw(lt, name, tau, 0);
 }
 
 static const char *const formula_names[] = {"st", "annealed-st", "darn", "gumbel",
@@ -680,6 +743,11 @@ START_TEST(formulas_bernoulli)
     for (size_t i = 0; i < sizeof formula_names / sizeof *formula_names; i++)
         for (int t = 0; t < 2; t++)
             check_formula(LATENT_BERNOULLI, formula_names[i], t ? 0.4f : 1.0f);
+    /* Several draws, so that pairs with and without differing bits occur. */
+    for (int d = 0; d < 5; d++) {
+        check_formula_draw(LATENT_BERNOULLI, "arm", 1.0f, d);
+        check_formula_draw(LATENT_BERNOULLI, "disarm", 1.0f, d);
+    }
 }
 END_TEST
 
@@ -888,7 +956,7 @@ START_TEST(e2e_bernoulli)
 {
     const char *tmp = testutil_tmpdir();
     double start = start_loss(tmp, "bernoulli");
-    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st"};
+    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "bernoulli", names[i], "", start);
 }
@@ -971,7 +1039,16 @@ START_TEST(e2e_refusals_and_gradvar)
         snprintf(line, sizeof line, "\n  %s ", name);
         ck_assert_msg(testutil_contains(out, line), "train --help lacks %s", name);
     }
-    /* gradvar on a tiny model: one finite CSV row per estimator. */
+    /* arm on the default categorical code: refused before any work. */
+    snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never --estimator arm --quiet",
+             testutil_bin(), testutil_data_dir(), tmp);
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 2 && testutil_contains(errb, "--estimator 'arm': defined for Bernoulli "
+                                                     "latents only, not categorical ones"),
+                  "rc %d, stderr: %s", rc, errb);
+    ck_assert_ptr_null(read_text(testutil_path(tmp, "never/log.csv")));
+    /* gradvar on a tiny model: one finite CSV row per estimator defined for
+     * its code. */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent 2x3 --hidden 8 --batch 5 --samples 50 --warmup 20 --csv",
              testutil_bin(), testutil_data_dir());
@@ -982,9 +1059,29 @@ START_TEST(e2e_refusals_and_gradvar)
         char line[64];
         const char *name = stoch_estimator_name(e->id);
         snprintf(line, sizeof line, "\n%s,", name);
-        ck_assert_msg(testutil_contains(out, line), "gradvar lacks %s:\n%s", name, out);
+        int defined = stoch_estimator_defined(e->id, LATENT_CATEGORICAL);
+        ck_assert_msg(!testutil_contains(out, line) == !defined, "gradvar %s %s:\n%s",
+                      defined ? "lacks" : "runs", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
+    /* The Bernoulli-only estimators on 3 bits, beside exact. */
+    snprintf(cmd, sizeof cmd,
+             "%s gradvar --data %s --latent-type bernoulli --latent 3 --hidden 8 --batch 5 "
+             "--samples 50 --csv --estimators exact,arm,disarm",
+             testutil_bin(), testutil_data_dir());
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
+    ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
+    ck_assert_msg(testutil_contains(out, "\narm,bernoulli,3,8,5,50,encoder,") &&
+                      testutil_contains(out, "\ndisarm,bernoulli,3,8,5,50,encoder,"),
+                  "%s", out);
+    /* ... and refused by name on a categorical code. */
+    snprintf(cmd, sizeof cmd,
+             "%s gradvar --data %s --latent 2x3 --hidden 8 --batch 2 --samples 2 --estimators disarm",
+             testutil_bin(), testutil_data_dir());
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc != 0 && testutil_contains(errb, "'disarm': defined for Bernoulli"),
+                  "rc %d, stderr: %s", rc, errb);
     /* exact asked for on a code too large to enumerate. */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent 20x10 --hidden 8 --batch 2 --samples 2 --estimators sf,exact",
@@ -1004,6 +1101,8 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, exact_limits);
     tcase_add_loop_test(tc, sf_unbiased, 0, 2);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 2);
+    tcase_add_test(tc, arm_disarm_unbiased);
+    tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
     tcase_add_loop_test(tc, unbiased_while_learning, 0, 2);
     tcase_add_test(tc, formulas_categorical);

@@ -356,7 +356,7 @@ START_TEST(estimator_list)
         ck_assert_int_eq(back, e);
         const char *help = stoch_estimator_help((stoch_estimator)e);
         ck_assert(help[0] && !strchr(help, '\n'));
-        ck_assert_int_eq(stoch_estimator_check((stoch_estimator)e, STOCH_ALL_ESTIMATORS, "x", NULL),
+        ck_assert_int_eq(stoch_estimator_check((stoch_estimator)e, STOCH_ALL_ESTIMATORS, "x", LATENT_BERNOULLI, NULL),
                          0);
     }
     stoch_estimator out = STOCH_SF;
@@ -364,8 +364,8 @@ START_TEST(estimator_list)
     ck_assert_int_eq(out, STOCH_SF);
     char err[ERR_LEN] = "";
     unsigned some = (1u << STOCH_GUMBEL) | (1u << STOCH_EXACT);
-    ck_assert_int_eq(stoch_estimator_check(STOCH_SF, some, "semisup", err), -1);
-    ck_assert_msg(!strcmp(err, "--estimator 'sf': not available for the semisup task (gumbel, "
+    ck_assert_int_eq(stoch_estimator_check(STOCH_SF, some, "semisup", LATENT_CATEGORICAL, err), -1);
+    ck_assert_msg(!strcmp(err, "--estimator 'sf': not implemented for the semisup task (gumbel, "
                                "exact)"),
                   "%s", err);
 }

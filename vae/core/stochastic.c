@@ -217,6 +217,49 @@ void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, c
     }
 }
 
+/* ---- antithetic pairs of Bernoulli units ---- */
+
+void stoch_antithetic_pair(const stoch_layer *s, float *b, float *bt, float *u, const float *p,
+                           int R, rng_t *r)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    size_t n = units(s, R);
+    for (size_t i = 0; i < n; i++) {
+        u[i] = rng_uniformf_open(r);
+        b[i] = bernoulli_bit(u[i], p[i]);
+        bt[i] = bernoulli_bit(1.0f - u[i], p[i]);
+    }
+}
+
+void stoch_arm_backward(const stoch_layer *s, float *dlogits, const float *u, const double *df,
+                        int R, float scale)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    int N = s->N;
+    for (int r = 0; r < R; r++) {
+        float w = (float)(scale * df[r]);
+        for (int j = 0; j < N; j++)
+            dlogits[(size_t)r * N + j] = w * (0.5f - u[(size_t)r * N + j]);
+    }
+}
+
+void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b, const float *bt,
+                           const float *p, const double *df, int R, float scale)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    int N = s->N;
+    for (int r = 0; r < R; r++) {
+        float w = (float)(0.5 * scale * df[r]);
+        for (int j = 0; j < N; j++) {
+            size_t i = (size_t)r * N + j;
+            /* b != bt only where one bit is 1: (-1)^bt is then -1 for
+             * (b, bt) = (0, 1) and +1 for (1, 0), i.e. b - bt. */
+            float sign = b[i] - bt[i];
+            dlogits[i] = sign == 0.0f ? 0.0f : w * sign * fmaxf(p[i], 1.0f - p[i]);
+        }
+    }
+}
+
 double stoch_nvil_offset(const stoch_nvil *s)
 {
     return s->seen ? s->mean : 0.0;
@@ -252,31 +295,42 @@ double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int froz
 
 /* ---- the one list of estimators ---- */
 
+/* Latent types an estimator is defined for: a mask of 1u << latent_type. */
+#define BOTH ((1u << LATENT_CATEGORICAL) | (1u << LATENT_BERNOULLI))
+#define BERNOULLI_ONLY (1u << LATENT_BERNOULLI)
+
 static const struct {
     const char *name, *help;
+    unsigned latents;
 } estimators[STOCH_NESTIMATORS] = {
     [STOCH_GUMBEL] = {"gumbel", "Gumbel-Softmax (Concrete; Binary Concrete for Bernoulli "
                                 "units) relaxation; pathwise gradient through the soft sample "
-                                "at temperature tau"},
+                                "at temperature tau", BOTH},
     [STOCH_ST_GUMBEL] = {"st-gumbel", "straight-through Gumbel-Softmax: the one-hot argmax of "
                                       "the relaxed sample forward, the relaxed sample's gradient "
-                                      "backward (VAE alias --hard)"},
+                                      "backward (VAE alias --hard)", BOTH},
     [STOCH_SF] = {"sf", "score function (REINFORCE), (f(z) - baseline) dlog q(z); --baseline: "
                         "NVIL moving average (decay 0.8) [VAE: + MLP on x, 100 tanh], "
-                        "variance-normalised"},
+                        "variance-normalised", BOTH},
     [STOCH_DARN] = {"darn", "DARN (Gregor et al. 2014): signal f'(z)(z - 1/2) per unit "
                             "(categorical: f'(z).(z - 1/K) per variable) times dlog q; no "
-                            "correction term, so biased"},
+                            "correction term, so biased", BOTH},
     [STOCH_MUPROP] = {"muprop", "MuProp (Gu et al. 2016): score function minus the first-order "
                                 "Taylor control variate at the mean-field point, plus its "
-                                "analytic mean; --baseline centres the residual"},
+                                "analytic mean; --baseline centres the residual", BOTH},
     [STOCH_ST] = {"st", "straight-through: hard sample forward, d softmax(l)/dl backward "
-                        "(Bernoulli: d sigmoid(l)/dl)"},
+                        "(Bernoulli: d sigmoid(l)/dl)", BOTH},
     [STOCH_ANNEALED_ST] = {"annealed-st", "slope-annealed straight-through (Chung et al. 2016): "
                                           "as st with backward d softmax(l/tau)/dl, slope 1/tau "
-                                          "from the tau schedule"},
+                                          "from the tau schedule", BOTH},
     [STOCH_EXACT] = {"exact", "exact expectation: the sum over every value of the discrete "
-                              "variable (VAE: all K^N or 2^N codes, at most 65536)"},
+                              "variable (VAE: all K^N or 2^N codes, at most 65536)", BOTH},
+    [STOCH_ARM] = {"arm", "ARM (Yin & Zhou 2019), Bernoulli only: u ~ U(0,1), (f(1[u > "
+                          "sigmoid(-l)]) - f(1[u < sigmoid(l)])) (u - 1/2); two decoder passes, "
+                          "unbiased", BERNOULLI_ONLY},
+    [STOCH_DISARM] = {"disarm", "DisARM (Dong et al. 2020), Bernoulli only: ARM's antithetic "
+                                "pair with u integrated out, (f(b) - f(b~))/2 (-1)^b~ [b != b~] "
+                                "sigmoid(|l|); unbiased", BERNOULLI_ONLY},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)
@@ -301,9 +355,19 @@ const char *stoch_estimator_help(stoch_estimator e)
     return estimators[e].help;
 }
 
-int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err)
+int stoch_estimator_defined(stoch_estimator e, latent_type t)
 {
     assert(e >= 0 && e < STOCH_NESTIMATORS);
+    return (estimators[e].latents >> t) & 1u;
+}
+
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task,
+                          latent_type t, char *err)
+{
+    assert(e >= 0 && e < STOCH_NESTIMATORS);
+    if (!stoch_estimator_defined(e, t))
+        return errf(err, "--estimator '%s': defined for Bernoulli latents only, not %s ones",
+                    estimators[e].name, stoch_latent_name(t));
     if (supported & (1u << e))
         return 0;
     char list[256] = "";
@@ -312,6 +376,6 @@ int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *tas
         if (supported & (1u << i))
             used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
                                      estimators[i].name);
-    return errf(err, "--estimator '%s': not available for the %s task (%s)", estimators[e].name,
+    return errf(err, "--estimator '%s': not implemented for the %s task (%s)", estimators[e].name,
                 task, list);
 }

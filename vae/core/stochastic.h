@@ -108,6 +108,28 @@ void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                          const float *dz, int R);
 
+/* ---- antithetic pairs of Bernoulli units (ARM, DisARM) ---- */
+
+/* One uniform u per unit (R rows of N units, into u) and the antithetic
+ * pair it gives: b = 1[u < p] and bt = 1[1 - u < p], both true samples of
+ * the units with probabilities p (a NaN p gives NaN bits).  Bernoulli
+ * layers only. */
+void stoch_antithetic_pair(const stoch_layer *s, float *b, float *bt, float *u, const float *p,
+                           int R, rng_t *r);
+/* ARM (Yin & Zhou 2019, Theorem 1 and its multivariate form): with
+ * df[r] = f(b) - f(bt) of row r's pair, dlogits = scale * df (1/2 - u) per
+ * unit, i.e. (f(1[u > sigmoid(-l)]) - f(1[u < sigmoid(l)])) (u - 1/2)
+ * (overwrites).  Unbiased for d E[f] / dl. */
+void stoch_arm_backward(const stoch_layer *s, float *dlogits, const float *u, const double *df,
+                        int R, float scale);
+/* DisARM (Dong, Mnih & Tucker 2020, the DisARM estimator and its
+ * multivariate form): ARM with u integrated out given the pair,
+ * dlogits = scale * df / 2 * (-1)^bt 1[b != bt] sigmoid(|l|) per unit,
+ * sigmoid(|l|) = max(p, 1 - p), df[r] = f(b) - f(bt) (overwrites).
+ * Unbiased, with variance at most ARM's. */
+void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b, const float *bt,
+                           const float *p, const double *df, int R, float scale);
+
 /* NVIL's centring of a learning signal (Mnih & Gregor 2014, Sec. 3.3): the
  * running mean and variance of the signal's batch mean and variance, as
  * exponential moving averages with alpha = STOCH_NVIL_DECAY. */
@@ -143,19 +165,29 @@ typedef enum {
     STOCH_ST,
     STOCH_ANNEALED_ST,
     STOCH_EXACT,
+    STOCH_ARM,
+    STOCH_DISARM,
     STOCH_NESTIMATORS
 } stoch_estimator;
 
 #define STOCH_ALL_ESTIMATORS ((1u << STOCH_NESTIMATORS) - 1)
+/* The estimators of the list before ARM and DisARM (every latent type). */
+#define STOCH_CLASSIC_ESTIMATORS ((1u << STOCH_ARM) - 1)
 
 /* The --estimator name into *out; -1 (out untouched) if unknown. */
 int stoch_estimator_parse(const char *name, stoch_estimator *out);
 /* Its name and its one line of --help; e must be a listed estimator. */
 const char *stoch_estimator_name(stoch_estimator e);
 const char *stoch_estimator_help(stoch_estimator e);
-/* 0 when e is in `supported`; else -1 and one line into err naming the
- * flag, e.g. "--estimator 'exact': not available for the sbn task (gumbel,
+/* Whether estimator e is defined for latents of type t (ARM and DisARM
+ * are for Bernoulli units only). */
+int stoch_estimator_defined(stoch_estimator e, latent_type t);
+/* 0 when e is defined for latents of type t and in `supported` (what the
+ * task implements); else -1 and one line into err naming the flag, e.g.
+ * "--estimator 'arm': defined for Bernoulli latents only, not categorical
+ * ones" or "--estimator 'exact': not implemented for the sbn task (gumbel,
  * st-gumbel, sf, darn, muprop, st, annealed-st)". */
-int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err);
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task,
+                          latent_type t, char *err);
 
 #endif

@@ -18,7 +18,9 @@ struct est_scratch {
     float *noise;         /* [B][Z] noise of the last relaxed or Gumbel-Max sample */
     float *soft;          /* [B][Z] the relaxed sample (annealed-st: q at slope 1/tau) */
     double *signal;       /* [B] the learning signal per example */
-    double *fbar;         /* [B] f at the mean-field point (muprop) */
+    double *fbar;         /* [B] f at the mean-field point (muprop), at the
+                           * antithetic partner bt (arm, disarm) */
+    float *zpair;         /* [B][Z] the antithetic partner bt (arm, disarm) */
     float *zbar;          /* [B][Z] the mean-field point q */
     float *dzbar;         /* [B][Z] f'(zbar) per example */
     float *grad_discard;  /* [nparams] parameter gradients of passes that must not count */
@@ -332,6 +334,57 @@ static void run_annealed_st(est_ctx *c)
     probs_backward(c, pt, c->a->dz, c->tau);
 }
 
+/* The antithetic pair of ARM and DisARM for Bernoulli codes: one uniform
+ * u per unit (into noise), b = 1[u < q] into a->z and bt = 1[1 - u < q]
+ * into zpair, both decoded; the decoder's gradient is the mean of the two
+ * passes' (each an unbiased estimate).  a->recon is left holding f(b),
+ * fbar f(bt), signal f(b) - f(bt), zbar q. */
+static void antithetic_pass(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    int B = c->B;
+    float half = 0.5f / (float)B;
+    probs_at(c, 1.0f, w->zbar);
+    stoch_antithetic_pair(&code, a->z, w->zpair, w->noise, w->zbar, B, c->r);
+    vae_decode(m, a, w->zpair, B);
+    vae_recon_loss(m, a, c->x, B);
+    vae_decode_backward(m, a, c->x, w->zpair, B, half);
+    memcpy(w->fbar, a->recon, (size_t)B * sizeof(double));
+    vae_decode(m, a, a->z, B);
+    vae_recon_loss(m, a, c->x, B);
+    vae_decode_backward(m, a, c->x, a->z, B, half);
+    for (int b = 0; b < B; b++)
+        w->signal[b] = a->recon[b] - w->fbar[b];
+}
+
+/* ARM (Yin & Zhou 2019), Bernoulli codes: per unit
+ * (f(bt) - f(b)) (u - 1/2) with the pair's shared u and f the example's
+ * whole reconstruction loss (stoch_arm_backward).  a->recon reports f(b),
+ * b = 1[u < q] (a true sample of q). */
+static void run_arm(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    antithetic_pass(c);
+    stoch_arm_backward(&code, c->a->dlogits, w->noise, w->signal, c->B, 1.0f / (float)c->B);
+}
+
+/* DisARM (Dong et al. 2020), Bernoulli codes: ARM's pair with u
+ * integrated out given (b, bt), per unit
+ * (f(b) - f(bt))/2 (-1)^bt 1[b != bt] sigmoid(|l|) (stoch_disarm_backward).
+ * a->recon reports f(b), b = 1[u < q]. */
+static void run_disarm(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    antithetic_pass(c);
+    stoch_disarm_backward(&code, c->a->dlogits, c->a->z, w->zpair, w->zbar, w->signal, c->B,
+                          1.0f / (float)c->B);
+}
+
 /* The code of index `code` into z (Z units): variable i takes digit i of
  * code in base K (bit i for Bernoulli units), one-hot. */
 static void code_of_index(const vae_config *cfg, long code, float *z)
@@ -411,6 +464,8 @@ static const estimator table[] = {
     [STOCH_ST] = {STOCH_ST, run_st, 0},
     [STOCH_ANNEALED_ST] = {STOCH_ANNEALED_ST, run_annealed_st, 0},
     [STOCH_EXACT] = {STOCH_EXACT, run_exact, 0},
+    [STOCH_ARM] = {STOCH_ARM, run_arm, 0},
+    [STOCH_DISARM] = {STOCH_DISARM, run_disarm, 0},
     [STOCH_NESTIMATORS] = {STOCH_NESTIMATORS, NULL, 0},
 };
 
@@ -444,6 +499,8 @@ long est_count_configs(const vae_config *c)
 
 int est_check(const estimator *e, const vae_config *c, char *err)
 {
+    if (stoch_estimator_check(e->id, VAE_ESTIMATORS, "vae", c->latent, err) != 0)
+        return -1;
     if (e->id == STOCH_EXACT && est_count_configs(c) < 0) {
         char lat[64];
         vae_format_latent(c, lat, sizeof lat);
@@ -498,6 +555,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(s->persist, s->npersist),
         WS_BUF(t.noise, B * Z),       WS_BUF(t.soft, B * Z),
         WS_BUF(t.signal, B),          WS_BUF(t.fbar, B),
+        WS_BUF(t.zpair, cfg->latent == LATENT_BERNOULLI ? B * Z : 0),
         WS_BUF(t.zbar, B * Z),        WS_BUF(t.dzbar, B * Z),
         WS_BUF(t.grad_discard, m->nparams),
         WS_BUF(t.bl_h, B * H),        WS_BUF(t.bl_dh, B * H),

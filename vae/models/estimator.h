@@ -108,8 +108,10 @@ const estimator *estimator_list(void);
 /* Codes a model's latent space holds (K^N or 2^N), or -1 past
  * EST_EXACT_MAX_CONFIGS. */
 long est_count_configs(const vae_config *c);
-/* Whether estimator e can run on models of shape c: `exact` is refused, with
- * a one-line message, when the codes exceed EST_EXACT_MAX_CONFIGS. */
+/* Whether estimator e can run on models of shape c, with a one-line
+ * message when not: an estimator not defined for the code's latent type
+ * (arm and disarm on a categorical code), or `exact` when the codes exceed
+ * EST_EXACT_MAX_CONFIGS. */
 int est_check(const estimator *e, const vae_config *c, char *err);
 
 /* Sizes and allocates s for m and batches of up to max_batch (one zeroed
