@@ -72,7 +72,8 @@ typedef struct {
     int zdim;
 } fixture;
 
-static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
+/* The tiny model; learned_tau0 > 0: with a learned temperature. */
+static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float learned_tau0)
 {
     char err[ERR_LEN] = "";
     vae_config cfg = {.latent = lt,
@@ -80,7 +81,8 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
                       .K = lt == LATENT_CATEGORICAL ? 3 : 1,
                       .D = D,
                       .nhidden = 1,
-                      .hidden = {H}};
+                      .hidden = {H},
+                      .learned_tau0 = learned_tau0};
     memset(f, 0, sizeof *f);
     rng_t r;
     rng_seed(&r, 7);
@@ -113,6 +115,11 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
                                                        : fmin(sigmoid_ref(l[i]), sigmoid_ref(-l[i])));
         fprintf(stderr, "fixture %s: smallest probability %.3g\n", stoch_latent_name(lt), qmin);
     }
+}
+
+static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
+{
+    fixture_init_as(f, lt, bl, 0.0f);
 }
 
 static void fixture_free(fixture *f)
@@ -810,6 +817,81 @@ START_TEST(gumbel_bias_falls_with_tau)
 }
 END_TEST
 
+/* ---- a learned temperature ---- */
+
+/* The training loss as a function of log tau on the draw of the last
+ * run, in double: gumbel's (1/B) sum_b f(y_b), y_b the relaxed sample of
+ * the estimator's own noise at tau = exp(s); for st-gumbel the surrogate
+ * whose gradient the straight-through pass takes, (1/B) sum_b
+ * f'(z_b) . y_b with z_b the hard sample (fixed). */
+static double tau_loss(const fixture *f, const double *l, int st, const double *dzh, double s)
+{
+    const vae_config *cfg = &f->m.cfg;
+    int zdim = f->zdim;
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double a[MAXZ], y[MAXZ];
+        for (int j = 0; j < zdim; j++)
+            a[j] = l[b * zdim + j] + est_last_noise(&f->s)[b * zdim + j];
+        ref_probs(cfg, a, exp(s), y);
+        if (!st) {
+            total += ref_decode(&f->m, NULL, y, f->x + b * D, NULL);
+            continue;
+        }
+        for (int j = 0; j < zdim; j++)
+            total += dzh[b * zdim + j] * y[j];
+    }
+    return total / B;
+}
+
+/* d loss / d log tau of gumbel and st-gumbel against central differences
+ * of tau_loss in double (step 1e-4): |g - n| <= 1e-3 |n| + 1e-5.  The
+ * temperature passed in is replaced by the model's; a model without a
+ * learned temperature has no slot for it. */
+static void check_tau_gradient(latent_type lt, const char *name, float tau0)
+{
+    fixture f;
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0);
+    ck_assert_uint_eq(f.m.log_tau, f.m.nparams - 1);
+    est_ctx c = fixture_ctx(&f, 0.123f);
+    est_elbo_gradient(estimator_find(name), &c);
+    double tau = exp((double)f.m.params[f.m.log_tau]);
+    ck_assert_msg(fabs(c.tau - tau) <= 1e-6 * tau, "ran at tau %g, the model's is %g", c.tau,
+                  tau);
+    double l[B * MAXZ], dzh[B * MAXZ];
+    logits_double(&f, l);
+    int st = !strcmp(name, "st-gumbel");
+    for (int b = 0; b < B && st; b++) {
+        double z[MAXZ];
+        for (int j = 0; j < f.zdim; j++)
+            z[j] = f.a.z[b * f.zdim + j];
+        ref_decode(&f.m, NULL, z, f.x + b * D, dzh + b * f.zdim);
+    }
+    double s = log(tau), h = 1e-4;
+    double num = (tau_loss(&f, l, st, dzh, s + h) - tau_loss(&f, l, st, dzh, s - h)) / (2 * h);
+    double got = f.m.grads[f.m.log_tau];
+    ck_assert_msg(fabs(got - num) <= 1e-3 * fabs(num) + 1e-5,
+                  "%s (%s, tau %g): d loss/d log tau %.8g, central difference %.8g", name,
+                  stoch_latent_name(lt), tau, got, num);
+    ck_assert_msg(fabs(num) > 1e-4, "%s: a flat loss in tau tests nothing (%g)", name, num);
+    fixture g;
+    fixture_init(&g, lt, EST_BASELINE_NONE);
+    ck_assert_uint_eq(g.m.log_tau, 0);
+    ck_assert_uint_eq(g.m.nparams + 1, f.m.nparams);
+    fixture_free(&g);
+    fixture_free(&f);
+}
+
+START_TEST(learned_tau_gradient)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    check_tau_gradient(lt, "gumbel", 1.0f);
+    check_tau_gradient(lt, "gumbel", 0.4f);
+    check_tau_gradient(lt, "st-gumbel", 1.0f);
+    check_tau_gradient(lt, "st-gumbel", 0.4f);
+}
+END_TEST
+
 /* ---- the table ---- */
 
 START_TEST(table_keys_off_the_list)
@@ -978,16 +1060,14 @@ START_TEST(e2e_exact)
 }
 END_TEST
 
-/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
- * where the run in one go ends: the estimator's state is in the checkpoint. */
-START_TEST(e2e_resume_exact)
+/* Train with flags for 40 steps in one go into a (tmp/<tag>once), and for
+ * 20 then resumed to 40 into b (tmp/<tag>twice). */
+static void train_once_and_resumed(const char *tag, const char *flags, char *a, char *b)
 {
     const char *tmp = testutil_tmpdir();
-    char a[512], b[512], cmd[2048];
-    const char *flags = "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 --estimator sf "
-                        "--baseline learned --eval-every 20 --eval-images 500 --iw-samples 0 --quiet";
-    snprintf(a, sizeof a, "%s/once", tmp);
-    snprintf(b, sizeof b, "%s/twice", tmp);
+    char cmd[2048];
+    snprintf(a, 512, "%s/%sonce", tmp, tag);
+    snprintf(b, 512, "%s/%stwice", tmp, tag);
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --steps 40 %s", testutil_bin(),
              testutil_data_dir(), a, flags);
     run_ok(cmd);
@@ -997,6 +1077,17 @@ START_TEST(e2e_resume_exact)
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --steps 40 --resume --iw-samples 0 --quiet",
              testutil_bin(), testutil_data_dir(), b);
     run_ok(cmd);
+}
+
+/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
+ * where the run in one go ends: the estimator's state is in the checkpoint. */
+START_TEST(e2e_resume_exact)
+{
+    char a[512], b[512];
+    train_once_and_resumed("", "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 "
+                               "--estimator sf --baseline learned --eval-every 20 "
+                               "--eval-images 500 --iw-samples 0 --quiet",
+                           a, b);
     double ea = summary_value(a, "test_neg_elbo"), eb = summary_value(b, "test_neg_elbo");
     double ta = summary_value(a, "final_train_loss"), tb = summary_value(b, "final_train_loss");
     ck_assert_msg(ea == eb && ta == tb, "resumed run ends at %.9g / %.9g, one go at %.9g / %.9g",
@@ -1010,6 +1101,36 @@ START_TEST(e2e_resume_exact)
     ck_assert_msg(ckpt_get(f, "estimator", &data, &len, err) == 0, "%s", err);
     ck_assert_uint_eq(len, (4 + 3 * (100 * 784 + 201)) * sizeof(float));
     ckpt_free(f);
+}
+END_TEST
+
+/* --tau learned: the temperature moves away from --tau0, log.csv's tau
+ * column and summary.json's learned_tau and final_tau report it, and a run
+ * resumed half-way ends where the run in one go ends (log tau is in the
+ * checkpoint's parameters). */
+START_TEST(e2e_learned_tau)
+{
+    char a[512], b[512];
+    train_once_and_resumed("tau-", "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 "
+                                   "--estimator gumbel --tau learned --tau0 0.8 --lr 3e-3 "
+                                   "--eval-every 20 --eval-images 500 --iw-samples 0 --quiet",
+                           a, b);
+    double la = summary_value(a, "learned_tau"), lb = summary_value(b, "learned_tau");
+    double fa = summary_value(a, "final_tau");
+    ck_assert_msg(la == lb, "resumed run's tau %.9g, one go's %.9g", lb, la);
+    ck_assert_msg(fabs(fa - la) < 1e-6, "final_tau %.9g, learned_tau %.9g", fa, la);
+    /* 40 Adam steps of 3e-3 on log tau: it has moved, by at most 0.12. */
+    ck_assert_msg(fabs(log(la / 0.8)) > 1e-3 && fabs(log(la / 0.8)) <= 0.12 + 1e-6,
+                  "tau %.6g after 40 steps from 0.8", la);
+    /* The tau column: 0.8 at step 0, the learned value at step 40. */
+    char *log_text = read_text(testutil_path(a, "log.csv"));
+    ck_assert_ptr_nonnull(log_text);
+    char row0[64], row40[64];
+    snprintf(row0, sizeof row0, "\n0,0.0000,0.800000,");
+    snprintf(row40, sizeof row40, ",%.6f,", la);
+    ck_assert_msg(testutil_contains(log_text, row0) && testutil_contains(log_text, row40),
+                  "log.csv lacks tau 0.8 at step 0 or %.6f:\n%s", la, log_text);
+    free(log_text);
 }
 END_TEST
 
@@ -1038,6 +1159,22 @@ START_TEST(e2e_refusals_and_gradvar)
         const char *name = stoch_estimator_name(e->id);
         snprintf(line, sizeof line, "\n  %s ", name);
         ck_assert_msg(testutil_contains(out, line), "train --help lacks %s", name);
+    }
+    /* --tau: a mode that does not exist, and learned with an estimator that
+     * has no temperature to learn. */
+    const char *tau_bad[][2] = {
+        {"--tau warm", "--tau 'warm': expected schedule or learned"},
+        {"--tau learned --estimator sf",
+         "--tau learned: only with --estimator gumbel or st-gumbel, not sf"},
+        {"--tau learned --estimator annealed-st",
+         "--tau learned: only with --estimator gumbel or st-gumbel, not annealed-st"},
+    };
+    for (size_t i = 0; i < sizeof tau_bad / sizeof *tau_bad; i++) {
+        snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never %s --quiet",
+                 testutil_bin(), testutil_data_dir(), tmp, tau_bad[i][0]);
+        rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+        ck_assert_msg(rc == 2 && testutil_contains(errb, tau_bad[i][1]), "%s: rc %d, stderr: %s",
+                      tau_bad[i][0], rc, errb);
     }
     /* arm on the default categorical code: refused before any work. */
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never --estimator arm --quiet",
@@ -1109,6 +1246,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, formulas_bernoulli);
     tcase_add_test(tc, annealed_st_slope);
     tcase_add_test(tc, gumbel_bias_falls_with_tau);
+    tcase_add_loop_test(tc, learned_tau_gradient, 0, 2);
     tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, persist_layout);
     suite_add_tcase(s, tc);
@@ -1118,6 +1256,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(e2e, e2e_bernoulli);
     tcase_add_test(e2e, e2e_exact);
     tcase_add_test(e2e, e2e_resume_exact);
+    tcase_add_test(e2e, e2e_learned_tau);
     tcase_add_test(e2e, e2e_refusals_and_gradvar);
     suite_add_tcase(s, e2e);
     return s;

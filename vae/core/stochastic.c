@@ -94,6 +94,16 @@ void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const fl
     stoch_relaxed_forward(s, y, logits, noise, R, tau);
 }
 
+double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const float *noise,
+                              const float *dlogits, int R)
+{
+    size_t n = units(s, R);
+    double g = 0.0;
+    for (size_t i = 0; i < n; i++)
+        g -= ((double)logits[i] + noise[i]) * dlogits[i];
+    return g;
+}
+
 /* ---- hard samples ---- */
 
 void stoch_hard_from_relaxed(const stoch_layer *s, float *z, const float *y, int R)

@@ -69,6 +69,13 @@ void stoch_relaxed_forward(const stoch_layer *s, float *y, const float *logits,
 void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const float *logits,
                           int R, float tau, rng_t *r);
 
+/* d loss / d log tau of a relaxed sample y = probs((logits + noise) / tau),
+ * given dlogits = its backward (stoch_probs_backward at p = y, tau) of the
+ * loss's gradient at y: y depends on l and tau through (l + noise) / tau,
+ * so d/d log tau = -(l + noise) . dlogits over the R rows (in double). */
+double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const float *noise,
+                              const float *dlogits, int R);
+
 /* ---- hard samples ---- */
 
 /* z = the one-hot argmax of each variable of y (ties: the first class), or

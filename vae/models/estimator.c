@@ -208,21 +208,35 @@ static void add_score_term(est_ctx *c, const double *u, const float *z, const fl
     stoch_score_add(&code, c->a->dlogits, z, q, u, c->B, 1, c->B);
 }
 
+/* Under a learned temperature, its gradient through the relaxed sample of
+ * the last relaxed_sample: d loss / d log tau from a->dlogits, the
+ * sample's backward (before the KL adds to it), into the log tau slot. */
+static void learned_tau_backward(est_ctx *c)
+{
+    vae_model *m = c->m;
+    if (!(m->cfg.learned_tau0 > 0))
+        return;
+    stoch_layer code = vae_code(&m->cfg);
+    m->grads[m->log_tau] += (float)stoch_relaxed_dlog_tau(&code, vae_logits(m, c->a),
+                                                          c->s->ws->noise, c->a->dlogits, c->B);
+}
+
 /* ---- the estimators ---- */
 
 /* Gumbel-Softmax: the decoder sees the relaxed sample; the gradient flows
- * through the softmax. */
+ * through the softmax (and, when it is learned, to the temperature). */
 static void run_gumbel(est_ctx *c)
 {
     const float *soft = c->s->ws->soft;
     relaxed_sample(c);
     decode_and_backward(c, soft);
     probs_backward(c, soft, c->a->dz, c->tau); /* undoes relaxed_sample */
+    learned_tau_backward(c);
 }
 
 /* Straight-through Gumbel-Softmax: the decoder sees the one-hot argmax of
  * the relaxed sample (a true categorical sample); the backward pass treats
- * it as the soft one. */
+ * it as the soft one, a learned temperature's included. */
 static void run_st_gumbel(est_ctx *c)
 {
     stoch_layer code = vae_code(&c->m->cfg);
@@ -231,6 +245,7 @@ static void run_st_gumbel(est_ctx *c)
     stoch_hard_from_relaxed(&code, c->a->z, soft, c->B);
     decode_and_backward(c, c->a->z);
     probs_backward(c, soft, c->a->dz, c->tau); /* undoes relaxed_sample */
+    learned_tau_backward(c);
 }
 
 /* Score function: the decoder's gradient from one hard sample, the
@@ -594,6 +609,7 @@ double est_elbo_gradient(const estimator *e, est_ctx *c)
     vae_zero_grads(c->m);
     vae_encode(c->m, c->a, c->x, c->B);
     c->s->enc_scale = 1.0f;
+    c->tau = vae_tau(c->m, c->tau);
     e->run(c);
     vae_kl(c->m, c->a, c->B);
     /* The encoder's half carries the estimator's scale (see enc_scale); a

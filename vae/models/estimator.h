@@ -130,7 +130,9 @@ const float *est_last_relaxed(const est_state *s);
 
 /* One full estimate of the gradient of the batch's mean negative ELBO
  * (reconstruction by e, analytic KL) into m->grads, which it zeroes first;
- * returns the mean loss.  train_step adds the optimizer step to this. */
+ * returns the mean loss.  train_step adds the optimizer step to this.  A
+ * model that learns its temperature sets c->tau to it (vae_tau), and
+ * gumbel and st-gumbel add d loss / d log tau to its gradient. */
 double est_elbo_gradient(const estimator *e, est_ctx *c);
 
 /* Hard discrete sample of the code from the logits of q(z|x) into z

@@ -144,6 +144,8 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
         m->prior = off;
         off += (size_t)zdim;
     }
+    if (c->learned_tau0 > 0)
+        m->log_tau = off++;
     m->nparams = off;
     if (params_alloc(&m->params, &m->grads, off, err, "model parameters") != 0)
         return -1;
@@ -155,7 +157,14 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
         for (int i = 0; i < nl; i++)
             linear_init_glorot(m->params + ls[i].w, ls[i].in, ls[i].out, r);
     }
+    if (c->learned_tau0 > 0)
+        m->params[m->log_tau] = logf(c->learned_tau0);
     return 0;
+}
+
+float vae_tau(const vae_model *m, float scheduled)
+{
+    return m->cfg.learned_tau0 > 0 ? expf(m->params[m->log_tau]) : scheduled;
 }
 
 void vae_free(vae_model *m)

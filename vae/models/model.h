@@ -7,7 +7,8 @@
  *
  * The prior p(z) is uniform, or learned: logits eta (N*K: a softmax per
  * variable; N: a sigmoid per unit) that are parameters of the model,
- * trained on the ELBO through the analytic KL(q(z|x) || p(z)).
+ * trained on the ELBO through the analytic KL(q(z|x) || p(z)).  The
+ * temperature of a relaxed code may be a parameter too (log tau).
  *
  * All parameters live in one buffer and all gradients in a twin buffer of
  * the same layout, so the optimizer is one loop over a flat array.
@@ -39,6 +40,10 @@ typedef struct {
     int nhidden;                  /* 0: linear encoder and decoder */
     int hidden[VAE_MAX_HIDDEN];   /* encoder widths; the decoder mirrors them */
     vae_prior prior;
+    /* > 0: the temperature of the relaxed sample is a trained parameter,
+     * log tau (tau = exp of it, so it stays positive under any step),
+     * starting at this tau; 0: the caller's (the schedule's). */
+    float learned_tau0;
 } vae_config;
 
 /* The code as a stochastic layer (stochastic.h): one row per example. */
@@ -66,6 +71,9 @@ typedef struct {
      * params (after the decoder), initialised to 0, i.e. uniform.  Unused
      * (0) under the uniform prior, which has no parameters. */
     size_t prior;
+    /* A learned temperature's log tau: one float at this offset of params
+     * (after the prior's logits); 0 when the temperature is not learned. */
+    size_t log_tau;
     size_t nparams;
     float *params;
     float *grads;
@@ -83,6 +91,10 @@ void vae_zero_grads(vae_model *m);
 /* The learned prior's logits eta (vae_zdim of them), NULL for the uniform
  * prior. */
 const float *vae_prior_logits(const vae_model *m);
+
+/* The temperature of the relaxed sample: exp(log tau) when the model
+ * learns it (cfg.learned_tau0 > 0), else `scheduled`. */
+float vae_tau(const vae_model *m, float scheduled);
 
 /* Activations for up to max_batch rows (B), every buffer in one block. */
 typedef struct {
