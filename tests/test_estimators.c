@@ -9,7 +9,10 @@
  *   differentiated by central differences (step 1e-5).  Bound: per block,
  *   |a - n| <= 1e-4 max_j |n_j| + 1e-7.
  * - unbiased estimators (sf with baselines none, mean and learned; muprop
- *   with none, mean and learned), with variance normalisation off and the
+ *   with none, mean and learned; arm and disarm on the Bernoulli code;
+ *   vimco on K = 2 samples against the gradient of the 2-sample bound,
+ *   enumerated over all pairs of codes and differentiated by central
+ *   differences), with variance normalisation off and the
  *   baseline frozen after a warm-up: the mean of M = 20000 draws of
  *   d/dlogits matches exact per coordinate within 4 standard errors (from the
  *   sample variance) plus 1e-6.  At 4 SE a correct estimator fails a given
@@ -22,14 +25,20 @@
  *   |a - r| <= 1e-4 max_j |r_j| + 1e-6.
  * - the Gumbel-Softmax bias ||mean - exact|| falls from tau = 1 to tau = 0.3,
  *   by more than three of its own noise floors sqrt(total var / M).
- * - the learned baseline lowers the score-function variance below none's.
+ * - the learned baseline lowers the score-function variance below none's;
+ *   disarm's variance is below arm's.
+ * - a learned temperature: gumbel's and st-gumbel's d loss / d log tau
+ *   against central differences (step 1e-4) of the loss (st-gumbel: of its
+ *   straight-through surrogate) in double on the estimator's own noise.
  *
  * End to end, through GSVAE_BIN and GSVAE_DATA: every estimator trains a
  * small VAE on MNIST for 300 steps without a NaN and lowers the test -ELBO
  * below that of the model after one step; `exact` on a 2x4 code; a run
  * with a learned baseline resumed half-way ends exactly where the run in one
- * go ends; `exact` on a large code is refused at once; `gsvae gradvar`
- * prints finite figures for every estimator. */
+ * go ends, and so does one with a learned temperature (which moves and is
+ * logged); `exact` on a large code, arm on a categorical one and bad
+ * --tau / --samples values are refused at once; `gsvae gradvar` prints
+ * finite figures for every estimator defined for the code. */
 #include "ckpt.h"
 #include "estimator.h"
 #include "model.h"
@@ -72,8 +81,10 @@ typedef struct {
     int zdim;
 } fixture;
 
-/* The tiny model; learned_tau0 > 0: with a learned temperature. */
-static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float learned_tau0)
+/* The tiny model; learned_tau0 > 0: with a learned temperature; samples
+ * K: room for a K-sample bound. */
+static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float learned_tau0,
+                            int samples)
 {
     char err[ERR_LEN] = "";
     vae_config cfg = {.latent = lt,
@@ -94,9 +105,10 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
         f->m.params[i] = FIXTURE_GAIN * f->m.params[i] + 0.3f * (2.0f * rng_uniformf_open(&r) - 1.0f);
     for (int i = 0; i < B * D; i++)
         f->x[i] = rng_uniform_open(&r) < 0.4 ? 1.0f : 0.0f;
-    ck_assert_msg(vae_acts_init(&f->a, &f->m, B, err) == 0, "%s", err);
+    ck_assert_msg(vae_acts_init(&f->a, &f->m, B * samples, err) == 0, "%s", err);
     est_options o;
     est_options_default(&o);
+    o.samples = samples;
     o.baseline = bl;
     o.var_norm = 0;
     o.baseline_lr = 1e-2f;
@@ -119,7 +131,7 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
 
 static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
 {
-    fixture_init_as(f, lt, bl, 0.0f);
+    fixture_init_as(f, lt, bl, 0.0f, 1);
 }
 
 static void fixture_free(fixture *f)
@@ -436,6 +448,28 @@ static void draw_stats(fixture *f, const estimator *e, float tau, int draws, dou
     draw_stats_of(f, e, tau, draws, 0, mean, var);
 }
 
+/* DRAWS draws of estimator name's d/dlogits on f: their mean == ex within
+ * SE_BOUND standard errors per coordinate; returns the total variance. */
+static double check_mean_is(fixture *f, const char *name, const char *what, const double *ex)
+{
+    const estimator *e = estimator_find(name);
+    double mean[B * MAXZ], var[B * MAXZ];
+    draw_stats(f, e, 1.0f, DRAWS, mean, var);
+    double total = 0.0, worst = 0.0;
+    for (int i = 0; i < B * f->zdim; i++) {
+        double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
+        total += var[i];
+        worst = fmax(worst, dev / (se + 1e-30));
+        ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
+                      "%s (%s, %s) dlogits[%d]: mean %.6g, exact %.6g, %.1f SE", name,
+                      stoch_latent_name(f->m.cfg.latent), what, i, mean[i], ex[i], dev / se);
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-7s %-11s %-8s total var %.4e, worst %.2f SE\n", name,
+                stoch_latent_name(f->m.cfg.latent), what, total, worst);
+    return total;
+}
+
 /* Checks mean == exact within SE_BOUND standard errors; returns the total
  * variance.  learning: the baseline keeps adapting during the draws, as in
  * training (the centring uses only earlier batches, so the mean stays the
@@ -446,7 +480,7 @@ static double check_unbiased_as(latent_type lt, const char *name, est_baseline b
     fixture_init(&f, lt, bl);
     const estimator *e = estimator_find(name);
     ck_assert_ptr_nonnull(e);
-    double ex[B * MAXZ], mean[B * MAXZ], var[B * MAXZ];
+    double ex[B * MAXZ];
     exact_dlogits(&f, ex);
     /* Let the moving average and the baseline network adapt, then freeze
      * them so that the draws are independent. */
@@ -454,20 +488,9 @@ static double check_unbiased_as(latent_type lt, const char *name, est_baseline b
     for (int w = 0; w < 500; w++)
         e->run(&c);
     f.s.frozen = !learning;
-    draw_stats(&f, e, 1.0f, DRAWS, mean, var);
-    double total = 0.0, worst = 0.0;
-    for (int i = 0; i < B * f.zdim; i++) {
-        double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
-        total += var[i];
-        worst = fmax(worst, dev / (se + 1e-30));
-        ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
-                      "%s (%s, baseline %s) dlogits[%d]: mean %.6g, exact %.6g, %.1f SE",
-                      name, stoch_latent_name(lt), est_baseline_name(bl), i, mean[i], ex[i],
-                      dev / se);
-    }
-    if (getenv("GSVAE_TEST_VERBOSE"))
-        fprintf(stderr, "%-7s %-11s %-8s total var %.4e, worst %.2f SE\n", name,
-                stoch_latent_name(lt), est_baseline_name(bl), total, worst);
+    char what[64];
+    snprintf(what, sizeof what, "baseline %s", est_baseline_name(bl));
+    double total = check_mean_is(&f, name, what, ex);
     fixture_free(&f);
     return total;
 }
@@ -485,6 +508,63 @@ START_TEST(sf_unbiased)
     double learned = check_unbiased(lt, "sf", EST_BASELINE_LEARNED);
     ck_assert_msg(mean < none, "mean baseline variance %g >= none %g", mean, none);
     ck_assert_msg(learned < none, "learned baseline variance %g >= none %g", learned, none);
+}
+END_TEST
+
+/* The K = 2 sample bound of the fixture, (1/B) sum_b sum_{z1, z2}
+ * q(z1) q(z2) log((w1 + w2) / 2), w = p(x|z) p(z) / q(z|x) under the
+ * uniform prior, with logits l; fz[b][code] = -log p(x_b|code). */
+static double ref_bound2(const vae_config *c, const double *l, const double *fz)
+{
+    int zdim = vae_zdim(c), n = ref_codes(c);
+    double logp = -c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0), total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double lq[MAXC], z[MAXZ];
+        for (int code = 0; code < n; code++) {
+            ref_code(c, code, z);
+            lq[code] = ref_logq(c, l + b * zdim, z);
+        }
+        for (int c1 = 0; c1 < n; c1++)
+            for (int c2 = 0; c2 < n; c2++) {
+                double a = -fz[b * MAXC + c1] + logp - lq[c1];
+                double d = -fz[b * MAXC + c2] + logp - lq[c2];
+                double mx = fmax(a, d);
+                total += exp(lq[c1] + lq[c2]) * (mx + log((exp(a - mx) + exp(d - mx)) / 2));
+            }
+    }
+    return total / B;
+}
+
+/* VIMCO on K = 2 samples: the mean of its d/dlogits is the gradient of
+ * -(the 2-sample bound), enumerated over all pairs of codes and
+ * differentiated by central differences (step 1e-5) in double. */
+START_TEST(vimco_unbiased)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    fixture f;
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+    const vae_config *cfg = &f.m.cfg;
+    int n = ref_codes(cfg);
+    ck_assert_int_le(n, MAXC);
+    double fz[B * MAXC], l[B * MAXZ], ex[B * MAXZ];
+    for (int b = 0; b < B; b++)
+        for (int code = 0; code < n; code++) {
+            double z[MAXZ];
+            ref_code(cfg, code, z);
+            fz[b * MAXC + code] = ref_decode(&f.m, NULL, z, f.x + b * D, NULL);
+        }
+    logits_double(&f, l);
+    for (int i = 0; i < B * f.zdim; i++) {
+        double keep = l[i];
+        l[i] = keep + FD_STEP;
+        double up = ref_bound2(cfg, l, fz);
+        l[i] = keep - FD_STEP;
+        double down = ref_bound2(cfg, l, fz);
+        l[i] = keep;
+        ex[i] = -(up - down) / (2 * FD_STEP);
+    }
+    check_mean_is(&f, "vimco", "K = 2", ex);
+    fixture_free(&f);
 }
 END_TEST
 
@@ -851,7 +931,7 @@ static double tau_loss(const fixture *f, const double *l, int st, const double *
 static void check_tau_gradient(latent_type lt, const char *name, float tau0)
 {
     fixture f;
-    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0);
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0, 1);
     ck_assert_uint_eq(f.m.log_tau, f.m.nparams - 1);
     est_ctx c = fixture_ctx(&f, 0.123f);
     est_elbo_gradient(estimator_find(name), &c);
@@ -904,6 +984,7 @@ START_TEST(table_keys_off_the_list)
         ck_assert_ptr_nonnull(e->run);
         ck_assert_ptr_eq(estimator_find(stoch_estimator_name((stoch_estimator)id)), e);
         ck_assert_int_eq(e->uses_baseline, id == STOCH_SF || id == STOCH_MUPROP);
+        ck_assert_int_eq(e->k_sample, id == STOCH_VIMCO);
     }
     ck_assert_ptr_null(e->run);
     ck_assert_ptr_null(estimator_find("nope"));
@@ -1031,6 +1112,7 @@ START_TEST(e2e_categorical)
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "categorical", names[i], "", start);
     train_lowers_loss(tmp, "categorical", "sf", "--baseline learned", start);
+    train_lowers_loss(tmp, "categorical", "vimco", "--samples 3", start);
 }
 END_TEST
 
@@ -1041,6 +1123,7 @@ START_TEST(e2e_bernoulli)
     const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "bernoulli", names[i], "", start);
+    train_lowers_loss(tmp, "bernoulli", "vimco", "--samples 3", start);
 }
 END_TEST
 
@@ -1134,6 +1217,23 @@ START_TEST(e2e_learned_tau)
 }
 END_TEST
 
+/* Every figure of gradvar's CSV is finite but vimco's bias and relative
+ * bias, which it does not have (its bound is not the ELBO): "nan,nan". */
+static void assert_gradvar_finite(const char *out)
+{
+    for (const char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        size_t len = strcspn(line, "\n");
+        char row[512];
+        snprintf(row, sizeof row, "%.*s", (int)(len < sizeof row ? len : sizeof row - 1), line);
+        if (!strncmp(row, "vimco,", 6)) {
+            char *nan = strstr(row, ",nan,nan,");
+            ck_assert_msg(nan != NULL, "vimco row: %s", row);
+            memcpy(nan, ",0.0,0.0,", 9);
+        }
+        ck_assert_msg(!strstr(row, "nan") && !strstr(row, "inf"), "%s", row);
+    }
+}
+
 START_TEST(e2e_refusals_and_gradvar)
 {
     static char out[1 << 16], errb[1 << 16];
@@ -1168,6 +1268,11 @@ START_TEST(e2e_refusals_and_gradvar)
          "--tau learned: only with --estimator gumbel or st-gumbel, not sf"},
         {"--tau learned --estimator annealed-st",
          "--tau learned: only with --estimator gumbel or st-gumbel, not annealed-st"},
+        {"--samples 0", "--samples 0: must lie in 1..1000"},
+        {"--estimator vimco --samples 1001", "--samples 1001: must lie in 1..1000"},
+        {"--estimator vimco", "--samples 1: vimco trains the K-sample bound and needs K >= 2"},
+        {"--samples 3 --estimator sf",
+         "--samples 3: only with --estimator vimco (a K-sample bound), not sf"},
     };
     for (size_t i = 0; i < sizeof tau_bad / sizeof *tau_bad; i++) {
         snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never %s --quiet",
@@ -1191,7 +1296,7 @@ START_TEST(e2e_refusals_and_gradvar)
              testutil_bin(), testutil_data_dir());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
-    ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
+    assert_gradvar_finite(out);
     for (const estimator *e = estimator_list(); e->run; e++) {
         char line[64];
         const char *name = stoch_estimator_name(e->id);
@@ -1239,6 +1344,7 @@ static Suite *estimators_suite(void)
     tcase_add_loop_test(tc, sf_unbiased, 0, 2);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 2);
     tcase_add_test(tc, arm_disarm_unbiased);
+    tcase_add_loop_test(tc, vimco_unbiased, 0, 2);
     tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
     tcase_add_loop_test(tc, unbiased_while_learning, 0, 2);

@@ -29,6 +29,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
+    v->samples = 1;
 }
 
 static int vae_flags(void *t, flag_def *d)
@@ -55,6 +56,8 @@ static int vae_flags(void *t, flag_def *d)
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
+        {"samples", FLAG_INT, &v->samples, "K",
+         "vimco: train the K-sample importance-weighted bound, K >= 2 (1: the ELBO)"},
         {"iw-samples", FLAG_INT, &v->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
     };
@@ -112,6 +115,14 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
             return errf(err, "--tau0 %g: must be > 0", o->tau0);
         c->learned_tau0 = (float)o->tau0;
     }
+    if (v->samples < 1 || v->samples > 1000)
+        return errf(err, "--samples %d: must lie in 1..1000", v->samples);
+    if (v->est->k_sample && v->samples < 2)
+        return errf(err, "--samples %d: %s trains the K-sample bound and needs K >= 2", v->samples,
+                    est);
+    if (!v->est->k_sample && v->samples != 1)
+        return errf(err, "--samples %d: only with --estimator vimco (a K-sample bound), not %s",
+                    v->samples, est);
     if (v->iw_samples < 0 || v->iw_samples > 1000000)
         return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
     return 0;
@@ -145,8 +156,10 @@ static int vae_setup(run *R, char *err)
     eo.var_norm = eo.baseline != EST_BASELINE_NONE;
     eo.baseline_lr = (float)o->lr;
     eo.baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
+    eo.samples = v->samples;
+    /* A K-sample bound decodes K rows per example. */
     if (vae_init(&v->m, &v->cfg, &R->rng, err) != 0 ||
-        vae_acts_init(&v->a, &v->m, o->batch, err) != 0 ||
+        vae_acts_init(&v->a, &v->m, o->batch * v->samples, err) != 0 ||
         est_state_init(&v->es, &v->m, o->batch, &eo, err) != 0 ||
         eval_ws_init(&v->ev, &v->m, 1000, err) != 0)
         return -1;
@@ -170,9 +183,12 @@ static void vae_describe(const run *R, char *buf, size_t len)
     const vae_task *v = V(R);
     char lat[64];
     vae_format_latent(&v->cfg, lat, sizeof lat);
-    snprintf(buf, len, "%s VAE (%s%s) with %s%s", stoch_latent_name(v->cfg.latent), lat,
+    char bound[32] = "";
+    if (v->samples > 1)
+        snprintf(bound, sizeof bound, " on the %d-sample bound", v->samples);
+    snprintf(buf, len, "%s VAE (%s%s) with %s%s%s", stoch_latent_name(v->cfg.latent), lat,
              v->cfg.prior == VAE_PRIOR_LEARNED ? ", learned prior" : "",
-             stoch_estimator_name(v->est->id),
+             stoch_estimator_name(v->est->id), bound,
              v->cfg.learned_tau0 > 0 ? ", learned temperature" : "");
 }
 

@@ -12,7 +12,7 @@
 /* The VAE task's flags and its run. */
 typedef struct {
     const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau;
-    int hard, iw_samples;
+    int hard, iw_samples, samples;
     /* Set by the checks. */
     vae_config cfg;
     const estimator *est;       /* --estimator (or --hard) */

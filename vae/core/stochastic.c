@@ -206,6 +206,24 @@ void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const
     }
 }
 
+void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int G, int S, double scale)
+{
+    assert(S >= 1);
+    int Z = stoch_dim(s);
+    for (int g = 0; g < G; g++) {
+        float *d = dlogits + (size_t)g * Z;
+        const float *pg = p + (size_t)g * Z;
+        for (int j = 0; j < S; j++) {
+            size_t r = (size_t)g * S + j;
+            float w = (float)(scale * u[r]);
+            const float *zr = z + r * Z;
+            for (int k = 0; k < Z; k++)
+                d[k] += w * (zr[k] - pg[k]);
+        }
+    }
+}
+
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                          const float *dz, int R)
 {
@@ -341,6 +359,10 @@ static const struct {
     [STOCH_DISARM] = {"disarm", "DisARM (Dong et al. 2020), Bernoulli only: ARM's antithetic "
                                 "pair with u integrated out, (f(b) - f(b~))/2 (-1)^b~ [b != b~] "
                                 "sigmoid(|l|); unbiased", BERNOULLI_ONLY},
+    [STOCH_VIMCO] = {"vimco", "VIMCO (Mnih & Rezende 2016): score function of the K-sample "
+                              "bound (--samples K >= 2), each sample's signal centred by the "
+                              "bound with it replaced by the others' geometric mean; unbiased",
+                     BOTH},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)

@@ -108,6 +108,13 @@ double stoch_log_prob(const stoch_layer *s, const float *logits, const float *lo
  * example) for a mean over B examples. */
 void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                      const double *u, int R, int S, int B);
+/* dlogits[g] += scale * sum_{j < S} u[g S + j] (z[g S + j] - p[g]) for
+ * G groups of S rows each: the scores of S hard samples z that share the
+ * probabilities p of their group (one row of p per group), each weighted
+ * by its own signal u (a multi-sample bound's K samples per example, or a
+ * prior's B samples with G = 1). */
+void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int G, int S, double scale);
 /* DARN (Gregor et al. 2014) at a hard sample z with probabilities p, from
  * dz, the loss's gradient at z: per unit dz (z - 1/2) (z - p), per variable
  * <dz, z - 1/K> (z - p) (overwrites dlogits).  Exact for a quadratic loss,
@@ -174,6 +181,7 @@ typedef enum {
     STOCH_EXACT,
     STOCH_ARM,
     STOCH_DISARM,
+    STOCH_VIMCO,
     STOCH_NESTIMATORS
 } stoch_estimator;
 

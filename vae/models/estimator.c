@@ -36,6 +36,19 @@ struct est_scratch {
     adam_state bl_adam;   /* m and v point into persist */
     float bl_lr;
 
+    /* The K-sample bound (vimco), R = B K rows, row b K + k the k-th sample
+     * of example b; NULL when samples is 1. */
+    float *k_logits;      /* [R][Z] each example's logits, K times */
+    float *k_noise;       /* [R][Z] Gumbel-Max noise */
+    float *k_z;           /* [R][Z] the samples */
+    float *k_x;           /* [R][D] each example's image, K times */
+    float *k_scale;       /* [R] the decoder's row weight w~ / B */
+    double *k_logw;       /* [R] log w = log p(x|z) + log p(z) - log q(z|x) */
+    double *k_coef;       /* [R] a row's signal (encoder), then -w~ (prior) */
+    double *k_wn;         /* [R] the normalised importance weights w~ */
+    double *k_loo;        /* [K] one example's log w with one left out */
+    float *prior_p;       /* [Z] the learned prior's probabilities */
+
     /* Enumeration scratch of `exact` (NULL when too many codes). */
     long exact_configs;   /* K^N or 2^N, -1 past EST_EXACT_MAX_CONFIGS */
     float *rows_z;        /* [B][Z] codes of a chunk of (example, code) rows */
@@ -70,6 +83,7 @@ void est_options_default(est_options *o)
     o->var_norm = 1;
     o->baseline_lr = 1e-3f;
     o->baseline_seed = 0;
+    o->samples = 1;
 }
 
 /* ---- pieces shared by the estimators ---- */
@@ -400,6 +414,98 @@ static void run_disarm(est_ctx *c)
                           1.0f / (float)c->B);
 }
 
+/* log (1/K) sum_k exp(v[k]), the max subtracted. */
+static double log_mean_exp(const double *v, int K)
+{
+    double mx = v[0], s = 0.0;
+    for (int k = 1; k < K; k++)
+        mx = fmax(mx, v[k]);
+    for (int k = 0; k < K; k++)
+        s += exp(v[k] - mx);
+    return mx + log(s / K);
+}
+
+/* One example's K log-weights lw into its VIMCO signals (Mnih & Rezende
+ * 2016, Sec. 3): with L = log mean w and w~ the normalised weights, the
+ * gradient of -L at the logits is sum_k (w~_k - (L - L_-k)) d log q(z_k),
+ * L_-k the bound with log w_k replaced by the mean of the others' (their
+ * geometric mean).  coef[k] gets w~_k - (L - L_-k), wn[k] w~_k; tmp is K
+ * doubles of scratch; returns L. */
+static double vimco_signals(const double *lw, int K, double *coef, double *wn, double *tmp)
+{
+    double L = log_mean_exp(lw, K), sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        sum += lw[k];
+        wn[k] = exp(lw[k] - L) / K;
+        tmp[k] = lw[k];
+    }
+    for (int k = 0; k < K; k++) {
+        tmp[k] = (sum - lw[k]) / (K - 1);
+        coef[k] = wn[k] - (L - log_mean_exp(tmp, K));
+        tmp[k] = lw[k];
+    }
+    return L;
+}
+
+/* VIMCO on the K-sample bound L = log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k)
+ * / q(z_k|x), z_1..z_K independent samples of q: the decoder's (and a
+ * learned prior's) gradient is the pathwise sum_k w~_k d log p(x, z_k); the
+ * encoder's the multi-sample score term with VIMCO's leave-one-out
+ * baseline (vimco_signals), whose w~_k part is the pathwise term of
+ * -log q(z_k|x) inside log w_k.  Every quantity of -L / B; see
+ * estimator.k_sample for what it reports. */
+static void run_vimco(est_ctx *c)
+{
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    est_scratch *w = c->s->ws;
+    const vae_config *cfg = &m->cfg;
+    stoch_layer lay = vae_code(cfg);
+    int B = c->B, K = c->s->samples, R = B * K, Z = vae_zdim(cfg), D = cfg->D;
+    assert(K >= 2 && a->max_batch >= R);
+    const float *logits = vae_logits(m, a);
+    for (int r = 0; r < R; r++) {
+        int b = r / K;
+        memcpy(w->k_logits + (size_t)r * Z, logits + (size_t)b * Z, (size_t)Z * sizeof(float));
+        memcpy(w->k_x + (size_t)r * D, c->x + (size_t)b * D, (size_t)D * sizeof(float));
+    }
+    stoch_sample_logits(&lay, w->k_z, w->k_logits, w->k_noise, R, c->r);
+    vae_decode(m, a, w->k_z, R);
+    vae_recon_loss(m, a, w->k_x, R);
+    for (int r = 0; r < R; r++) {
+        int b = r / K;
+        const float *z = w->k_z + (size_t)r * Z;
+        w->k_logw[r] = -a->recon[r] + vae_log_prior(m, a, z) -
+                       stoch_log_prob(&lay, logits + (size_t)b * Z, a->logq + (size_t)b * Z, z);
+    }
+    for (int b = 0; b < B; b++) {
+        double *wn = w->k_wn + (size_t)b * K;
+        double L = vimco_signals(w->k_logw + (size_t)b * K, K, w->k_coef + (size_t)b * K, wn,
+                                 w->k_loo);
+        double recon = 0.0;
+        for (int k = 0; k < K; k++) {
+            w->k_scale[b * K + k] = (float)(wn[k] / B);
+            recon += wn[k] * a->recon[b * K + k];
+        }
+        /* Rows b K.. of recon are read by now and later examples' rows lie
+         * beyond b, so the per-example figures can overwrite the front. */
+        a->kl[b] = -L - recon;
+        a->recon[b] = recon;
+    }
+    vae_decode_backward_rows(m, a, w->k_x, w->k_z, R, w->k_scale, 1.0f, m->grads, NULL);
+    float *dl = a->dlogits;
+    probs_at(c, 1.0f, w->zbar);
+    memset(dl, 0, (size_t)B * Z * sizeof(float));
+    stoch_score_sum(&lay, dl, w->k_z, w->zbar, w->k_coef, B, K, 1.0 / B);
+    if (cfg->prior == VAE_PRIOR_LEARNED) {
+        /* d(-L)/d eta = -sum_k w~_k d log p(z_k)/d eta, the prior's score. */
+        for (int r = 0; r < R; r++)
+            w->k_coef[r] = -(double)w->k_scale[r];
+        stoch_probs_forward(&lay, w->prior_p, vae_prior_logits(m), 1, 1.0f);
+        stoch_score_sum(&lay, m->grads + m->prior, w->k_z, w->prior_p, w->k_coef, 1, R, 1.0);
+    }
+}
+
 /* The code of index `code` into z (Z units): variable i takes digit i of
  * code in base K (bit i for Bernoulli units), one-hot. */
 static void code_of_index(const vae_config *cfg, long code, float *z)
@@ -481,6 +587,7 @@ static const estimator table[] = {
     [STOCH_EXACT] = {STOCH_EXACT, run_exact, 0},
     [STOCH_ARM] = {STOCH_ARM, run_arm, 0},
     [STOCH_DISARM] = {STOCH_DISARM, run_disarm, 0},
+    [STOCH_VIMCO] = {STOCH_VIMCO, run_vimco, 0, 1},
     [STOCH_NESTIMATORS] = {STOCH_NESTIMATORS, NULL, 0},
 };
 
@@ -555,6 +662,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     memset(s, 0, sizeof *s);
     s->enc_scale = 1.0f;
     s->max_batch = max_batch;
+    s->samples = opts->samples;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
     const vae_config *cfg = &m->cfg;
@@ -566,6 +674,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     t.nbl = learned ? H * D + H + H + 1 : 0;
     s->npersist = P_HEADER + 3 * t.nbl;
     size_t E = t.exact_configs > 0 ? B : 0; /* rows of the exact scratch */
+    size_t KR = opts->samples > 1 ? B * (size_t)opts->samples : 0; /* rows of the K-sample bound */
     ws_buf bufs[] = {
         WS_BUF(s->persist, s->npersist),
         WS_BUF(t.noise, B * Z),       WS_BUF(t.soft, B * Z),
@@ -579,6 +688,11 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(t.rows_z, E * Z),      WS_BUF(t.rows_x, E * D),
         WS_BUF(t.row_scale, E),       WS_BUF(t.row_w, E),
         WS_BUF(t.acc_fz, E * Z),      WS_BUF(t.acc_f, E),
+        WS_BUF(t.k_logits, KR * Z),   WS_BUF(t.k_noise, KR * Z),
+        WS_BUF(t.k_z, KR * Z),        WS_BUF(t.k_x, KR * D),
+        WS_BUF(t.k_scale, KR),        WS_BUF(t.k_logw, KR),
+        WS_BUF(t.k_coef, KR),         WS_BUF(t.prior_p, KR ? Z : 0),
+        WS_BUF(t.k_wn, KR),           WS_BUF(t.k_loo, KR ? (size_t)opts->samples : 0),
     };
     s->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "estimator state");
     if (!s->ws)
@@ -611,10 +725,12 @@ double est_elbo_gradient(const estimator *e, est_ctx *c)
     c->s->enc_scale = 1.0f;
     c->tau = vae_tau(c->m, c->tau);
     e->run(c);
-    vae_kl(c->m, c->a, c->B);
-    /* The encoder's half carries the estimator's scale (see enc_scale); a
-     * learned prior's half is an exact gradient, like the decoder's. */
-    vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B, 1.0f / (float)c->B);
+    if (!e->k_sample) {
+        vae_kl(c->m, c->a, c->B);
+        /* The encoder's half carries the estimator's scale (see enc_scale);
+         * a learned prior's half is an exact gradient, like the decoder's. */
+        vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B, 1.0f / (float)c->B);
+    }
     vae_encode_backward(c->m, c->a, c->x, c->B);
     double loss = 0.0;
     for (int b = 0; b < c->B; b++)

@@ -45,9 +45,10 @@ typedef struct {
     int var_norm;           /* divide the centred signal by max(1, running std) */
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
+    int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
 } est_options;
 
-/* baseline mean, variance normalisation on, lr 1e-3, seed 0. */
+/* baseline mean, variance normalisation on, lr 1e-3, seed 0, 1 sample. */
 void est_options_default(est_options *o);
 
 /* The estimators run on the VAE: all of stochastic.h's list. */
@@ -60,6 +61,9 @@ void est_options_default(est_options *o);
 typedef struct est_scratch est_scratch;
 typedef struct {
     int max_batch;
+    /* K of a K-sample bound: its estimators decode max_batch * K rows, so
+     * the vae_acts they run on hold that many. */
+    int samples;
     est_baseline baseline;
     int var_norm;           /* as est_options; may be changed between steps */
     /* Set to use the persistent state without updating it, so that
@@ -96,6 +100,13 @@ typedef struct {
     stoch_estimator id;  /* its name and help: stoch_estimator_name, _help */
     void (*run)(est_ctx *c);
     int uses_baseline;   /* reads est_state's baseline (and so its persistent state) */
+    /* Trains the K-sample bound (est_state.samples samples per example)
+     * instead of the ELBO: run estimates the whole bound's gradient, the
+     * log p(z) - log q(z|x) of each sample included, so no analytic KL is
+     * added; it fills a->recon with the bound's weighted reconstruction
+     * sum_k w_k (-log p(x|z_k)) (w the normalised importance weights) and
+     * a->kl with the rest of the bound, so that recon + kl = -bound. */
+    int k_sample;
 } estimator;
 
 /* The implementation of estimator id (every one of the list). */

@@ -162,6 +162,15 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
     return 0;
 }
 
+double vae_log_prior(const vae_model *m, const vae_acts *a, const float *z)
+{
+    const vae_config *c = &m->cfg;
+    if (c->prior == VAE_PRIOR_UNIFORM)
+        return -c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0);
+    stoch_layer code = vae_code(c);
+    return stoch_log_prob(&code, vae_prior_logits(m), a->prior_logp, z);
+}
+
 float vae_tau(const vae_model *m, float scheduled)
 {
     return m->cfg.learned_tau0 > 0 ? expf(m->params[m->log_tau]) : scheduled;

@@ -96,8 +96,15 @@ const float *vae_prior_logits(const vae_model *m);
  * learns it (cfg.learned_tau0 > 0), else `scheduled`. */
 float vae_tau(const vae_model *m, float scheduled);
 
+/* log p(z) of one hard code z, in double: uniform, -N log K (-N log 2 for
+ * bits); learned, the chosen classes' log softmax(eta) (a->prior_logp, set
+ * by vae_encode) or per unit -softplus(-eta) for a 1, -softplus(eta) for
+ * a 0. */
+struct vae_acts;
+double vae_log_prior(const vae_model *m, const struct vae_acts *a, const float *z);
+
 /* Activations for up to max_batch rows (B), every buffer in one block. */
-typedef struct {
+typedef struct vae_acts {
     int max_batch;
     float *enc[VAE_MAX_HIDDEN + 1];  /* [B][enc[i].out] layer outputs; the last is the logits */
     float *logq;                     /* [B][zdim] categorical: log-softmax of the logits */
