@@ -10,9 +10,10 @@
  *   |a - n| <= 1e-4 max_j |n_j| + 1e-7.
  * - unbiased estimators (sf with baselines none, mean and learned; muprop
  *   with none, mean and learned; arm and disarm on the Bernoulli code;
- *   vimco on K = 2 samples against the gradient of the 2-sample bound,
- *   enumerated over all pairs of codes and differentiated by central
- *   differences), with variance normalisation off and the
+ *   rebar, at its adapted and its starting eta and temperature; vimco on
+ *   K = 2 samples against the gradient of the 2-sample bound, enumerated
+ *   over all pairs of codes and differentiated by central differences),
+ *   with variance normalisation off and the
  *   baseline frozen after a warm-up: the mean of M = 20000 draws of
  *   d/dlogits matches exact per coordinate within 4 standard errors (from the
  *   sample variance) plus 1e-6.  At 4 SE a correct estimator fails a given
@@ -26,7 +27,9 @@
  * - the Gumbel-Softmax bias ||mean - exact|| falls from tau = 1 to tau = 0.3,
  *   by more than three of its own noise floors sqrt(total var / M).
  * - the learned baseline lowers the score-function variance below none's;
- *   disarm's variance is below arm's.
+ *   disarm's variance is below arm's; rebar's adaptation lowers its own.
+ * - gumbel on the 2-sample bound: d/dlogits of one draw against central
+ *   differences of the relaxed bound written out with Concrete densities.
  * - a learned temperature: gumbel's and st-gumbel's d loss / d log tau
  *   against central differences (step 1e-4) of the loss (st-gumbel: of its
  *   straight-through surrogate) in double on the estimator's own noise.
@@ -109,6 +112,7 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
     est_options o;
     est_options_default(&o);
     o.samples = samples;
+    o.learns_cv = 1; /* rebar's eta and log lambda, at the end of persist */
     o.baseline = bl;
     o.var_norm = 0;
     o.baseline_lr = 1e-2f;
@@ -511,6 +515,117 @@ START_TEST(sf_unbiased)
 }
 END_TEST
 
+/* log of the Concrete (Binary Concrete) density at y of one row, logits l,
+ * temperature tau (Maddison et al. 2017, Def. 1 and Eq. 20), in double. */
+static double ref_concrete_logpdf(const vae_config *c, const double *l, const double *y,
+                                  double tau)
+{
+    double s = 0.0;
+    if (c->latent == LATENT_BERNOULLI) {
+        for (int i = 0; i < c->N; i++)
+            s += log(tau) + l[i] - (tau + 1) * (log(y[i]) + log1p(-y[i])) -
+                 2 * log(exp(l[i] - tau * log(y[i])) + exp(-tau * log1p(-y[i])));
+        return s;
+    }
+    int K = c->K;
+    for (int v = 0; v < c->N; v++) {
+        double se = 0.0;
+        s += lgamma(K) + (K - 1) * log(tau);
+        for (int k = 0; k < K; k++) {
+            s += l[v * K + k] - (tau + 1) * log(y[v * K + k]);
+            se += exp(l[v * K + k] - tau * log(y[v * K + k]));
+        }
+        s -= K * log(se);
+    }
+    return s;
+}
+
+/* The relaxed 2-sample bound of the fixture on fixed noise (2 rows per
+ * example), uniform prior, logits l: (1/B) sum_b log mean_k w_k, log w =
+ * -f(y) + log p(y) - log q(y) with Concrete densities; per-example values
+ * into per. */
+static double ref_relaxed_bound2(const fixture *f, const double *l, const float *noise,
+                                 double tau, double *per)
+{
+    const vae_config *c = &f->m.cfg;
+    int zdim = f->zdim;
+    double total = 0.0, zero[MAXZ] = {0};
+    for (int b = 0; b < B; b++) {
+        double lw[2];
+        for (int k = 0; k < 2; k++) {
+            double a[MAXZ], y[MAXZ];
+            for (int j = 0; j < zdim; j++)
+                a[j] = l[b * zdim + j] + noise[(b * 2 + k) * zdim + j];
+            ref_probs(c, a, tau, y);
+            lw[k] = -ref_decode(&f->m, NULL, y, f->x + b * D, NULL) +
+                    ref_concrete_logpdf(c, zero, y, tau) -
+                    ref_concrete_logpdf(c, l + b * zdim, y, tau);
+        }
+        double mx = fmax(lw[0], lw[1]);
+        double L = mx + log((exp(lw[0] - mx) + exp(lw[1] - mx)) / 2);
+        if (per)
+            per[b] = L;
+        total += L;
+    }
+    return total / B;
+}
+
+/* gumbel on the 2-sample bound: d/dlogits of one draw equals central
+ * differences (step 1e-4) of the relaxed bound written out with the
+ * Concrete densities, on the draw's own noise: |a - n| <= 1e-3 max|n| +
+ * 1e-5; recon + kl per example is -its bound (1e-4 relative). */
+START_TEST(gumbel_bound_gradient)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    for (int t = 0; t < 2; t++) {
+        float tau = t ? 0.5f : 1.0f;
+        fixture f;
+        fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+        est_ctx c = fixture_ctx(&f, tau);
+        estimator_find("gumbel")->run(&c);
+        const float *noise = est_last_bound_noise(&f.s);
+        double l[B * MAXZ], ex[B * MAXZ], per[B];
+        logits_double(&f, l);
+        ref_relaxed_bound2(&f, l, noise, tau, per);
+        for (int b = 0; b < B; b++)
+            ck_assert_msg(fabs(f.a.recon[b] + f.a.kl[b] + per[b]) <= 1e-4 * fabs(per[b]),
+                          "example %d: recon + kl %.9g, bound %.9g", b, f.a.recon[b] + f.a.kl[b],
+                          per[b]);
+        for (int i = 0; i < B * f.zdim; i++) {
+            double keep = l[i], h = 1e-4;
+            l[i] = keep + h;
+            double up = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            l[i] = keep - h;
+            double down = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            l[i] = keep;
+            ex[i] = -(up - down) / (2 * h);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "gumbel 2-sample bound (%s, tau %g) dlogits",
+                 stoch_latent_name(lt), tau);
+        assert_close(what, f.a.dlogits, ex, B * f.zdim, 1e-3, 1e-5);
+        fixture_free(&f);
+    }
+}
+END_TEST
+
+/* REBAR: unbiased at the eta and lambda its 500 adapting warm-up draws
+ * reach (check_unbiased), and at its starting ones; the adaptation lowers
+ * the total variance of d/dlogits (it descends sum g^2 on each draw). */
+START_TEST(rebar_unbiased)
+{
+    double adapted = check_unbiased(LATENT_BERNOULLI, "rebar", EST_BASELINE_NONE);
+    fixture f;
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    double ex[B * MAXZ];
+    exact_dlogits(&f, ex);
+    f.s.frozen = 1;
+    double start = check_mean_is(&f, "rebar", "eta 1, lambda 0.5", ex);
+    ck_assert_msg(adapted < start, "adapted variance %g >= starting %g", adapted, start);
+    fixture_free(&f);
+}
+END_TEST
+
 /* The K = 2 sample bound of the fixture, (1/B) sum_b sum_{z1, z2}
  * q(z1) q(z2) log((w1 + w2) / 2), w = p(x|z) p(z) / q(z|x) under the
  * uniform prior, with logits l; fz[b][code] = -log p(x_b|code). */
@@ -579,7 +694,8 @@ START_TEST(arm_disarm_unbiased)
 }
 END_TEST
 
-/* ARM and DisARM are defined for Bernoulli codes only: est_check refuses
+/* ARM and DisARM are defined for Bernoulli codes only, and REBAR is
+ * implemented for them only: est_check refuses
  * them on a categorical code with one line, and accepts them on bits. */
 START_TEST(arm_refused_on_categorical)
 {
@@ -588,15 +704,15 @@ START_TEST(arm_refused_on_categorical)
                       .hidden = {H}};
     vae_config bits = {.latent = LATENT_BERNOULLI, .N = 3, .K = 1, .D = D, .nhidden = 1,
                        .hidden = {H}};
-    const char *names[] = {"arm", "disarm"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"arm", "disarm", "rebar"};
+    for (int i = 0; i < 3; i++) {
         const estimator *e = estimator_find(names[i]);
         ck_assert_ptr_nonnull(e);
         ck_assert_int_eq(est_check(e, &bits, err), 0);
         ck_assert_int_eq(est_check(e, &cat, err), -1);
         char want[128];
         snprintf(want, sizeof want,
-                 "--estimator '%s': defined for Bernoulli latents only, not categorical ones",
+                 "--estimator '%s': for Bernoulli latents only, not categorical ones",
                  names[i]);
         ck_assert_str_eq(err, want);
     }
@@ -984,7 +1100,10 @@ START_TEST(table_keys_off_the_list)
         ck_assert_ptr_nonnull(e->run);
         ck_assert_ptr_eq(estimator_find(stoch_estimator_name((stoch_estimator)id)), e);
         ck_assert_int_eq(e->uses_baseline, id == STOCH_SF || id == STOCH_MUPROP);
-        ck_assert_int_eq(e->k_sample, id == STOCH_VIMCO);
+        ck_assert_int_eq(e->k_sample, id == STOCH_VIMCO    ? EST_K_REQUIRED
+                                      : id == STOCH_GUMBEL ? EST_K_OPTIONAL
+                                                           : EST_K_NONE);
+        ck_assert_int_eq(e->learns_cv, id == STOCH_REBAR);
     }
     ck_assert_ptr_null(e->run);
     ck_assert_ptr_null(estimator_find("nope"));
@@ -998,7 +1117,10 @@ START_TEST(persist_layout)
     char err[ERR_LEN] = "";
     fixture f;
     fixture_init(&f, LATENT_CATEGORICAL, EST_BASELINE_MEAN);
-    ck_assert_uint_eq(f.s.npersist, 4);
+    /* The header, and rebar's eta, log lambda, their Adam moments and
+     * steps (the fixture makes room for them). */
+    ck_assert_uint_eq(f.s.npersist, 4 + 7);
+    ck_assert(f.s.persist[4] == EST_REBAR_ETA0 && f.s.persist[5] == logf(EST_REBAR_LAMBDA0));
     est_state learned;
     est_options o;
     est_options_default(&o);
@@ -1113,6 +1235,7 @@ START_TEST(e2e_categorical)
         train_lowers_loss(tmp, "categorical", names[i], "", start);
     train_lowers_loss(tmp, "categorical", "sf", "--baseline learned", start);
     train_lowers_loss(tmp, "categorical", "vimco", "--samples 3", start);
+    train_lowers_loss(tmp, "categorical", "gumbel", "--samples 3", start);
 }
 END_TEST
 
@@ -1120,10 +1243,12 @@ START_TEST(e2e_bernoulli)
 {
     const char *tmp = testutil_tmpdir();
     double start = start_loss(tmp, "bernoulli");
-    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm"};
+    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm",
+                           "rebar"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "bernoulli", names[i], "", start);
     train_lowers_loss(tmp, "bernoulli", "vimco", "--samples 3", start);
+    train_lowers_loss(tmp, "bernoulli", "gumbel", "--samples 3", start);
 }
 END_TEST
 
@@ -1269,10 +1394,13 @@ START_TEST(e2e_refusals_and_gradvar)
         {"--tau learned --estimator annealed-st",
          "--tau learned: only with --estimator gumbel or st-gumbel, not annealed-st"},
         {"--samples 0", "--samples 0: must lie in 1..1000"},
+        {"--samples 2 --tau learned", "--tau learned: not on a K-sample bound (--samples 2)"},
+        {"--samples 2 --estimator st-gumbel",
+         "--samples 2: only with --estimator vimco or gumbel (a K-sample bound), not st-gumbel"},
         {"--estimator vimco --samples 1001", "--samples 1001: must lie in 1..1000"},
         {"--estimator vimco", "--samples 1: vimco trains the K-sample bound and needs K >= 2"},
         {"--samples 3 --estimator sf",
-         "--samples 3: only with --estimator vimco (a K-sample bound), not sf"},
+         "--samples 3: only with --estimator vimco or gumbel (a K-sample bound), not sf"},
     };
     for (size_t i = 0; i < sizeof tau_bad / sizeof *tau_bad; i++) {
         snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never %s --quiet",
@@ -1285,7 +1413,7 @@ START_TEST(e2e_refusals_and_gradvar)
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never --estimator arm --quiet",
              testutil_bin(), testutil_data_dir(), tmp);
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
-    ck_assert_msg(rc == 2 && testutil_contains(errb, "--estimator 'arm': defined for Bernoulli "
+    ck_assert_msg(rc == 2 && testutil_contains(errb, "--estimator 'arm': for Bernoulli "
                                                      "latents only, not categorical ones"),
                   "rc %d, stderr: %s", rc, errb);
     ck_assert_ptr_null(read_text(testutil_path(tmp, "never/log.csv")));
@@ -1322,7 +1450,7 @@ START_TEST(e2e_refusals_and_gradvar)
              "%s gradvar --data %s --latent 2x3 --hidden 8 --batch 2 --samples 2 --estimators disarm",
              testutil_bin(), testutil_data_dir());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
-    ck_assert_msg(rc != 0 && testutil_contains(errb, "'disarm': defined for Bernoulli"),
+    ck_assert_msg(rc != 0 && testutil_contains(errb, "'disarm': for Bernoulli"),
                   "rc %d, stderr: %s", rc, errb);
     /* exact asked for on a code too large to enumerate. */
     snprintf(cmd, sizeof cmd,
@@ -1345,6 +1473,8 @@ static Suite *estimators_suite(void)
     tcase_add_loop_test(tc, muprop_unbiased, 0, 2);
     tcase_add_test(tc, arm_disarm_unbiased);
     tcase_add_loop_test(tc, vimco_unbiased, 0, 2);
+    tcase_add_test(tc, rebar_unbiased);
+    tcase_add_loop_test(tc, gumbel_bound_gradient, 0, 2);
     tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
     tcase_add_loop_test(tc, unbiased_while_learning, 0, 2);

@@ -719,7 +719,7 @@ START_TEST(e2e_bad_flags)
         {"--latent-type bernoulli --estimator arm",
          "--estimator 'arm': not implemented for the sbn task"},
         {"--latent-type categorical --latent 20x10 --estimator disarm",
-         "--estimator 'disarm': defined for Bernoulli latents only, not categorical ones"},
+         "--estimator 'disarm': for Bernoulli latents only, not categorical ones"},
         {"--samples 0", "--samples"},
         {"--latent-type categorical --latent 20", "--latent"},
         {"--latent-type bernoulli --latent 20x10", "--latent"},

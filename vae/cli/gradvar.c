@@ -16,7 +16,8 @@
  * own mean.
  *
  * Estimators with a baseline (sf, muprop) first take --warmup draws in which
- * their moving averages and baseline network adapt to the batch; then the
+ * their moving averages and baseline network adapt to the batch (rebar: its
+ * eta and temperature); then the
  * state is frozen so that the S draws are independent.  Variance
  * normalisation is off here: it rescales the score term by a running
  * statistic and would turn a scale into apparent bias. */
@@ -117,19 +118,20 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
 {
     est_state s;
     est_options eok = *eo;
-    eok.samples = e->k_sample ? o->bound_samples : 1;
+    eok.samples = e->k_sample == EST_K_REQUIRED ? o->bound_samples : 1;
+    eok.learns_cv = e->learns_cv;
     if (est_state_init(&s, &G->m, G->B, &eok, err) != 0)
         return -1;
     /* A K-sample bound's gradient is not the ELBO's: it is compared with
      * its own mean, as where exact is infeasible. */
-    const double *exact = e->k_sample ? NULL : G->exact;
+    const double *exact = e->k_sample == EST_K_REQUIRED ? NULL : G->exact;
     size_t P = G->hi - G->lo;
     rng_t r;
     rng_seed(&r, (uint64_t)o->seed + 1);
     est_ctx c = {&G->m, &G->a, &s, G->x, G->B, (float)o->tau, &r};
     memset(res, 0, sizeof *res);
     res->finite = 1;
-    if (e->uses_baseline && s.baseline != EST_BASELINE_NONE)
+    if ((e->uses_baseline && s.baseline != EST_BASELINE_NONE) || e->learns_cv)
         for (int w = 0; w < o->warmup; w++)
             est_elbo_gradient(e, &c);
     s.frozen = 1;
@@ -388,14 +390,15 @@ int cmd_gradvar(int argc, char **argv)
                    G.B, o.samples,
                    o.params, P, o.tau, list[i]->uses_baseline ? o.baseline : "-", res.total_var,
                    res.bias, res.rel_bias, res.floor, res.mean_cos,
-                   G.exact && !list[i]->k_sample ? "exact" : "mean",
+                   G.exact && list[i]->k_sample != EST_K_REQUIRED ? "exact" : "mean",
                    res.mean_norm, res.ms);
         else
             printf("%-12s %12.4e %12.4e %9.4f %12.4e %9.4f %12.4e %9.3f%s%s\n",
                    stoch_estimator_name(list[i]->id),
                    res.total_var, res.bias, res.rel_bias, res.floor, res.mean_cos,
                    res.mean_norm, res.ms, res.finite ? "" : "  (non-finite loss)",
-                   list[i]->k_sample ? "  (K-sample bound: cosine to its own mean)" : "");
+                   list[i]->k_sample == EST_K_REQUIRED ? "  (K-sample bound: cosine to its own mean)"
+                                                       : "");
         fflush(stdout);
     }
     status = 0;

@@ -57,7 +57,8 @@ static int vae_flags(void *t, flag_def *d)
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
         {"samples", FLAG_INT, &v->samples, "K",
-         "vimco: train the K-sample importance-weighted bound, K >= 2 (1: the ELBO)"},
+         "vimco (K >= 2), gumbel: train the K-sample importance-weighted bound (gumbel: its "
+         "Concrete relaxation); 1: the ELBO"},
         {"iw-samples", FLAG_INT, &v->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
     };
@@ -117,12 +118,14 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
     }
     if (v->samples < 1 || v->samples > 1000)
         return errf(err, "--samples %d: must lie in 1..1000", v->samples);
-    if (v->est->k_sample && v->samples < 2)
+    if (v->est->k_sample == EST_K_REQUIRED && v->samples < 2)
         return errf(err, "--samples %d: %s trains the K-sample bound and needs K >= 2", v->samples,
                     est);
-    if (!v->est->k_sample && v->samples != 1)
-        return errf(err, "--samples %d: only with --estimator vimco (a K-sample bound), not %s",
-                    v->samples, est);
+    if (v->est->k_sample == EST_K_NONE && v->samples != 1)
+        return errf(err, "--samples %d: only with --estimator vimco or gumbel (a K-sample "
+                         "bound), not %s", v->samples, est);
+    if (v->samples > 1 && v->cfg.learned_tau0 > 0)
+        return errf(err, "--tau learned: not on a K-sample bound (--samples %d)", v->samples);
     if (v->iw_samples < 0 || v->iw_samples > 1000000)
         return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
     return 0;
@@ -141,6 +144,19 @@ float vae_task_logit_scale(const run_opts *o, const vae_task *v, long step)
     return (float)(1.0 / schedule_tau(&sched, step));
 }
 
+void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
+{
+    /* NVIL normalises the signal's variance whenever it centres it; the
+     * baseline network gets its own seed so the run's stream is unchanged. */
+    est_options_default(eo);
+    est_baseline_parse(v->baseline, &eo->baseline);
+    eo->var_norm = eo->baseline != EST_BASELINE_NONE;
+    eo->baseline_lr = (float)o->lr;
+    eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
+    eo->samples = v->samples;
+    eo->learns_cv = v->step_est->learns_cv;
+}
+
 static int vae_setup(run *R, char *err)
 {
     vae_task *v = V(R);
@@ -148,15 +164,8 @@ static int vae_setup(run *R, char *err)
     if ((int)R->train.dim != v->cfg.D)
         return errf(err, "%s: images are %ux%u, the model expects 28x28", o->data_dir,
                     R->train.rows, R->train.cols);
-    /* NVIL normalises the signal's variance whenever it centres it; the
-     * baseline network gets its own seed so the run's stream is unchanged. */
     est_options eo;
-    est_options_default(&eo);
-    est_baseline_parse(v->baseline, &eo.baseline);
-    eo.var_norm = eo.baseline != EST_BASELINE_NONE;
-    eo.baseline_lr = (float)o->lr;
-    eo.baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
-    eo.samples = v->samples;
+    vae_task_est_options(o, v, &eo);
     /* A K-sample bound decodes K rows per example. */
     if (vae_init(&v->m, &v->cfg, &R->rng, err) != 0 ||
         vae_acts_init(&v->a, &v->m, o->batch * v->samples, err) != 0 ||

@@ -30,6 +30,11 @@ typedef struct {
  * into v->cfg; one-line error naming the flag. */
 int vae_task_check(const run_opts *o, vae_task *v, char *err);
 
+/* The estimator options of a run with flags o and v (checked): the
+ * baseline, its seed and step, the samples of a K-sample bound, room for a
+ * learned control variate. */
+void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo);
+
 /* The model's logit scale after `step` steps of a run: 1/tau(step) under
  * --st-slope posterior, else 1. */
 float vae_task_logit_scale(const run_opts *o, const vae_task *v, long step);

@@ -43,6 +43,12 @@ static int groups(const stoch_layer *s, int R)
     return R * s->N;
 }
 
+/* log(1 + e^x) in double, without overflow. */
+static double softplus_d(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
 /* ---- probabilities ---- */
 
 void stoch_probs_forward(const stoch_layer *s, float *p, const float *logits, int R, float tau)
@@ -102,6 +108,41 @@ double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const f
     for (size_t i = 0; i < n; i++)
         g -= ((double)logits[i] + noise[i]) * dlogits[i];
     return g;
+}
+
+double stoch_relaxed_log_ratio(const stoch_layer *s, const float *logits, const float *eta,
+                               const float *noise, float *dl)
+{
+    double r = 0.0;
+    if (s->type == LATENT_BERNOULLI) {
+        for (int i = 0; i < s->N; i++) {
+            double L = noise[i], a = L - ((eta ? eta[i] : 0.0) - logits[i]);
+            r += -softplus_d(-a) - softplus_d(a) + softplus_d(-L) + softplus_d(L);
+            /* d/da (-softplus(-a) - softplus(a)) = 1 - 2 sigmoid(a); da/dl = 1 */
+            dl[i] = (float)(1.0 - 2.0 / (1.0 + exp(-a)));
+        }
+        return r;
+    }
+    int K = s->K;
+    for (int v = 0; v < s->N; v++) {
+        const float *l = logits + (size_t)v * K, *g = noise + (size_t)v * K;
+        double mx = -INFINITY, mg = -INFINITY, se = 0.0, sg = 0.0;
+        for (int k = 0; k < K; k++) {
+            double d = (eta ? eta[v * K + k] : 0.0) - l[k];
+            r += d;
+            mx = fmax(mx, d - g[k]);
+            mg = fmax(mg, -(double)g[k]);
+        }
+        for (int k = 0; k < K; k++) {
+            se += exp((eta ? eta[v * K + k] : 0.0) - l[k] - g[k] - mx);
+            sg += exp(-(double)g[k] - mg);
+        }
+        r += -K * (mx + log(se)) + K * (mg + log(sg));
+        /* d/dl_k: -1 + K softmax(d - g)_k */
+        for (int k = 0; k < K; k++)
+            dl[v * K + k] = (float)(-1.0 + K * exp((eta ? eta[v * K + k] : 0.0) - l[k] - g[k] - mx) / se);
+    }
+    return r;
 }
 
 /* ---- hard samples ---- */
@@ -288,6 +329,28 @@ void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b,
     }
 }
 
+void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
+                             const float *logits, const float *v, int R)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    size_t n = units(s, R);
+    for (size_t i = 0; i < n; i++) {
+        double p = 1.0 / (1.0 + exp(-(double)logits[i])), q = 1.0 - p, u, one_minus;
+        /* u' and 1 - u' each without cancellation; u'_l / (u' (1 - u'))
+         * simplified to -q / u' (a 1) and -p / (1 - u') (a 0). */
+        if (b[i] > 0.5f) {
+            one_minus = p * (1.0 - v[i]);
+            u = 1.0 - one_minus;
+            dzt[i] = (float)(1.0 - q / u);
+        } else {
+            u = v[i] * q;
+            one_minus = 1.0 - u;
+            dzt[i] = (float)(1.0 - p / one_minus);
+        }
+        zt[i] = (float)(logits[i] + log(u) - log(one_minus));
+    }
+}
+
 double stoch_nvil_offset(const stoch_nvil *s)
 {
     return s->seen ? s->mean : 0.0;
@@ -363,6 +426,10 @@ static const struct {
                               "bound (--samples K >= 2), each sample's signal centred by the "
                               "bound with it replaced by the others' geometric mean; unbiased",
                      BOTH},
+    [STOCH_REBAR] = {"rebar", "REBAR (Tucker et al. 2017), Bernoulli only: score function with "
+                              "the Binary Concrete control variate at the conditional resample "
+                              "z~|b plus its reparameterised correction; eta and temperature "
+                              "trained on the gradient's variance; unbiased", BERNOULLI_ONLY},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)
@@ -398,7 +465,7 @@ int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *tas
 {
     assert(e >= 0 && e < STOCH_NESTIMATORS);
     if (!stoch_estimator_defined(e, t))
-        return errf(err, "--estimator '%s': defined for Bernoulli latents only, not %s ones",
+        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones",
                     estimators[e].name, stoch_latent_name(t));
     if (supported & (1u << e))
         return 0;

@@ -76,6 +76,19 @@ void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const fl
 double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const float *noise,
                               const float *dlogits, int R);
 
+/* log p(y) - log q(y) of one row's relaxed sample y = probs((l + noise) /
+ * tau), q the Concrete (Binary Concrete) law with logits l and p the one
+ * with logits eta (prior; NULL: 0, the uniform prior's), both at tau
+ * (Maddison et al. 2017, Eq. 9 and its binary form): the temperature and
+ * the Jacobian of the map from the noise cancel, leaving, with
+ * d = eta - l, per unit -softplus(-(L - d)) - softplus(L - d) +
+ * softplus(-L) + softplus(L) (L the logistic noise), per variable
+ * sum_k d_k - K lse(d - g) + K lse(-g) (g the Gumbel noise).  It depends
+ * on l and eta only through eta - l, so d/deta = -d/dl; d/dl into dl (one
+ * row of stoch_dim). */
+double stoch_relaxed_log_ratio(const stoch_layer *s, const float *logits, const float *eta,
+                               const float *noise, float *dl);
+
 /* ---- hard samples ---- */
 
 /* z = the one-hot argmax of each variable of y (ties: the first class), or
@@ -144,6 +157,16 @@ void stoch_arm_backward(const stoch_layer *s, float *dlogits, const float *u, co
 void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b, const float *bt,
                            const float *p, const double *df, int R, float scale);
 
+/* REBAR's conditional relaxed sample (Tucker et al. 2017, Sec. 3 and App.
+ * A): given the bits b of Bernoulli units with probabilities p = sigmoid(l)
+ * and fresh uniforms v, zt = l + logit(u') with u' = 1 - p (1 - v) for a 1
+ * and u' = v (1 - p) for a 0, a draw of the logistic pre-activation given
+ * its sign, i.e. of z = l + logit(u) given H(z) = b; dzt = d zt / dl along
+ * that reparameterisation (v and b fixed): 1 + u'_l / (u' (1 - u')), u'_l
+ * = -(1 - v) p (1 - p) or -v p (1 - p).  Bernoulli layers only. */
+void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
+                             const float *logits, const float *v, int R);
+
 /* NVIL's centring of a learning signal (Mnih & Gregor 2014, Sec. 3.3): the
  * running mean and variance of the signal's batch mean and variance, as
  * exponential moving averages with alpha = STOCH_NVIL_DECAY. */
@@ -182,6 +205,7 @@ typedef enum {
     STOCH_ARM,
     STOCH_DISARM,
     STOCH_VIMCO,
+    STOCH_REBAR,
     STOCH_NESTIMATORS
 } stoch_estimator;
 
@@ -194,12 +218,12 @@ int stoch_estimator_parse(const char *name, stoch_estimator *out);
 /* Its name and its one line of --help; e must be a listed estimator. */
 const char *stoch_estimator_name(stoch_estimator e);
 const char *stoch_estimator_help(stoch_estimator e);
-/* Whether estimator e is defined for latents of type t (ARM and DisARM
- * are for Bernoulli units only). */
+/* Whether estimator e runs on latents of type t (ARM and DisARM are
+ * defined for Bernoulli units only; REBAR is implemented for them only). */
 int stoch_estimator_defined(stoch_estimator e, latent_type t);
 /* 0 when e is defined for latents of type t and in `supported` (what the
  * task implements); else -1 and one line into err naming the flag, e.g.
- * "--estimator 'arm': defined for Bernoulli latents only, not categorical
+ * "--estimator 'arm': for Bernoulli latents only, not categorical
  * ones" or "--estimator 'exact': not implemented for the sbn task (gumbel,
  * st-gumbel, sf, darn, muprop, st, annealed-st)". */
 int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task,
