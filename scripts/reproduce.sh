@@ -34,9 +34,10 @@
 #             (results/protocol/final/); then the table
 #             (scripts/protocol-table.sh, results/protocol/).
 # GSVAE_BEYOND=1 adds, in modes quick, full and tiny, the VAE rows beyond the
-# paper: arm and disarm (Bernoulli only), vimco on the 5-sample bound, and
-# gumbel with a learned temperature (both latent types), as
-# vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-taulearned-sN.
+# paper: arm, disarm and rebar (Bernoulli only), vimco and gumbel on the
+# 5-sample bound, and gumbel with a learned temperature (both latent
+# types), as vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-k5-sN,
+# vae-LT-gumbel-taulearned-sN.
 # --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
 # matches the extended regular expression.  --dry-run writes the job list
 # and the Slurm script, and stops.
@@ -134,9 +135,11 @@ done
 if [ "${GSVAE_BEYOND:-0}" = 1 ]; then
     for lt in bernoulli categorical; do
         rows="vimco-k5|--estimator vimco --samples 5
+gumbel-k5|--estimator gumbel --samples 5
 gumbel-taulearned|--estimator gumbel --tau learned"
         [ $lt = bernoulli ] && rows="arm|--estimator arm
 disarm|--estimator disarm
+rebar|--estimator rebar
 $rows"
         echo "$rows" | while IFS='|' read -r part flags; do
             for seed in $seeds; do
