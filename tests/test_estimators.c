@@ -1434,16 +1434,18 @@ START_TEST(e2e_refusals_and_gradvar)
                       defined ? "lacks" : "runs", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
-    /* The Bernoulli-only estimators on 3 bits, beside exact. */
+    /* The Bernoulli-only estimators on 3 bits, beside exact (rebar warms
+     * up its eta and temperature first). */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent-type bernoulli --latent 3 --hidden 8 --batch 5 "
-             "--samples 50 --csv --estimators exact,arm,disarm",
+             "--samples 50 --csv --estimators exact,arm,disarm,rebar",
              testutil_bin(), testutil_data_dir());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
     ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
     ck_assert_msg(testutil_contains(out, "\narm,bernoulli,3,8,5,50,encoder,") &&
-                      testutil_contains(out, "\ndisarm,bernoulli,3,8,5,50,encoder,"),
+                      testutil_contains(out, "\ndisarm,bernoulli,3,8,5,50,encoder,") &&
+                      testutil_contains(out, "\nrebar,bernoulli,3,8,5,50,encoder,"),
                   "%s", out);
     /* ... and refused by name on a categorical code. */
     snprintf(cmd, sizeof cmd,
