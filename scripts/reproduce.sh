@@ -33,6 +33,11 @@
 #             results/protocol/chosen.csv) over seeds 1-3 on the test set
 #             (results/protocol/final/); then the table
 #             (scripts/protocol-table.sh, results/protocol/).
+# GSVAE_BEYOND=1 adds, in modes quick, full and tiny, the VAE rows beyond the
+# paper: arm, disarm and rebar (Bernoulli only), vimco and gumbel on the
+# 5-sample bound, and gumbel with a learned temperature (both latent
+# types), as vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-k5-sN,
+# vae-LT-gumbel-taulearned-sN.
 # --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
 # matches the extended regular expression.  --dry-run writes the job list
 # and the Slurm script, and stops.
@@ -126,6 +131,24 @@ for task in sbn vae; do
         done
     done
 done
+# Beyond the paper (GSVAE_BEYOND=1): "run-name-part|flags" per latent type.
+if [ "${GSVAE_BEYOND:-0}" = 1 ]; then
+    for lt in bernoulli categorical; do
+        rows="vimco-k5|--estimator vimco --samples 5
+gumbel-k5|--estimator gumbel --samples 5
+gumbel-taulearned|--estimator gumbel --tau learned"
+        [ $lt = bernoulli ] && rows="arm|--estimator arm
+disarm|--estimator disarm
+rebar|--estimator rebar
+$rows"
+        echo "$rows" | while IFS='|' read -r part flags; do
+            for seed in $seeds; do
+                name="vae-$lt-$part-s$seed"
+                echo "$bin train --task vae --data $data --latent-type $lt $flags --seed $seed $vae_budget --quiet --threads 1 --out $out/runs/$name" >> "$joblist.tmp"
+            done
+        done
+    done
+fi
 # Semi-supervised: Gumbel-Softmax against exact marginalisation, k = 10 and 100.
 for est in gumbel exact; do
     for k in 10 100; do

@@ -9,7 +9,11 @@
  *   differentiated by central differences (step 1e-5).  Bound: per block,
  *   |a - n| <= 1e-4 max_j |n_j| + 1e-7.
  * - unbiased estimators (sf with baselines none, mean and learned; muprop
- *   with none, mean and learned), with variance normalisation off and the
+ *   with none, mean and learned; arm and disarm on the Bernoulli code;
+ *   rebar, at its adapted and its starting eta and temperature; vimco on
+ *   K = 2 samples against the gradient of the 2-sample bound, enumerated
+ *   over all pairs of codes and differentiated by central differences),
+ *   with variance normalisation off and the
  *   baseline frozen after a warm-up: the mean of M = 20000 draws of
  *   d/dlogits matches exact per coordinate within 4 standard errors (from the
  *   sample variance) plus 1e-6.  At 4 SE a correct estimator fails a given
@@ -22,14 +26,22 @@
  *   |a - r| <= 1e-4 max_j |r_j| + 1e-6.
  * - the Gumbel-Softmax bias ||mean - exact|| falls from tau = 1 to tau = 0.3,
  *   by more than three of its own noise floors sqrt(total var / M).
- * - the learned baseline lowers the score-function variance below none's.
+ * - the learned baseline lowers the score-function variance below none's;
+ *   disarm's variance is below arm's; rebar's adaptation lowers its own.
+ * - gumbel on the 2-sample bound: d/dlogits of one draw against central
+ *   differences of the relaxed bound written out with Concrete densities.
+ * - a learned temperature: gumbel's and st-gumbel's d loss / d log tau
+ *   against central differences (step 1e-4) of the loss (st-gumbel: of its
+ *   straight-through surrogate) in double on the estimator's own noise.
  *
  * End to end, through GSVAE_BIN and GSVAE_DATA: every estimator trains a
  * small VAE on MNIST for 300 steps without a NaN and lowers the test -ELBO
  * below that of the model after one step; `exact` on a 2x4 code; a run
  * with a learned baseline resumed half-way ends exactly where the run in one
- * go ends; `exact` on a large code is refused at once; `gsvae gradvar`
- * prints finite figures for every estimator. */
+ * go ends, and so does one with a learned temperature (which moves and is
+ * logged); `exact` on a large code, arm on a categorical one and bad
+ * --tau / --samples values are refused at once; `gsvae gradvar` prints
+ * finite figures for every estimator defined for the code. */
 #include "ckpt.h"
 #include "estimator.h"
 #include "model.h"
@@ -72,7 +84,10 @@ typedef struct {
     int zdim;
 } fixture;
 
-static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
+/* The tiny model; learned_tau0 > 0: with a learned temperature; samples
+ * K: room for a K-sample bound. */
+static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float learned_tau0,
+                            int samples)
 {
     char err[ERR_LEN] = "";
     vae_config cfg = {.latent = lt,
@@ -80,7 +95,8 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
                       .K = lt == LATENT_CATEGORICAL ? 3 : 1,
                       .D = D,
                       .nhidden = 1,
-                      .hidden = {H}};
+                      .hidden = {H},
+                      .learned_tau0 = learned_tau0};
     memset(f, 0, sizeof *f);
     rng_t r;
     rng_seed(&r, 7);
@@ -92,9 +108,11 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
         f->m.params[i] = FIXTURE_GAIN * f->m.params[i] + 0.3f * (2.0f * rng_uniformf_open(&r) - 1.0f);
     for (int i = 0; i < B * D; i++)
         f->x[i] = rng_uniform_open(&r) < 0.4 ? 1.0f : 0.0f;
-    ck_assert_msg(vae_acts_init(&f->a, &f->m, B, err) == 0, "%s", err);
+    ck_assert_msg(vae_acts_init(&f->a, &f->m, B * samples, err) == 0, "%s", err);
     est_options o;
     est_options_default(&o);
+    o.samples = samples;
+    o.learns_cv = 1; /* rebar's eta and log lambda, at the end of persist */
     o.baseline = bl;
     o.var_norm = 0;
     o.baseline_lr = 1e-2f;
@@ -113,6 +131,11 @@ static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
                                                        : fmin(sigmoid_ref(l[i]), sigmoid_ref(-l[i])));
         fprintf(stderr, "fixture %s: smallest probability %.3g\n", stoch_latent_name(lt), qmin);
     }
+}
+
+static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
+{
+    fixture_init_as(f, lt, bl, 0.0f, 1);
 }
 
 static void fixture_free(fixture *f)
@@ -429,6 +452,28 @@ static void draw_stats(fixture *f, const estimator *e, float tau, int draws, dou
     draw_stats_of(f, e, tau, draws, 0, mean, var);
 }
 
+/* DRAWS draws of estimator name's d/dlogits on f: their mean == ex within
+ * SE_BOUND standard errors per coordinate; returns the total variance. */
+static double check_mean_is(fixture *f, const char *name, const char *what, const double *ex)
+{
+    const estimator *e = estimator_find(name);
+    double mean[B * MAXZ], var[B * MAXZ];
+    draw_stats(f, e, 1.0f, DRAWS, mean, var);
+    double total = 0.0, worst = 0.0;
+    for (int i = 0; i < B * f->zdim; i++) {
+        double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
+        total += var[i];
+        worst = fmax(worst, dev / (se + 1e-30));
+        ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
+                      "%s (%s, %s) dlogits[%d]: mean %.6g, exact %.6g, %.1f SE", name,
+                      stoch_latent_name(f->m.cfg.latent), what, i, mean[i], ex[i], dev / se);
+    }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-7s %-11s %-8s total var %.4e, worst %.2f SE\n", name,
+                stoch_latent_name(f->m.cfg.latent), what, total, worst);
+    return total;
+}
+
 /* Checks mean == exact within SE_BOUND standard errors; returns the total
  * variance.  learning: the baseline keeps adapting during the draws, as in
  * training (the centring uses only earlier batches, so the mean stays the
@@ -439,7 +484,7 @@ static double check_unbiased_as(latent_type lt, const char *name, est_baseline b
     fixture_init(&f, lt, bl);
     const estimator *e = estimator_find(name);
     ck_assert_ptr_nonnull(e);
-    double ex[B * MAXZ], mean[B * MAXZ], var[B * MAXZ];
+    double ex[B * MAXZ];
     exact_dlogits(&f, ex);
     /* Let the moving average and the baseline network adapt, then freeze
      * them so that the draws are independent. */
@@ -447,20 +492,9 @@ static double check_unbiased_as(latent_type lt, const char *name, est_baseline b
     for (int w = 0; w < 500; w++)
         e->run(&c);
     f.s.frozen = !learning;
-    draw_stats(&f, e, 1.0f, DRAWS, mean, var);
-    double total = 0.0, worst = 0.0;
-    for (int i = 0; i < B * f.zdim; i++) {
-        double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
-        total += var[i];
-        worst = fmax(worst, dev / (se + 1e-30));
-        ck_assert_msg(dev <= SE_BOUND * se + SE_SLACK,
-                      "%s (%s, baseline %s) dlogits[%d]: mean %.6g, exact %.6g, %.1f SE",
-                      name, stoch_latent_name(lt), est_baseline_name(bl), i, mean[i], ex[i],
-                      dev / se);
-    }
-    if (getenv("GSVAE_TEST_VERBOSE"))
-        fprintf(stderr, "%-7s %-11s %-8s total var %.4e, worst %.2f SE\n", name,
-                stoch_latent_name(lt), est_baseline_name(bl), total, worst);
+    char what[64];
+    snprintf(what, sizeof what, "baseline %s", est_baseline_name(bl));
+    double total = check_mean_is(&f, name, what, ex);
     fixture_free(&f);
     return total;
 }
@@ -478,6 +512,211 @@ START_TEST(sf_unbiased)
     double learned = check_unbiased(lt, "sf", EST_BASELINE_LEARNED);
     ck_assert_msg(mean < none, "mean baseline variance %g >= none %g", mean, none);
     ck_assert_msg(learned < none, "learned baseline variance %g >= none %g", learned, none);
+}
+END_TEST
+
+/* log of the Concrete (Binary Concrete) density at y of one row, logits l,
+ * temperature tau (Maddison et al. 2017, Def. 1 and Eq. 20), in double. */
+static double ref_concrete_logpdf(const vae_config *c, const double *l, const double *y,
+                                  double tau)
+{
+    double s = 0.0;
+    if (c->latent == LATENT_BERNOULLI) {
+        for (int i = 0; i < c->N; i++)
+            s += log(tau) + l[i] - (tau + 1) * (log(y[i]) + log1p(-y[i])) -
+                 2 * log(exp(l[i] - tau * log(y[i])) + exp(-tau * log1p(-y[i])));
+        return s;
+    }
+    int K = c->K;
+    for (int v = 0; v < c->N; v++) {
+        double se = 0.0;
+        s += lgamma(K) + (K - 1) * log(tau);
+        for (int k = 0; k < K; k++) {
+            s += l[v * K + k] - (tau + 1) * log(y[v * K + k]);
+            se += exp(l[v * K + k] - tau * log(y[v * K + k]));
+        }
+        s -= K * log(se);
+    }
+    return s;
+}
+
+/* The relaxed 2-sample bound of the fixture on fixed noise (2 rows per
+ * example), uniform prior, logits l: (1/B) sum_b log mean_k w_k, log w =
+ * -f(y) + log p(y) - log q(y) with Concrete densities; per-example values
+ * into per. */
+static double ref_relaxed_bound2(const fixture *f, const double *l, const float *noise,
+                                 double tau, double *per)
+{
+    const vae_config *c = &f->m.cfg;
+    int zdim = f->zdim;
+    double total = 0.0, zero[MAXZ] = {0};
+    for (int b = 0; b < B; b++) {
+        double lw[2];
+        for (int k = 0; k < 2; k++) {
+            double a[MAXZ], y[MAXZ];
+            for (int j = 0; j < zdim; j++)
+                a[j] = l[b * zdim + j] + noise[(b * 2 + k) * zdim + j];
+            ref_probs(c, a, tau, y);
+            lw[k] = -ref_decode(&f->m, NULL, y, f->x + b * D, NULL) +
+                    ref_concrete_logpdf(c, zero, y, tau) -
+                    ref_concrete_logpdf(c, l + b * zdim, y, tau);
+        }
+        double mx = fmax(lw[0], lw[1]);
+        double L = mx + log((exp(lw[0] - mx) + exp(lw[1] - mx)) / 2);
+        if (per)
+            per[b] = L;
+        total += L;
+    }
+    return total / B;
+}
+
+/* gumbel on the 2-sample bound: d/dlogits of one draw equals central
+ * differences (step 1e-4) of the relaxed bound written out with the
+ * Concrete densities, on the draw's own noise: |a - n| <= 1e-3 max|n| +
+ * 1e-5; recon + kl per example is -its bound (1e-4 relative). */
+START_TEST(gumbel_bound_gradient)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    for (int t = 0; t < 2; t++) {
+        float tau = t ? 0.5f : 1.0f;
+        fixture f;
+        fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+        est_ctx c = fixture_ctx(&f, tau);
+        estimator_find("gumbel")->run(&c);
+        const float *noise = est_last_bound_noise(&f.s);
+        double l[B * MAXZ], ex[B * MAXZ], per[B];
+        logits_double(&f, l);
+        ref_relaxed_bound2(&f, l, noise, tau, per);
+        for (int b = 0; b < B; b++)
+            ck_assert_msg(fabs(f.a.recon[b] + f.a.kl[b] + per[b]) <= 1e-4 * fabs(per[b]),
+                          "example %d: recon + kl %.9g, bound %.9g", b, f.a.recon[b] + f.a.kl[b],
+                          per[b]);
+        for (int i = 0; i < B * f.zdim; i++) {
+            double keep = l[i], h = 1e-4;
+            l[i] = keep + h;
+            double up = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            l[i] = keep - h;
+            double down = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            l[i] = keep;
+            ex[i] = -(up - down) / (2 * h);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "gumbel 2-sample bound (%s, tau %g) dlogits",
+                 stoch_latent_name(lt), tau);
+        assert_close(what, f.a.dlogits, ex, B * f.zdim, 1e-3, 1e-5);
+        fixture_free(&f);
+    }
+}
+END_TEST
+
+/* REBAR: unbiased at the eta and lambda its 500 adapting warm-up draws
+ * reach (check_unbiased), and at its starting ones; the adaptation lowers
+ * the total variance of d/dlogits (it descends sum g^2 on each draw). */
+START_TEST(rebar_unbiased)
+{
+    double adapted = check_unbiased(LATENT_BERNOULLI, "rebar", EST_BASELINE_NONE);
+    fixture f;
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    double ex[B * MAXZ];
+    exact_dlogits(&f, ex);
+    f.s.frozen = 1;
+    double start = check_mean_is(&f, "rebar", "eta 1, lambda 0.5", ex);
+    ck_assert_msg(adapted < start, "adapted variance %g >= starting %g", adapted, start);
+    fixture_free(&f);
+}
+END_TEST
+
+/* The K = 2 sample bound of the fixture, (1/B) sum_b sum_{z1, z2}
+ * q(z1) q(z2) log((w1 + w2) / 2), w = p(x|z) p(z) / q(z|x) under the
+ * uniform prior, with logits l; fz[b][code] = -log p(x_b|code). */
+static double ref_bound2(const vae_config *c, const double *l, const double *fz)
+{
+    int zdim = vae_zdim(c), n = ref_codes(c);
+    double logp = -c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0), total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double lq[MAXC], z[MAXZ];
+        for (int code = 0; code < n; code++) {
+            ref_code(c, code, z);
+            lq[code] = ref_logq(c, l + b * zdim, z);
+        }
+        for (int c1 = 0; c1 < n; c1++)
+            for (int c2 = 0; c2 < n; c2++) {
+                double a = -fz[b * MAXC + c1] + logp - lq[c1];
+                double d = -fz[b * MAXC + c2] + logp - lq[c2];
+                double mx = fmax(a, d);
+                total += exp(lq[c1] + lq[c2]) * (mx + log((exp(a - mx) + exp(d - mx)) / 2));
+            }
+    }
+    return total / B;
+}
+
+/* VIMCO on K = 2 samples: the mean of its d/dlogits is the gradient of
+ * -(the 2-sample bound), enumerated over all pairs of codes and
+ * differentiated by central differences (step 1e-5) in double. */
+START_TEST(vimco_unbiased)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    fixture f;
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+    const vae_config *cfg = &f.m.cfg;
+    int n = ref_codes(cfg);
+    ck_assert_int_le(n, MAXC);
+    double fz[B * MAXC], l[B * MAXZ], ex[B * MAXZ];
+    for (int b = 0; b < B; b++)
+        for (int code = 0; code < n; code++) {
+            double z[MAXZ];
+            ref_code(cfg, code, z);
+            fz[b * MAXC + code] = ref_decode(&f.m, NULL, z, f.x + b * D, NULL);
+        }
+    logits_double(&f, l);
+    for (int i = 0; i < B * f.zdim; i++) {
+        double keep = l[i];
+        l[i] = keep + FD_STEP;
+        double up = ref_bound2(cfg, l, fz);
+        l[i] = keep - FD_STEP;
+        double down = ref_bound2(cfg, l, fz);
+        l[i] = keep;
+        ex[i] = -(up - down) / (2 * FD_STEP);
+    }
+    check_mean_is(&f, "vimco", "K = 2", ex);
+    fixture_free(&f);
+}
+END_TEST
+
+/* ARM and DisARM (Bernoulli codes only): unbiased; DisARM, ARM with u
+ * integrated out given the pair, has the smaller total variance (Dong et
+ * al. 2020 prove it per coordinate). */
+START_TEST(arm_disarm_unbiased)
+{
+    double arm = check_unbiased(LATENT_BERNOULLI, "arm", EST_BASELINE_NONE);
+    double disarm = check_unbiased(LATENT_BERNOULLI, "disarm", EST_BASELINE_NONE);
+    ck_assert_msg(disarm < arm, "disarm variance %g >= arm %g", disarm, arm);
+}
+END_TEST
+
+/* ARM and DisARM are defined for Bernoulli codes only, and REBAR is
+ * implemented for them only: est_check refuses
+ * them on a categorical code with one line, and accepts them on bits. */
+START_TEST(arm_refused_on_categorical)
+{
+    char err[ERR_LEN] = "";
+    vae_config cat = {.latent = LATENT_CATEGORICAL, .N = 2, .K = 3, .D = D, .nhidden = 1,
+                      .hidden = {H}};
+    vae_config bits = {.latent = LATENT_BERNOULLI, .N = 3, .K = 1, .D = D, .nhidden = 1,
+                       .hidden = {H}};
+    const char *names[] = {"arm", "disarm", "rebar"};
+    for (int i = 0; i < 3; i++) {
+        const estimator *e = estimator_find(names[i]);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(est_check(e, &bits, err), 0);
+        ck_assert_int_eq(est_check(e, &cat, err), -1);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "--estimator '%s': for Bernoulli latents only, not categorical ones",
+                 names[i]);
+        ck_assert_str_eq(err, want);
+    }
+    ck_assert_int_eq(est_check(estimator_find("sf"), &cat, err), 0);
 }
 END_TEST
 
@@ -560,14 +799,15 @@ END_TEST
 
 /* One draw of estimator `name`; then rebuild d/dlogits from its sample (or
  * noise) in double and compare. */
-static void check_formula(latent_type lt, const char *name, float tau)
+static void check_formula_draw(latent_type lt, const char *name, float tau, int draw)
 {
     fixture f;
     fixture_init(&f, lt, EST_BASELINE_NONE);
     const vae_config *cfg = &f.m.cfg;
     int zdim = f.zdim, K = cfg->K;
     est_ctx c = fixture_ctx(&f, tau);
-    estimator_find(name)->run(&c);
+    for (int d = 0; d <= draw; d++)
+        estimator_find(name)->run(&c);
     double l[B * MAXZ], want[B * MAXZ], recon[B];
     logits_double(&f, l);
     for (int b = 0; b < B; b++) {
@@ -601,6 +841,10 @@ static void check_formula(latent_type lt, const char *name, float tau)
                         ck_assert(z[i * K + k] == (k == best ? 1.0 : 0.0));
                 }
             }
+        } else if (!strcmp(name, "arm") || !strcmp(name, "disarm")) {
+            /* The pair from the estimator's own uniforms: z = 1[u < q]. */
+            for (int j = 0; j < zdim; j++)
+                ck_assert(z[j] == (est_last_noise(&f.s)[b * zdim + j] < (float)q[j] ? 1.0 : 0.0));
         } else {
             /* A hard code: one-hot per variable, or bits. */
             for (int i = 0; i < cfg->N; i++) {
@@ -651,6 +895,22 @@ static void check_formula(latent_type lt, const char *name, float tau)
             ref_probs_backward(cfg, q, dbar, 1.0, w);
             for (int j = 0; j < zdim; j++)
                 w[j] += r / B * (z[j] - q[j]);
+        } else if (!strcmp(name, "arm") || !strcmp(name, "disarm")) {
+            const float *u = est_last_noise(&f.s) + b * zdim;
+            double zt[MAXZ];
+            for (int j = 0; j < zdim; j++)
+                zt[j] = 1.0f - u[j] < (float)q[j] ? 1.0 : 0.0;
+            double df = recon[b] - ref_decode(&f.m, NULL, zt, f.x + b * D, NULL);
+            for (int j = 0; j < zdim; j++) {
+                if (!strcmp(name, "arm"))
+                    /* (f(zt) - f(z)) (u - 1/2) */
+                    w[j] = -df * (u[j] - 0.5) / B;
+                else
+                    /* (f(z) - f(zt))/2 (-1)^zt 1[z != zt] sigmoid(|l|) */
+                    w[j] = z[j] == zt[j] ? 0.0
+                                         : df / 2 * (zt[j] ? -1.0 : 1.0) *
+                                               sigmoid_ref(fabs(lb[j])) / B;
+            }
         } else {
             ck_abort_msg("no formula for %s", name);
         }
@@ -662,6 +922,12 @@ static void check_formula(latent_type lt, const char *name, float tau)
         ck_assert_msg(fabs(f.a.recon[b] - recon[b]) <= 1e-5 * fabs(recon[b]),
                       "%s recon[%d] %.9g, reference %.9g", name, b, f.a.recon[b], recon[b]);
     fixture_free(&f);
+}
+
+/* The first draw of a fresh fixture. */
+static void check_formula(latent_type lt, const char *name, float tau)
+{
+    check_formula_draw(lt, name, tau, 0);
 }
 
 static const char *const formula_names[] = {"st", "annealed-st", "darn", "gumbel",
@@ -680,6 +946,11 @@ START_TEST(formulas_bernoulli)
     for (size_t i = 0; i < sizeof formula_names / sizeof *formula_names; i++)
         for (int t = 0; t < 2; t++)
             check_formula(LATENT_BERNOULLI, formula_names[i], t ? 0.4f : 1.0f);
+    /* Several draws, so that pairs with and without differing bits occur. */
+    for (int d = 0; d < 5; d++) {
+        check_formula_draw(LATENT_BERNOULLI, "arm", 1.0f, d);
+        check_formula_draw(LATENT_BERNOULLI, "disarm", 1.0f, d);
+    }
 }
 END_TEST
 
@@ -742,6 +1013,81 @@ START_TEST(gumbel_bias_falls_with_tau)
 }
 END_TEST
 
+/* ---- a learned temperature ---- */
+
+/* The training loss as a function of log tau on the draw of the last
+ * run, in double: gumbel's (1/B) sum_b f(y_b), y_b the relaxed sample of
+ * the estimator's own noise at tau = exp(s); for st-gumbel the surrogate
+ * whose gradient the straight-through pass takes, (1/B) sum_b
+ * f'(z_b) . y_b with z_b the hard sample (fixed). */
+static double tau_loss(const fixture *f, const double *l, int st, const double *dzh, double s)
+{
+    const vae_config *cfg = &f->m.cfg;
+    int zdim = f->zdim;
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double a[MAXZ], y[MAXZ];
+        for (int j = 0; j < zdim; j++)
+            a[j] = l[b * zdim + j] + est_last_noise(&f->s)[b * zdim + j];
+        ref_probs(cfg, a, exp(s), y);
+        if (!st) {
+            total += ref_decode(&f->m, NULL, y, f->x + b * D, NULL);
+            continue;
+        }
+        for (int j = 0; j < zdim; j++)
+            total += dzh[b * zdim + j] * y[j];
+    }
+    return total / B;
+}
+
+/* d loss / d log tau of gumbel and st-gumbel against central differences
+ * of tau_loss in double (step 1e-4): |g - n| <= 1e-3 |n| + 1e-5.  The
+ * temperature passed in is replaced by the model's; a model without a
+ * learned temperature has no slot for it. */
+static void check_tau_gradient(latent_type lt, const char *name, float tau0)
+{
+    fixture f;
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0, 1);
+    ck_assert_uint_eq(f.m.log_tau, f.m.nparams - 1);
+    est_ctx c = fixture_ctx(&f, 0.123f);
+    est_elbo_gradient(estimator_find(name), &c);
+    double tau = exp((double)f.m.params[f.m.log_tau]);
+    ck_assert_msg(fabs(c.tau - tau) <= 1e-6 * tau, "ran at tau %g, the model's is %g", c.tau,
+                  tau);
+    double l[B * MAXZ], dzh[B * MAXZ];
+    logits_double(&f, l);
+    int st = !strcmp(name, "st-gumbel");
+    for (int b = 0; b < B && st; b++) {
+        double z[MAXZ];
+        for (int j = 0; j < f.zdim; j++)
+            z[j] = f.a.z[b * f.zdim + j];
+        ref_decode(&f.m, NULL, z, f.x + b * D, dzh + b * f.zdim);
+    }
+    double s = log(tau), h = 1e-4;
+    double num = (tau_loss(&f, l, st, dzh, s + h) - tau_loss(&f, l, st, dzh, s - h)) / (2 * h);
+    double got = f.m.grads[f.m.log_tau];
+    ck_assert_msg(fabs(got - num) <= 1e-3 * fabs(num) + 1e-5,
+                  "%s (%s, tau %g): d loss/d log tau %.8g, central difference %.8g", name,
+                  stoch_latent_name(lt), tau, got, num);
+    ck_assert_msg(fabs(num) > 1e-4, "%s: a flat loss in tau tests nothing (%g)", name, num);
+    fixture g;
+    fixture_init(&g, lt, EST_BASELINE_NONE);
+    ck_assert_uint_eq(g.m.log_tau, 0);
+    ck_assert_uint_eq(g.m.nparams + 1, f.m.nparams);
+    fixture_free(&g);
+    fixture_free(&f);
+}
+
+START_TEST(learned_tau_gradient)
+{
+    latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
+    check_tau_gradient(lt, "gumbel", 1.0f);
+    check_tau_gradient(lt, "gumbel", 0.4f);
+    check_tau_gradient(lt, "st-gumbel", 1.0f);
+    check_tau_gradient(lt, "st-gumbel", 0.4f);
+}
+END_TEST
+
 /* ---- the table ---- */
 
 START_TEST(table_keys_off_the_list)
@@ -754,6 +1100,10 @@ START_TEST(table_keys_off_the_list)
         ck_assert_ptr_nonnull(e->run);
         ck_assert_ptr_eq(estimator_find(stoch_estimator_name((stoch_estimator)id)), e);
         ck_assert_int_eq(e->uses_baseline, id == STOCH_SF || id == STOCH_MUPROP);
+        ck_assert_int_eq(e->k_sample, id == STOCH_VIMCO    ? EST_K_REQUIRED
+                                      : id == STOCH_GUMBEL ? EST_K_OPTIONAL
+                                                           : EST_K_NONE);
+        ck_assert_int_eq(e->learns_cv, id == STOCH_REBAR);
     }
     ck_assert_ptr_null(e->run);
     ck_assert_ptr_null(estimator_find("nope"));
@@ -767,7 +1117,10 @@ START_TEST(persist_layout)
     char err[ERR_LEN] = "";
     fixture f;
     fixture_init(&f, LATENT_CATEGORICAL, EST_BASELINE_MEAN);
-    ck_assert_uint_eq(f.s.npersist, 4);
+    /* The header, and rebar's eta, log lambda, their Adam moments and
+     * steps (the fixture makes room for them). */
+    ck_assert_uint_eq(f.s.npersist, 4 + 7);
+    ck_assert(f.s.persist[4] == EST_REBAR_ETA0 && f.s.persist[5] == logf(EST_REBAR_LAMBDA0));
     est_state learned;
     est_options o;
     est_options_default(&o);
@@ -881,6 +1234,8 @@ START_TEST(e2e_categorical)
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "categorical", names[i], "", start);
     train_lowers_loss(tmp, "categorical", "sf", "--baseline learned", start);
+    train_lowers_loss(tmp, "categorical", "vimco", "--samples 3", start);
+    train_lowers_loss(tmp, "categorical", "gumbel", "--samples 3", start);
 }
 END_TEST
 
@@ -888,9 +1243,12 @@ START_TEST(e2e_bernoulli)
 {
     const char *tmp = testutil_tmpdir();
     double start = start_loss(tmp, "bernoulli");
-    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st"};
+    const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm",
+                           "rebar"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "bernoulli", names[i], "", start);
+    train_lowers_loss(tmp, "bernoulli", "vimco", "--samples 3", start);
+    train_lowers_loss(tmp, "bernoulli", "gumbel", "--samples 3", start);
 }
 END_TEST
 
@@ -910,16 +1268,14 @@ START_TEST(e2e_exact)
 }
 END_TEST
 
-/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
- * where the run in one go ends: the estimator's state is in the checkpoint. */
-START_TEST(e2e_resume_exact)
+/* Train with flags for 40 steps in one go into a (tmp/<tag>once), and for
+ * 20 then resumed to 40 into b (tmp/<tag>twice). */
+static void train_once_and_resumed(const char *tag, const char *flags, char *a, char *b)
 {
     const char *tmp = testutil_tmpdir();
-    char a[512], b[512], cmd[2048];
-    const char *flags = "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 --estimator sf "
-                        "--baseline learned --eval-every 20 --eval-images 500 --iw-samples 0 --quiet";
-    snprintf(a, sizeof a, "%s/once", tmp);
-    snprintf(b, sizeof b, "%s/twice", tmp);
+    char cmd[2048];
+    snprintf(a, 512, "%s/%sonce", tmp, tag);
+    snprintf(b, 512, "%s/%stwice", tmp, tag);
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --steps 40 %s", testutil_bin(),
              testutil_data_dir(), a, flags);
     run_ok(cmd);
@@ -929,6 +1285,17 @@ START_TEST(e2e_resume_exact)
     snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --steps 40 --resume --iw-samples 0 --quiet",
              testutil_bin(), testutil_data_dir(), b);
     run_ok(cmd);
+}
+
+/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
+ * where the run in one go ends: the estimator's state is in the checkpoint. */
+START_TEST(e2e_resume_exact)
+{
+    char a[512], b[512];
+    train_once_and_resumed("", "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 "
+                               "--estimator sf --baseline learned --eval-every 20 "
+                               "--eval-images 500 --iw-samples 0 --quiet",
+                           a, b);
     double ea = summary_value(a, "test_neg_elbo"), eb = summary_value(b, "test_neg_elbo");
     double ta = summary_value(a, "final_train_loss"), tb = summary_value(b, "final_train_loss");
     ck_assert_msg(ea == eb && ta == tb, "resumed run ends at %.9g / %.9g, one go at %.9g / %.9g",
@@ -944,6 +1311,53 @@ START_TEST(e2e_resume_exact)
     ckpt_free(f);
 }
 END_TEST
+
+/* --tau learned: the temperature moves away from --tau0, log.csv's tau
+ * column and summary.json's learned_tau and final_tau report it, and a run
+ * resumed half-way ends where the run in one go ends (log tau is in the
+ * checkpoint's parameters). */
+START_TEST(e2e_learned_tau)
+{
+    char a[512], b[512];
+    train_once_and_resumed("tau-", "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 "
+                                   "--estimator gumbel --tau learned --tau0 0.8 --lr 3e-3 "
+                                   "--eval-every 20 --eval-images 500 --iw-samples 0 --quiet",
+                           a, b);
+    double la = summary_value(a, "learned_tau"), lb = summary_value(b, "learned_tau");
+    double fa = summary_value(a, "final_tau");
+    ck_assert_msg(la == lb, "resumed run's tau %.9g, one go's %.9g", lb, la);
+    ck_assert_msg(fabs(fa - la) < 1e-6, "final_tau %.9g, learned_tau %.9g", fa, la);
+    /* 40 Adam steps of 3e-3 on log tau: it has moved, by at most 0.12. */
+    ck_assert_msg(fabs(log(la / 0.8)) > 1e-3 && fabs(log(la / 0.8)) <= 0.12 + 1e-6,
+                  "tau %.6g after 40 steps from 0.8", la);
+    /* The tau column: 0.8 at step 0, the learned value at step 40. */
+    char *log_text = read_text(testutil_path(a, "log.csv"));
+    ck_assert_ptr_nonnull(log_text);
+    char row0[64], row40[64];
+    snprintf(row0, sizeof row0, "\n0,0.0000,0.800000,");
+    snprintf(row40, sizeof row40, ",%.6f,", la);
+    ck_assert_msg(testutil_contains(log_text, row0) && testutil_contains(log_text, row40),
+                  "log.csv lacks tau 0.8 at step 0 or %.6f:\n%s", la, log_text);
+    free(log_text);
+}
+END_TEST
+
+/* Every figure of gradvar's CSV is finite but vimco's bias and relative
+ * bias, which it does not have (its bound is not the ELBO): "nan,nan". */
+static void assert_gradvar_finite(const char *out)
+{
+    for (const char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        size_t len = strcspn(line, "\n");
+        char row[512];
+        snprintf(row, sizeof row, "%.*s", (int)(len < sizeof row ? len : sizeof row - 1), line);
+        if (!strncmp(row, "vimco,", 6)) {
+            char *nan = strstr(row, ",nan,nan,");
+            ck_assert_msg(nan != NULL, "vimco row: %s", row);
+            memcpy(nan, ",0.0,0.0,", 9);
+        }
+        ck_assert_msg(!strstr(row, "nan") && !strstr(row, "inf"), "%s", row);
+    }
+}
 
 START_TEST(e2e_refusals_and_gradvar)
 {
@@ -971,20 +1385,75 @@ START_TEST(e2e_refusals_and_gradvar)
         snprintf(line, sizeof line, "\n  %s ", name);
         ck_assert_msg(testutil_contains(out, line), "train --help lacks %s", name);
     }
-    /* gradvar on a tiny model: one finite CSV row per estimator. */
+    /* --tau: a mode that does not exist, and learned with an estimator that
+     * has no temperature to learn. */
+    const char *tau_bad[][2] = {
+        {"--tau warm", "--tau 'warm': expected schedule or learned"},
+        {"--tau learned --estimator sf",
+         "--tau learned: only with --estimator gumbel or st-gumbel, not sf"},
+        {"--tau learned --estimator annealed-st",
+         "--tau learned: only with --estimator gumbel or st-gumbel, not annealed-st"},
+        {"--samples 0", "--samples 0: must lie in 1..1000"},
+        {"--samples 2 --tau learned", "--tau learned: not on a K-sample bound (--samples 2)"},
+        {"--samples 2 --estimator st-gumbel",
+         "--samples 2: only with --estimator vimco or gumbel (a K-sample bound), not st-gumbel"},
+        {"--estimator vimco --samples 1001", "--samples 1001: must lie in 1..1000"},
+        {"--estimator vimco", "--samples 1: vimco trains the K-sample bound and needs K >= 2"},
+        {"--samples 3 --estimator sf",
+         "--samples 3: only with --estimator vimco or gumbel (a K-sample bound), not sf"},
+    };
+    for (size_t i = 0; i < sizeof tau_bad / sizeof *tau_bad; i++) {
+        snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never %s --quiet",
+                 testutil_bin(), testutil_data_dir(), tmp, tau_bad[i][0]);
+        rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+        ck_assert_msg(rc == 2 && testutil_contains(errb, tau_bad[i][1]), "%s: rc %d, stderr: %s",
+                      tau_bad[i][0], rc, errb);
+    }
+    /* arm on the default categorical code: refused before any work. */
+    snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never --estimator arm --quiet",
+             testutil_bin(), testutil_data_dir(), tmp);
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 2 && testutil_contains(errb, "--estimator 'arm': for Bernoulli "
+                                                     "latents only, not categorical ones"),
+                  "rc %d, stderr: %s", rc, errb);
+    ck_assert_ptr_null(read_text(testutil_path(tmp, "never/log.csv")));
+    /* gradvar on a tiny model: one finite CSV row per estimator defined for
+     * its code. */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent 2x3 --hidden 8 --batch 5 --samples 50 --warmup 20 --csv",
              testutil_bin(), testutil_data_dir());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
-    ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
+    assert_gradvar_finite(out);
     for (const estimator *e = estimator_list(); e->run; e++) {
         char line[64];
         const char *name = stoch_estimator_name(e->id);
         snprintf(line, sizeof line, "\n%s,", name);
-        ck_assert_msg(testutil_contains(out, line), "gradvar lacks %s:\n%s", name, out);
+        int defined = stoch_estimator_defined(e->id, LATENT_CATEGORICAL);
+        ck_assert_msg(!testutil_contains(out, line) == !defined, "gradvar %s %s:\n%s",
+                      defined ? "lacks" : "runs", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
+    /* The Bernoulli-only estimators on 3 bits, beside exact (rebar warms
+     * up its eta and temperature first). */
+    snprintf(cmd, sizeof cmd,
+             "%s gradvar --data %s --latent-type bernoulli --latent 3 --hidden 8 --batch 5 "
+             "--samples 50 --csv --estimators exact,arm,disarm,rebar",
+             testutil_bin(), testutil_data_dir());
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
+    ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
+    ck_assert_msg(testutil_contains(out, "\narm,bernoulli,3,8,5,50,encoder,") &&
+                      testutil_contains(out, "\ndisarm,bernoulli,3,8,5,50,encoder,") &&
+                      testutil_contains(out, "\nrebar,bernoulli,3,8,5,50,encoder,"),
+                  "%s", out);
+    /* ... and refused by name on a categorical code. */
+    snprintf(cmd, sizeof cmd,
+             "%s gradvar --data %s --latent 2x3 --hidden 8 --batch 2 --samples 2 --estimators disarm",
+             testutil_bin(), testutil_data_dir());
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc != 0 && testutil_contains(errb, "'disarm': for Bernoulli"),
+                  "rc %d, stderr: %s", rc, errb);
     /* exact asked for on a code too large to enumerate. */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent 20x10 --hidden 8 --batch 2 --samples 2 --estimators sf,exact",
@@ -1004,12 +1473,18 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, exact_limits);
     tcase_add_loop_test(tc, sf_unbiased, 0, 2);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 2);
+    tcase_add_test(tc, arm_disarm_unbiased);
+    tcase_add_loop_test(tc, vimco_unbiased, 0, 2);
+    tcase_add_test(tc, rebar_unbiased);
+    tcase_add_loop_test(tc, gumbel_bound_gradient, 0, 2);
+    tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
     tcase_add_loop_test(tc, unbiased_while_learning, 0, 2);
     tcase_add_test(tc, formulas_categorical);
     tcase_add_test(tc, formulas_bernoulli);
     tcase_add_test(tc, annealed_st_slope);
     tcase_add_test(tc, gumbel_bias_falls_with_tau);
+    tcase_add_loop_test(tc, learned_tau_gradient, 0, 2);
     tcase_add_test(tc, table_keys_off_the_list);
     tcase_add_test(tc, persist_layout);
     suite_add_tcase(s, tc);
@@ -1019,6 +1494,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(e2e, e2e_bernoulli);
     tcase_add_test(e2e, e2e_exact);
     tcase_add_test(e2e, e2e_resume_exact);
+    tcase_add_test(e2e, e2e_learned_tau);
     tcase_add_test(e2e, e2e_refusals_and_gradvar);
     suite_add_tcase(s, e2e);
     return s;

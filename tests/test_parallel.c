@@ -92,7 +92,7 @@ START_TEST(blas_threads_change_results_only_within_tolerance)
     double losses[2][20];
     for (int pass = 0; pass < 2; pass++) {
         openblas_set_num_threads(pass + 1);
-        vae_config c = {LATENT_CATEGORICAL, 20, 10, 784, 2, {512, 256}, VAE_PRIOR_UNIFORM};
+        vae_config c = {LATENT_CATEGORICAL, 20, 10, 784, 2, {512, 256}, VAE_PRIOR_UNIFORM, 0.0f};
         vae_model m;
         vae_acts a;
         est_state es;

@@ -715,7 +715,11 @@ START_TEST(e2e_bad_flags)
 {
     static const char *bad[][2] = {
         {"--estimator bogus", "--estimator"},
-        {"--estimator exact", "--estimator 'exact': not available for the sbn task"},
+        {"--estimator exact", "--estimator 'exact': not implemented for the sbn task"},
+        {"--latent-type bernoulli --estimator arm",
+         "--estimator 'arm': not implemented for the sbn task"},
+        {"--latent-type categorical --latent 20x10 --estimator disarm",
+         "--estimator 'disarm': for Bernoulli latents only, not categorical ones"},
         {"--samples 0", "--samples"},
         {"--latent-type categorical --latent 20", "--latent"},
         {"--latent-type bernoulli --latent 20x10", "--latent"},

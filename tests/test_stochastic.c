@@ -398,6 +398,46 @@ END_TEST
 
 /* ---- the estimator list ---- */
 
+/* REBAR's conditional resample: H(zt) = b always; dzt matches central
+ * differences of zt in the logit (b and v fixed; step 1e-2 on float
+ * logits, bound 1e-3 relative + 1e-4); and over many draws the resample
+ * has the logistic law of z: P(zt < t) = sigmoid(t - l) at t = l - 1, l,
+ * l + 1 within 4 standard errors. */
+START_TEST(rebar_conditional)
+{
+    stoch_layer s = {LATENT_BERNOULLI, 1, 1};
+    rng_t r;
+    rng_seed(&r, 5);
+    for (int t = 0; t < 200; t++) {
+        float l = 6.0f * rng_uniformf_open(&r) - 3.0f, v = rng_uniformf_open(&r);
+        float b = rng_uniformf_open(&r) < 0.5f ? 1.0f : 0.0f, zt, dzt, up, down, d;
+        stoch_rebar_conditional(&s, &zt, &dzt, &b, &l, &v, 1);
+        ck_assert_msg((zt > 0) == (b > 0.5f), "l %g b %g v %g: zt %g", l, b, v, zt);
+        float lu = l + 1e-2f, ld = l - 1e-2f;
+        stoch_rebar_conditional(&s, &up, &d, &b, &lu, &v, 1);
+        stoch_rebar_conditional(&s, &down, &d, &b, &ld, &v, 1);
+        double num = ((double)up - down) / ((double)lu - ld);
+        ck_assert_msg(fabs(dzt - num) <= 1e-3 * fabs(num) + 1e-4, "l %g b %g v %g: %g vs %g", l, b,
+                      v, dzt, num);
+    }
+    const float l = 0.7f;
+    const int M = 200000;
+    long below[3] = {0, 0, 0};
+    for (int i = 0; i < M; i++) {
+        float b = rng_uniformf_open(&r) < 1.0f / (1.0f + expf(-l)) ? 1.0f : 0.0f;
+        float v = rng_uniformf_open(&r), zt, dzt;
+        stoch_rebar_conditional(&s, &zt, &dzt, &b, &l, &v, 1);
+        for (int k = 0; k < 3; k++)
+            below[k] += zt < l + (k - 1);
+    }
+    for (int k = 0; k < 3; k++) {
+        double p = 1.0 / (1.0 + exp(-(double)(k - 1))), got = (double)below[k] / M;
+        ck_assert_msg(fabs(got - p) <= 4.0 * sqrt(p * (1 - p) / M), "P(zt < l%+d) %g, want %g",
+                      k - 1, got, p);
+    }
+}
+END_TEST
+
 START_TEST(estimator_list)
 {
     for (int e = 0; e < STOCH_NESTIMATORS; e++) {
@@ -407,7 +447,7 @@ START_TEST(estimator_list)
         ck_assert_int_eq(back, e);
         const char *help = stoch_estimator_help((stoch_estimator)e);
         ck_assert(help[0] && !strchr(help, '\n'));
-        ck_assert_int_eq(stoch_estimator_check((stoch_estimator)e, STOCH_ALL_ESTIMATORS, "x", NULL),
+        ck_assert_int_eq(stoch_estimator_check((stoch_estimator)e, STOCH_ALL_ESTIMATORS, "x", LATENT_BERNOULLI, NULL),
                          0);
     }
     stoch_estimator out = STOCH_SF;
@@ -415,8 +455,8 @@ START_TEST(estimator_list)
     ck_assert_int_eq(out, STOCH_SF);
     char err[ERR_LEN] = "";
     unsigned some = (1u << STOCH_GUMBEL) | (1u << STOCH_EXACT);
-    ck_assert_int_eq(stoch_estimator_check(STOCH_SF, some, "semisup", err), -1);
-    ck_assert_msg(!strcmp(err, "--estimator 'sf': not available for the semisup task (gumbel, "
+    ck_assert_int_eq(stoch_estimator_check(STOCH_SF, some, "semisup", LATENT_CATEGORICAL, err), -1);
+    ck_assert_msg(!strcmp(err, "--estimator 'sf': not implemented for the semisup task (gumbel, "
                                "exact)"),
                   "%s", err);
 }
@@ -438,6 +478,7 @@ static Suite *stochastic_suite(void)
     tcase_add_test(tc, log_prob_formula);
     tcase_add_test(tc, nvil_statistics);
     tcase_add_test(tc, nvil_tracks_the_mean);
+    tcase_add_test(tc, rebar_conditional);
     tcase_add_test(tc, estimator_list);
     suite_add_tcase(s, tc);
     return s;

@@ -107,6 +107,7 @@ int cmd_bench(int argc, char **argv)
         {"hidden", FLAG_STRING, &v->hidden, "W1,W2", "encoder widths (none: linear)"},
         {"prior", FLAG_STRING, &v->prior, "P", "uniform or learned"},
         {"estimator", FLAG_STRING, &o.estimator, "NAME", "gradient estimator"},
+        {"samples", FLAG_INT, &v->samples, "K", "vimco, gumbel: samples of the K-sample bound"},
         {"batch", FLAG_INT, &o.batch, "B", "examples per step"},
         {"steps", FLAG_LONG, &steps, "S", "timed training steps (after 20 warm-up steps)"},
         {"threads", FLAG_INT, &o.threads, "T", "threads for sgemm and the optimizer (0: every core)"},
@@ -153,11 +154,13 @@ int cmd_bench(int argc, char **argv)
     int ntest = 0;
     rng_t r;
     rng_seed(&r, (uint64_t)o.seed);
+    est_options eo;
+    vae_task_est_options(&o, v, &eo);
     rc = 1;
     if (dataset_load_split(o.data_dir, "train", &train, err) != 0 ||
         dataset_load_split(o.data_dir, "test", &test, err) != 0 ||
-        vae_init(&m, &cfg, &r, err) != 0 || vae_acts_init(&a, &m, o.batch, err) != 0 ||
-        est_state_init(&es, &m, o.batch, NULL, err) != 0 || est_check(est, &cfg, err) != 0 ||
+        vae_init(&m, &cfg, &r, err) != 0 || vae_acts_init(&a, &m, o.batch * v->samples, err) != 0 ||
+        est_state_init(&es, &m, o.batch, &eo, err) != 0 || est_check(est, &cfg, err) != 0 ||
         adam_init(&adam, m.nparams, err) != 0 || (adam.threads = threads) < 1 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
         batcher_init(&bt, &train, (uint32_t)o.batch, &r, err) != 0 ||
         !(test_x = driver_eval_images(&test, bin, 10000, &ntest, err)) ||

@@ -934,6 +934,13 @@ static void say_last_checkpoint(const run *R, long last_ckpt)
         fprintf(stderr, "; no checkpoint was written\n");
 }
 
+/* The temperature of the run at the schedule's `scheduled`: the task's
+ * own when it learns it. */
+static double run_tau(const run *R, double scheduled)
+{
+    return R->ops->tau ? R->ops->tau(R, scheduled) : scheduled;
+}
+
 /* The loop from R->step to R->total_steps.  Returns 0 when done, 1 on a
  * non-finite loss, -1 on an error (in err), or the number of the signal
  * that stopped it after a checkpoint. */
@@ -947,7 +954,7 @@ static int train_loop(run *R, long last_ckpt, char *err)
         log_row *row = next_row(R, err);
         if (!row)
             return -1;
-        row->tau = schedule_tau(&sched, 0);
+        row->tau = run_tau(R, schedule_tau(&sched, 0));
         evaluate_row(R, row, tty);
     }
 #ifdef GSVAE_TEST_HOOKS
@@ -1000,12 +1007,12 @@ static int train_loop(run *R, long last_ckpt, char *err)
                 return -1;
             row->step = R->step;
             row->epoch = (double)R->step * o->batch / R->batch_set->count;
-            row->tau = tau;
+            row->tau = run_tau(R, tau);
             row->seconds = R->seconds;
             for (int i = 0; i < R->ntrain; i++)
                 row->fig[i] = R->window[i] / R->window_n;
             if (!tty)
-                progress(R, tau, row->fig[0], ex_per_s, 0, 0);
+                progress(R, row->tau, row->fig[0], ex_per_s, 0, 0);
             if (do_eval)
                 evaluate_row(R, row, tty);
             memset(R->window, 0, sizeof R->window);
@@ -1019,7 +1026,7 @@ static int train_loop(run *R, long last_ckpt, char *err)
             window_seconds = 0;
         }
         if (tty && (now - last_print > 0.2 || R->step == R->total_steps)) {
-            progress(R, tau, loss, ex_per_s, 1, R->step == R->total_steps);
+            progress(R, run_tau(R, tau), loss, ex_per_s, 1, R->step == R->total_steps);
             last_print = now;
         }
         if (stop_signal) {

@@ -91,6 +91,11 @@ typedef struct {
      * figures of train_cols into figs; returns the loss (NaN or Inf stops
      * the run before the optimizer step). */
     double (*step)(run *R, long step, float tau, double *figs);
+    /* The temperature the run trains at, given the schedule's at this
+     * point: a task that learns it returns its own (logged in place of
+     * the schedule's, and the row's tau for evaluate).  May be NULL: the
+     * schedule's. */
+    double (*tau)(const run *R, double scheduled);
     /* The figures of eval_cols on set s, at the row's tau. */
     void (*evaluate)(run *R, const eval_set *s, float tau, double *figs);
     /* After training: final figures, images, a line on stdout; writes its

@@ -11,10 +11,13 @@
  * sqrt(total variance / S) that an unbiased estimator's bias norm falls to,
  * and the mean cosine of the estimates to the exact gradient (or, where
  * exact is infeasible, to their own mean, from a second pass that redraws
- * the same samples).
+ * the same samples).  vimco estimates the gradient of the K-sample bound
+ * (--bound-samples K), not the ELBO's, so it is always compared with its
+ * own mean.
  *
  * Estimators with a baseline (sf, muprop) first take --warmup draws in which
- * their moving averages and baseline network adapt to the batch; then the
+ * their moving averages and baseline network adapt to the batch (rebar: its
+ * eta and temperature); then the
  * state is frozen so that the S draws are independent.  Variance
  * normalisation is off here: it rescales the score term by a running
  * statistic and would turn a scale into apparent bias. */
@@ -36,6 +39,7 @@ typedef struct {
     const char *ckpt, *data_dir, *latent_type, *latent, *hidden, *estimators, *baseline;
     const char *params, *binarize;
     int batch, samples, warmup, csv;
+    int bound_samples;  /* K of vimco's K-sample bound */
     long seed;
     double tau;
     int threads;   /* 0: every online core (driver_threads) */
@@ -113,15 +117,21 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
                    gv_result *res, char *err)
 {
     est_state s;
-    if (est_state_init(&s, &G->m, G->B, eo, err) != 0)
+    est_options eok = *eo;
+    eok.samples = e->k_sample == EST_K_REQUIRED ? o->bound_samples : 1;
+    eok.learns_cv = e->learns_cv;
+    if (est_state_init(&s, &G->m, G->B, &eok, err) != 0)
         return -1;
+    /* A K-sample bound's gradient is not the ELBO's: it is compared with
+     * its own mean, as where exact is infeasible. */
+    const double *exact = e->k_sample == EST_K_REQUIRED ? NULL : G->exact;
     size_t P = G->hi - G->lo;
     rng_t r;
     rng_seed(&r, (uint64_t)o->seed + 1);
     est_ctx c = {&G->m, &G->a, &s, G->x, G->B, (float)o->tau, &r};
     memset(res, 0, sizeof *res);
     res->finite = 1;
-    if (e->uses_baseline && s.baseline != EST_BASELINE_NONE)
+    if ((e->uses_baseline && s.baseline != EST_BASELINE_NONE) || e->learns_cv)
         for (int w = 0; w < o->warmup; w++)
             est_elbo_gradient(e, &c);
     s.frozen = 1;
@@ -130,7 +140,7 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
     int S = e->id != STOCH_EXACT ? o->samples : 2;
     memset(G->mean, 0, P * sizeof(double));
     memset(G->m2, 0, P * sizeof(double));
-    double exact_norm = G->exact ? norm_vec(G->exact, P) : 0.0, cos_sum = 0.0;
+    double exact_norm = exact ? norm_vec(exact, P) : 0.0, cos_sum = 0.0;
     double t0 = now_seconds();
     for (int i = 0; i < S; i++) {
         if (!isfinite(est_elbo_gradient(e, &c)))
@@ -142,10 +152,10 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
             G->mean[j] += d / (i + 1);
             G->m2[j] += d * (g[j] - G->mean[j]);
         }
-        if (G->exact) {
+        if (exact) {
             double gn = norm_range(G->m.grads, G->lo, G->hi);
             if (gn > 0 && exact_norm > 0)
-                cos_sum += dot_range(G->m.grads, G->exact, G->lo, G->hi) / (gn * exact_norm);
+                cos_sum += dot_range(G->m.grads, exact, G->lo, G->hi) / (gn * exact_norm);
         }
     }
     res->ms = 1e3 * (now_seconds() - t0) / S;
@@ -153,10 +163,10 @@ static int measure(gv_run *G, const gv_opts *o, const estimator *e, const est_op
         res->total_var += G->m2[j] / (S - 1);
     res->mean_norm = norm_vec(G->mean, P);
     res->floor = sqrt(res->total_var / S);
-    if (G->exact) {
+    if (exact) {
         double b = 0.0;
         for (size_t j = 0; j < P; j++)
-            b += (G->mean[j] - G->exact[j]) * (G->mean[j] - G->exact[j]);
+            b += (G->mean[j] - exact[j]) * (G->mean[j] - exact[j]);
         res->bias = sqrt(b);
         res->rel_bias = exact_norm > 0 ? res->bias / exact_norm : NAN;
     } else {
@@ -184,7 +194,7 @@ static void usage_error(const char *msg)
 int cmd_gradvar(int argc, char **argv)
 {
     gv_opts o = {NULL, "data/mnist", NULL, NULL, NULL, NULL, "mean", "encoder", NULL,
-                 100, 200, 100, 0, 1, 1.0, 0};
+                 100, 200, 100, 0, 2, 1, 1.0, 0};
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &o.ckpt, "FILE", "checkpoint written by gsvae train (else a fresh model)"},
         {"data", FLAG_STRING, &o.data_dir, "DIR", "directory of the MNIST IDX files"},
@@ -203,6 +213,9 @@ int cmd_gradvar(int argc, char **argv)
         {"tau", FLAG_DOUBLE, &o.tau, "T", "temperature (gumbel, st-gumbel; annealed-st slope 1/T)"},
         {"baseline", FLAG_STRING, &o.baseline, "MODE", "baseline of sf and muprop: none, mean or learned"},
         {"warmup", FLAG_INT, &o.warmup, "W", "draws that adapt sf/muprop baselines before measuring"},
+        {"bound-samples", FLAG_INT, &o.bound_samples, "K",
+         "vimco: K of the K-sample bound whose gradient it estimates (compared with its own "
+         "mean, not with the ELBO's exact gradient)"},
         {"params", FLAG_STRING, &o.params, "PART",
          "gradient coordinates: encoder, decoder or all (with a learned prior's)"},
         {"csv", FLAG_BOOL, &o.csv, NULL, "print CSV instead of a table"},
@@ -236,9 +249,11 @@ int cmd_gradvar(int argc, char **argv)
         return 2;
     }
     if (o.batch < 1 || o.batch > 10000 || o.samples < 2 || o.samples > 10000000 ||
-        o.warmup < 0 || o.seed < 0 || !(o.tau > 0) || o.threads < 0 || o.threads > 256) {
+        o.warmup < 0 || o.seed < 0 || !(o.tau > 0) || o.threads < 0 || o.threads > 256 ||
+        o.bound_samples < 2 || o.bound_samples > 1000) {
         usage_error("--batch must lie in 1..10000, --samples in 2..10000000, --warmup and "
-                    "--seed be >= 0, --tau > 0 and --threads in 0..256");
+                    "--seed be >= 0, --tau > 0, --threads in 0..256 and --bound-samples in "
+                    "2..1000");
         return 2;
     }
     openblas_set_num_threads(driver_threads(o.threads));
@@ -322,7 +337,8 @@ int cmd_gradvar(int argc, char **argv)
         G.hi = G.m.nparams;
     }
     size_t P = G.hi - G.lo;
-    if (vae_acts_init(&G.a, &G.m, G.B, err) != 0 ||
+    /* Room for vimco's K rows per image. */
+    if (vae_acts_init(&G.a, &G.m, G.B * o.bound_samples, err) != 0 ||
         !(G.mean = xcalloc(P, sizeof(double), err, "gradvar buffers")) ||
         !(G.m2 = xcalloc(P, sizeof(double), err, "gradvar buffers")))
         goto fail;
@@ -373,13 +389,16 @@ int cmd_gradvar(int argc, char **argv)
                    stoch_estimator_name(list[i]->id), stoch_latent_name(cfg->latent), lat, hid,
                    G.B, o.samples,
                    o.params, P, o.tau, list[i]->uses_baseline ? o.baseline : "-", res.total_var,
-                   res.bias, res.rel_bias, res.floor, res.mean_cos, G.exact ? "exact" : "mean",
+                   res.bias, res.rel_bias, res.floor, res.mean_cos,
+                   G.exact && list[i]->k_sample != EST_K_REQUIRED ? "exact" : "mean",
                    res.mean_norm, res.ms);
         else
-            printf("%-12s %12.4e %12.4e %9.4f %12.4e %9.4f %12.4e %9.3f%s\n",
+            printf("%-12s %12.4e %12.4e %9.4f %12.4e %9.4f %12.4e %9.3f%s%s\n",
                    stoch_estimator_name(list[i]->id),
                    res.total_var, res.bias, res.rel_bias, res.floor, res.mean_cos,
-                   res.mean_norm, res.ms, res.finite ? "" : "  (non-finite loss)");
+                   res.mean_norm, res.ms, res.finite ? "" : "  (non-finite loss)",
+                   list[i]->k_sample == EST_K_REQUIRED ? "  (K-sample bound: cosine to its own mean)"
+                                                       : "");
         fflush(stdout);
     }
     status = 0;

@@ -166,7 +166,7 @@ static int sbn_check(run *R, char *err)
     if (stoch_estimator_parse(o->estimator, &id) != 0)
         return errf(err, "--estimator '%s': unknown (see gsvae train --task sbn --help)",
                     o->estimator);
-    if (stoch_estimator_check(id, SBN_ESTIMATORS, "sbn", err) != 0)
+    if (stoch_estimator_check(id, SBN_ESTIMATORS, "sbn", s->cfg.latent, err) != 0)
         return -1;
     s->est = sbn_estimator_get(id);
     if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean"))

@@ -27,7 +27,9 @@ static void vae_defaults(run_opts *c, void *t)
     v->baseline = "mean";
     v->st_slope = "backward";
     v->prior = "uniform";
+    v->tau = "schedule";
     v->iw_samples = 1000;
+    v->samples = 1;
 }
 
 static int vae_flags(void *t, flag_def *d)
@@ -46,10 +48,17 @@ static int vae_flags(void *t, flag_def *d)
         {"prior", FLAG_STRING, &v->prior, "P",
          "p(z): uniform, or learned (logits trained on the ELBO: a softmax per variable, a "
          "sigmoid per unit; saved in the checkpoint)"},
+        {"tau", FLAG_STRING, &v->tau, "MODE",
+         "gumbel, st-gumbel: the temperature from the schedule (--tau0, --tau-min, "
+         "--anneal-rate, --anneal-every), or learned: log tau a trained parameter, from "
+         "--tau0, on the training loss (saved in the checkpoint, logged as tau)"},
         {"hard", FLAG_BOOL, &v->hard, NULL, "alias of --estimator st-gumbel"},
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
+        {"samples", FLAG_INT, &v->samples, "K",
+         "vimco (K >= 2), gumbel: train the K-sample importance-weighted bound (gumbel: its "
+         "Concrete relaxation); 1: the ELBO"},
         {"iw-samples", FLAG_INT, &v->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
     };
@@ -97,6 +106,26 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
     /* Annealed ST with the slope in q is ST on the tempered posterior: the
      * model carries the slope (its logit scale, set before every step). */
     v->step_est = v->slope_posterior ? estimator_find("st") : v->est;
+    if (strcmp(v->tau, "schedule") && strcmp(v->tau, "learned"))
+        return errf(err, "--tau '%s': expected schedule or learned", v->tau);
+    if (!strcmp(v->tau, "learned")) {
+        if (v->est->id != STOCH_GUMBEL && v->est->id != STOCH_ST_GUMBEL)
+            return errf(err, "--tau learned: only with --estimator gumbel or st-gumbel, not %s",
+                        est);
+        if (!(o->tau0 > 0))
+            return errf(err, "--tau0 %g: must be > 0", o->tau0);
+        c->learned_tau0 = (float)o->tau0;
+    }
+    if (v->samples < 1 || v->samples > 1000)
+        return errf(err, "--samples %d: must lie in 1..1000", v->samples);
+    if (v->est->k_sample == EST_K_REQUIRED && v->samples < 2)
+        return errf(err, "--samples %d: %s trains the K-sample bound and needs K >= 2", v->samples,
+                    est);
+    if (v->est->k_sample == EST_K_NONE && v->samples != 1)
+        return errf(err, "--samples %d: only with --estimator vimco or gumbel (a K-sample "
+                         "bound), not %s", v->samples, est);
+    if (v->samples > 1 && v->cfg.learned_tau0 > 0)
+        return errf(err, "--tau learned: not on a K-sample bound (--samples %d)", v->samples);
     if (v->iw_samples < 0 || v->iw_samples > 1000000)
         return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
     return 0;
@@ -115,6 +144,19 @@ float vae_task_logit_scale(const run_opts *o, const vae_task *v, long step)
     return (float)(1.0 / schedule_tau(&sched, step));
 }
 
+void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
+{
+    /* NVIL normalises the signal's variance whenever it centres it; the
+     * baseline network gets its own seed so the run's stream is unchanged. */
+    est_options_default(eo);
+    est_baseline_parse(v->baseline, &eo->baseline);
+    eo->var_norm = eo->baseline != EST_BASELINE_NONE;
+    eo->baseline_lr = (float)o->lr;
+    eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
+    eo->samples = v->samples;
+    eo->learns_cv = v->step_est->learns_cv;
+}
+
 static int vae_setup(run *R, char *err)
 {
     vae_task *v = V(R);
@@ -122,16 +164,11 @@ static int vae_setup(run *R, char *err)
     if ((int)R->train.dim != v->cfg.D)
         return errf(err, "%s: images are %ux%u, the model expects 28x28", o->data_dir,
                     R->train.rows, R->train.cols);
-    /* NVIL normalises the signal's variance whenever it centres it; the
-     * baseline network gets its own seed so the run's stream is unchanged. */
     est_options eo;
-    est_options_default(&eo);
-    est_baseline_parse(v->baseline, &eo.baseline);
-    eo.var_norm = eo.baseline != EST_BASELINE_NONE;
-    eo.baseline_lr = (float)o->lr;
-    eo.baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
+    vae_task_est_options(o, v, &eo);
+    /* A K-sample bound decodes K rows per example. */
     if (vae_init(&v->m, &v->cfg, &R->rng, err) != 0 ||
-        vae_acts_init(&v->a, &v->m, o->batch, err) != 0 ||
+        vae_acts_init(&v->a, &v->m, o->batch * v->samples, err) != 0 ||
         est_state_init(&v->es, &v->m, o->batch, &eo, err) != 0 ||
         eval_ws_init(&v->ev, &v->m, 1000, err) != 0)
         return -1;
@@ -146,14 +183,23 @@ static int vae_setup(run *R, char *err)
     return 0;
 }
 
+static double vae_tau_of_run(const run *R, double scheduled)
+{
+    return vae_tau(&V(R)->m, (float)scheduled);
+}
+
 static void vae_describe(const run *R, char *buf, size_t len)
 {
     const vae_task *v = V(R);
     char lat[64];
     vae_format_latent(&v->cfg, lat, sizeof lat);
-    snprintf(buf, len, "%s VAE (%s%s) with %s", stoch_latent_name(v->cfg.latent), lat,
+    char bound[32] = "";
+    if (v->samples > 1)
+        snprintf(bound, sizeof bound, " on the %d-sample bound", v->samples);
+    snprintf(buf, len, "%s VAE (%s%s) with %s%s%s", stoch_latent_name(v->cfg.latent), lat,
              v->cfg.prior == VAE_PRIOR_LEARNED ? ", learned prior" : "",
-             stoch_estimator_name(v->est->id));
+             stoch_estimator_name(v->est->id), bound,
+             v->cfg.learned_tau0 > 0 ? ", learned temperature" : "");
 }
 
 /* The gradient of the batch's mean negative ELBO; figures loss, recon, KL. */
@@ -204,7 +250,8 @@ static int vae_finish(run *R, FILE *f, char *err)
     const eval_set *s = &R->test_set;
     tau_schedule sched = {o->tau0, o->tau_min, o->anneal_rate, o->anneal_every};
     elbo_result fin, relaxed;
-    vae_evaluate_parts(R, s, (float)schedule_tau(&sched, R->step - 1), &fin, &relaxed);
+    vae_evaluate_parts(R, s, vae_tau(&v->m, (float)schedule_tau(&sched, R->step - 1)), &fin,
+                       &relaxed);
     double iw = NAN;
     rng_t er;
     if (v->iw_samples > 0) {
@@ -227,6 +274,8 @@ static int vae_finish(run *R, FILE *f, char *err)
     fprintf(f, "  \"test_neg_elbo\": %.6f,\n  \"test_recon\": %.6f,\n  \"test_kl\": %.6f,\n",
             fin.neg_elbo, fin.recon, fin.kl);
     fprintf(f, "  \"test_neg_elbo_relaxed\": %.6f,\n", relaxed.neg_elbo);
+    if (v->cfg.learned_tau0 > 0)
+        fprintf(f, "  \"learned_tau\": %.6f,\n", vae_tau(&v->m, 0.0f));
     if (isfinite(iw))
         fprintf(f, "  \"test_neg_log_px_iw\": %.6f,\n", iw);
     else
@@ -263,6 +312,7 @@ const task_ops task_vae = {
     .setup = vae_setup,
     .describe = vae_describe,
     .step = vae_step,
+    .tau = vae_tau_of_run,
     .evaluate = vae_evaluate,
     .finish = vae_finish,
     .free = vae_free_run,

@@ -11,8 +11,8 @@
 
 /* The VAE task's flags and its run. */
 typedef struct {
-    const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior;
-    int hard, iw_samples;
+    const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau;
+    int hard, iw_samples, samples;
     /* Set by the checks. */
     vae_config cfg;
     const estimator *est;       /* --estimator (or --hard) */
@@ -29,6 +29,11 @@ typedef struct {
 /* Check the VAE's flags (and the estimator of o) and parse the model shape
  * into v->cfg; one-line error naming the flag. */
 int vae_task_check(const run_opts *o, vae_task *v, char *err);
+
+/* The estimator options of a run with flags o and v (checked): the
+ * baseline, its seed and step, the samples of a K-sample bound, room for a
+ * learned control variate. */
+void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo);
 
 /* The model's logit scale after `step` steps of a run: 1/tau(step) under
  * --st-slope posterior, else 1. */

@@ -43,6 +43,12 @@ static int groups(const stoch_layer *s, int R)
     return R * s->N;
 }
 
+/* log(1 + e^x) in double, without overflow. */
+static double softplus_d(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
 /* ---- probabilities ---- */
 
 void stoch_probs_forward(const stoch_layer *s, float *p, const float *logits, int R, float tau)
@@ -92,6 +98,51 @@ void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const fl
 {
     stoch_noise(s, noise, R, r);
     stoch_relaxed_forward(s, y, logits, noise, R, tau);
+}
+
+double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const float *noise,
+                              const float *dlogits, int R)
+{
+    size_t n = units(s, R);
+    double g = 0.0;
+    for (size_t i = 0; i < n; i++)
+        g -= ((double)logits[i] + noise[i]) * dlogits[i];
+    return g;
+}
+
+double stoch_relaxed_log_ratio(const stoch_layer *s, const float *logits, const float *eta,
+                               const float *noise, float *dl)
+{
+    double r = 0.0;
+    if (s->type == LATENT_BERNOULLI) {
+        for (int i = 0; i < s->N; i++) {
+            double L = noise[i], a = L - ((eta ? eta[i] : 0.0) - logits[i]);
+            r += -softplus_d(-a) - softplus_d(a) + softplus_d(-L) + softplus_d(L);
+            /* d/da (-softplus(-a) - softplus(a)) = 1 - 2 sigmoid(a); da/dl = 1 */
+            dl[i] = (float)(1.0 - 2.0 / (1.0 + exp(-a)));
+        }
+        return r;
+    }
+    int K = s->K;
+    for (int v = 0; v < s->N; v++) {
+        const float *l = logits + (size_t)v * K, *g = noise + (size_t)v * K;
+        double mx = -INFINITY, mg = -INFINITY, se = 0.0, sg = 0.0;
+        for (int k = 0; k < K; k++) {
+            double d = (eta ? eta[v * K + k] : 0.0) - l[k];
+            r += d;
+            mx = fmax(mx, d - g[k]);
+            mg = fmax(mg, -(double)g[k]);
+        }
+        for (int k = 0; k < K; k++) {
+            se += exp((eta ? eta[v * K + k] : 0.0) - l[k] - g[k] - mx);
+            sg += exp(-(double)g[k] - mg);
+        }
+        r += -K * (mx + log(se)) + K * (mg + log(sg));
+        /* d/dl_k: -1 + K softmax(d - g)_k */
+        for (int k = 0; k < K; k++)
+            dl[v * K + k] = (float)(-1.0 + K * exp((eta ? eta[v * K + k] : 0.0) - l[k] - g[k] - mx) / se);
+    }
+    return r;
 }
 
 /* ---- hard samples ---- */
@@ -221,6 +272,24 @@ void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const
     }
 }
 
+void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int G, int S, double scale)
+{
+    assert(S >= 1);
+    int Z = stoch_dim(s);
+    for (int g = 0; g < G; g++) {
+        float *d = dlogits + (size_t)g * Z;
+        const float *pg = p + (size_t)g * Z;
+        for (int j = 0; j < S; j++) {
+            size_t r = (size_t)g * S + j;
+            float w = (float)(scale * u[r]);
+            const float *zr = z + r * Z;
+            for (int k = 0; k < Z; k++)
+                d[k] += w * (zr[k] - pg[k]);
+        }
+    }
+}
+
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                          const float *dz, int R)
 {
@@ -239,6 +308,71 @@ void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, c
             sig += dz[o + k] * (z[o + k] - inv_k);
         for (int k = 0; k < K; k++)
             dlogits[o + k] = sig * (z[o + k] - p[o + k]);
+    }
+}
+
+/* ---- antithetic pairs of Bernoulli units ---- */
+
+void stoch_antithetic_pair(const stoch_layer *s, float *b, float *bt, float *u, const float *p,
+                           int R, rng_t *r)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    size_t n = units(s, R);
+    for (size_t i = 0; i < n; i++) {
+        u[i] = rng_uniformf_open(r);
+        b[i] = bernoulli_bit(u[i], p[i]);
+        bt[i] = bernoulli_bit(1.0f - u[i], p[i]);
+    }
+}
+
+void stoch_arm_backward(const stoch_layer *s, float *dlogits, const float *u, const double *df,
+                        int R, float scale)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    int N = s->N;
+    for (int r = 0; r < R; r++) {
+        float w = (float)(scale * df[r]);
+        for (int j = 0; j < N; j++)
+            dlogits[(size_t)r * N + j] = w * (0.5f - u[(size_t)r * N + j]);
+    }
+}
+
+void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b, const float *bt,
+                           const float *p, const double *df, int R, float scale)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    int N = s->N;
+    for (int r = 0; r < R; r++) {
+        float w = (float)(0.5 * scale * df[r]);
+        for (int j = 0; j < N; j++) {
+            size_t i = (size_t)r * N + j;
+            /* b != bt only where one bit is 1: (-1)^bt is then -1 for
+             * (b, bt) = (0, 1) and +1 for (1, 0), i.e. b - bt. */
+            float sign = b[i] - bt[i];
+            dlogits[i] = sign == 0.0f ? 0.0f : w * sign * fmaxf(p[i], 1.0f - p[i]);
+        }
+    }
+}
+
+void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
+                             const float *logits, const float *v, int R)
+{
+    assert(s->type == LATENT_BERNOULLI);
+    size_t n = units(s, R);
+    for (size_t i = 0; i < n; i++) {
+        double p = 1.0 / (1.0 + exp(-(double)logits[i])), q = 1.0 - p, u, one_minus;
+        /* u' and 1 - u' each without cancellation; u'_l / (u' (1 - u'))
+         * simplified to -q / u' (a 1) and -p / (1 - u') (a 0). */
+        if (b[i] > 0.5f) {
+            one_minus = p * (1.0 - v[i]);
+            u = 1.0 - one_minus;
+            dzt[i] = (float)(1.0 - q / u);
+        } else {
+            u = v[i] * q;
+            one_minus = 1.0 - u;
+            dzt[i] = (float)(1.0 - p / one_minus);
+        }
+        zt[i] = (float)(logits[i] + log(u) - log(one_minus));
     }
 }
 
@@ -277,31 +411,50 @@ double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int froz
 
 /* ---- the one list of estimators ---- */
 
+/* Latent types an estimator is defined for: a mask of 1u << latent_type. */
+#define BOTH ((1u << LATENT_CATEGORICAL) | (1u << LATENT_BERNOULLI))
+#define BERNOULLI_ONLY (1u << LATENT_BERNOULLI)
+
 static const struct {
     const char *name, *help;
+    unsigned latents;
 } estimators[STOCH_NESTIMATORS] = {
     [STOCH_GUMBEL] = {"gumbel", "Gumbel-Softmax (Concrete; Binary Concrete for Bernoulli "
                                 "units) relaxation; pathwise gradient through the soft sample "
-                                "at temperature tau"},
+                                "at temperature tau", BOTH},
     [STOCH_ST_GUMBEL] = {"st-gumbel", "straight-through Gumbel-Softmax: the one-hot argmax of "
                                       "the relaxed sample forward, the relaxed sample's gradient "
-                                      "backward (VAE alias --hard)"},
+                                      "backward (VAE alias --hard)", BOTH},
     [STOCH_SF] = {"sf", "score function (REINFORCE), (f(z) - baseline) dlog q(z); --baseline: "
                         "NVIL moving average (decay 0.8) [VAE: + MLP on x, 100 tanh], "
-                        "variance-normalised"},
+                        "variance-normalised", BOTH},
     [STOCH_DARN] = {"darn", "DARN (Gregor et al. 2014): signal f'(z)(z - 1/2) per unit "
                             "(categorical: f'(z).(z - 1/K) per variable) times dlog q; no "
-                            "correction term, so biased"},
+                            "correction term, so biased", BOTH},
     [STOCH_MUPROP] = {"muprop", "MuProp (Gu et al. 2016): score function minus the first-order "
                                 "Taylor control variate at the mean-field point, plus its "
-                                "analytic mean; --baseline centres the residual"},
+                                "analytic mean; --baseline centres the residual", BOTH},
     [STOCH_ST] = {"st", "straight-through: hard sample forward, d softmax(l)/dl backward "
-                        "(Bernoulli: d sigmoid(l)/dl)"},
+                        "(Bernoulli: d sigmoid(l)/dl)", BOTH},
     [STOCH_ANNEALED_ST] = {"annealed-st", "slope-annealed straight-through (Chung et al. 2016): "
                                           "as st with backward d softmax(l/tau)/dl, slope 1/tau "
-                                          "from the tau schedule"},
+                                          "from the tau schedule", BOTH},
     [STOCH_EXACT] = {"exact", "exact expectation: the sum over every value of the discrete "
-                              "variable (VAE: all K^N or 2^N codes, at most 65536)"},
+                              "variable (VAE: all K^N or 2^N codes, at most 65536)", BOTH},
+    [STOCH_ARM] = {"arm", "ARM (Yin & Zhou 2019), Bernoulli only: u ~ U(0,1), (f(1[u > "
+                          "sigmoid(-l)]) - f(1[u < sigmoid(l)])) (u - 1/2); two decoder passes, "
+                          "unbiased", BERNOULLI_ONLY},
+    [STOCH_DISARM] = {"disarm", "DisARM (Dong et al. 2020), Bernoulli only: ARM's antithetic "
+                                "pair with u integrated out, (f(b) - f(b~))/2 (-1)^b~ [b != b~] "
+                                "sigmoid(|l|); unbiased", BERNOULLI_ONLY},
+    [STOCH_VIMCO] = {"vimco", "VIMCO (Mnih & Rezende 2016): score function of the K-sample "
+                              "bound (--samples K >= 2), each sample's signal centred by the "
+                              "bound with it replaced by the others' geometric mean; unbiased",
+                     BOTH},
+    [STOCH_REBAR] = {"rebar", "REBAR (Tucker et al. 2017), Bernoulli only: score function with "
+                              "the Binary Concrete control variate at the conditional resample "
+                              "z~|b plus its reparameterised correction; eta and temperature "
+                              "trained on the gradient's variance; unbiased", BERNOULLI_ONLY},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)
@@ -326,9 +479,19 @@ const char *stoch_estimator_help(stoch_estimator e)
     return estimators[e].help;
 }
 
-int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err)
+int stoch_estimator_defined(stoch_estimator e, latent_type t)
 {
     assert(e >= 0 && e < STOCH_NESTIMATORS);
+    return (estimators[e].latents >> t) & 1u;
+}
+
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task,
+                          latent_type t, char *err)
+{
+    assert(e >= 0 && e < STOCH_NESTIMATORS);
+    if (!stoch_estimator_defined(e, t))
+        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones",
+                    estimators[e].name, stoch_latent_name(t));
     if (supported & (1u << e))
         return 0;
     char list[256] = "";
@@ -337,6 +500,6 @@ int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *tas
         if (supported & (1u << i))
             used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
                                      estimators[i].name);
-    return errf(err, "--estimator '%s': not available for the %s task (%s)", estimators[e].name,
+    return errf(err, "--estimator '%s': not implemented for the %s task (%s)", estimators[e].name,
                 task, list);
 }

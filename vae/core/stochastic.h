@@ -69,6 +69,26 @@ void stoch_relaxed_forward(const stoch_layer *s, float *y, const float *logits,
 void stoch_relaxed_sample(const stoch_layer *s, float *y, float *noise, const float *logits,
                           int R, float tau, rng_t *r);
 
+/* d loss / d log tau of a relaxed sample y = probs((logits + noise) / tau),
+ * given dlogits = its backward (stoch_probs_backward at p = y, tau) of the
+ * loss's gradient at y: y depends on l and tau through (l + noise) / tau,
+ * so d/d log tau = -(l + noise) . dlogits over the R rows (in double). */
+double stoch_relaxed_dlog_tau(const stoch_layer *s, const float *logits, const float *noise,
+                              const float *dlogits, int R);
+
+/* log p(y) - log q(y) of one row's relaxed sample y = probs((l + noise) /
+ * tau), q the Concrete (Binary Concrete) law with logits l and p the one
+ * with logits eta (prior; NULL: 0, the uniform prior's), both at tau
+ * (Maddison et al. 2017, Eq. 9 and its binary form): the temperature and
+ * the Jacobian of the map from the noise cancel, leaving, with
+ * d = eta - l, per unit -softplus(-(L - d)) - softplus(L - d) +
+ * softplus(-L) + softplus(L) (L the logistic noise), per variable
+ * sum_k d_k - K lse(d - g) + K lse(-g) (g the Gumbel noise).  It depends
+ * on l and eta only through eta - l, so d/deta = -d/dl; d/dl into dl (one
+ * row of stoch_dim). */
+double stoch_relaxed_log_ratio(const stoch_layer *s, const float *logits, const float *eta,
+                               const float *noise, float *dl);
+
 /* ---- hard samples ---- */
 
 /* z = the one-hot argmax of each variable of y (ties: the first class), or
@@ -109,12 +129,51 @@ double stoch_log_prob(const stoch_layer *s, const float *logits, const float *lo
  * example) for a mean over B examples. */
 void stoch_score_add(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                      const double *u, int R, int S, int B);
+/* dlogits[g] += scale * sum_{j < S} u[g S + j] (z[g S + j] - p[g]) for
+ * G groups of S rows each: the scores of S hard samples z that share the
+ * probabilities p of their group (one row of p per group), each weighted
+ * by its own signal u (a multi-sample bound's K samples per example, or a
+ * prior's B samples with G = 1). */
+void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const float *p,
+                     const double *u, int G, int S, double scale);
 /* DARN (Gregor et al. 2014) at a hard sample z with probabilities p, from
  * dz, the loss's gradient at z: per unit dz (z - 1/2) (z - p), per variable
  * <dz, z - 1/K> (z - p) (overwrites dlogits).  Exact for a quadratic loss,
  * biased otherwise; for K = 2 the categorical form is the Bernoulli one. */
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
                          const float *dz, int R);
+
+/* ---- antithetic pairs of Bernoulli units (ARM, DisARM) ---- */
+
+/* One uniform u per unit (R rows of N units, into u) and the antithetic
+ * pair it gives: b = 1[u < p] and bt = 1[1 - u < p], both true samples of
+ * the units with probabilities p (a NaN p gives NaN bits).  Bernoulli
+ * layers only. */
+void stoch_antithetic_pair(const stoch_layer *s, float *b, float *bt, float *u, const float *p,
+                           int R, rng_t *r);
+/* ARM (Yin & Zhou 2019, Theorem 1 and its multivariate form): with
+ * df[r] = f(b) - f(bt) of row r's pair, dlogits = scale * df (1/2 - u) per
+ * unit, i.e. (f(1[u > sigmoid(-l)]) - f(1[u < sigmoid(l)])) (u - 1/2)
+ * (overwrites).  Unbiased for d E[f] / dl. */
+void stoch_arm_backward(const stoch_layer *s, float *dlogits, const float *u, const double *df,
+                        int R, float scale);
+/* DisARM (Dong, Mnih & Tucker 2020, the DisARM estimator and its
+ * multivariate form): ARM with u integrated out given the pair,
+ * dlogits = scale * df / 2 * (-1)^bt 1[b != bt] sigmoid(|l|) per unit,
+ * sigmoid(|l|) = max(p, 1 - p), df[r] = f(b) - f(bt) (overwrites).
+ * Unbiased, with variance at most ARM's. */
+void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b, const float *bt,
+                           const float *p, const double *df, int R, float scale);
+
+/* REBAR's conditional relaxed sample (Tucker et al. 2017, Sec. 3 and App.
+ * A): given the bits b of Bernoulli units with probabilities p = sigmoid(l)
+ * and fresh uniforms v, zt = l + logit(u') with u' = 1 - p (1 - v) for a 1
+ * and u' = v (1 - p) for a 0, a draw of the logistic pre-activation given
+ * its sign, i.e. of z = l + logit(u) given H(z) = b; dzt = d zt / dl along
+ * that reparameterisation (v and b fixed): 1 + u'_l / (u' (1 - u')), u'_l
+ * = -(1 - v) p (1 - p) or -v p (1 - p).  Bernoulli layers only. */
+void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
+                             const float *logits, const float *v, int R);
 
 /* NVIL's centring of a learning signal (Mnih & Gregor 2014, Sec. 3.3): the
  * running mean and variance of the signal's batch mean and variance, as
@@ -151,19 +210,31 @@ typedef enum {
     STOCH_ST,
     STOCH_ANNEALED_ST,
     STOCH_EXACT,
+    STOCH_ARM,
+    STOCH_DISARM,
+    STOCH_VIMCO,
+    STOCH_REBAR,
     STOCH_NESTIMATORS
 } stoch_estimator;
 
 #define STOCH_ALL_ESTIMATORS ((1u << STOCH_NESTIMATORS) - 1)
+/* The estimators of the list before ARM and DisARM (every latent type). */
+#define STOCH_CLASSIC_ESTIMATORS ((1u << STOCH_ARM) - 1)
 
 /* The --estimator name into *out; -1 (out untouched) if unknown. */
 int stoch_estimator_parse(const char *name, stoch_estimator *out);
 /* Its name and its one line of --help; e must be a listed estimator. */
 const char *stoch_estimator_name(stoch_estimator e);
 const char *stoch_estimator_help(stoch_estimator e);
-/* 0 when e is in `supported`; else -1 and one line into err naming the
- * flag, e.g. "--estimator 'exact': not available for the sbn task (gumbel,
+/* Whether estimator e runs on latents of type t (ARM and DisARM are
+ * defined for Bernoulli units only; REBAR is implemented for them only). */
+int stoch_estimator_defined(stoch_estimator e, latent_type t);
+/* 0 when e is defined for latents of type t and in `supported` (what the
+ * task implements); else -1 and one line into err naming the flag, e.g.
+ * "--estimator 'arm': for Bernoulli latents only, not categorical
+ * ones" or "--estimator 'exact': not implemented for the sbn task (gumbel,
  * st-gumbel, sf, darn, muprop, st, annealed-st)". */
-int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task, char *err);
+int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *task,
+                          latent_type t, char *err);
 
 #endif

@@ -18,7 +18,9 @@ struct est_scratch {
     float *noise;         /* [B][Z] noise of the last relaxed or Gumbel-Max sample */
     float *soft;          /* [B][Z] the relaxed sample (annealed-st: q at slope 1/tau) */
     double *signal;       /* [B] the learning signal per example */
-    double *fbar;         /* [B] f at the mean-field point (muprop) */
+    double *fbar;         /* [B] f at the mean-field point (muprop), at the
+                           * antithetic partner bt (arm, disarm) */
+    float *zpair;         /* [B][Z] the antithetic partner bt (arm, disarm) */
     float *zbar;          /* [B][Z] the mean-field point q */
     float *dzbar;         /* [B][Z] f'(zbar) per example */
     float *grad_discard;  /* [nparams] parameter gradients of passes that must not count */
@@ -33,6 +35,30 @@ struct est_scratch {
     float *bl_grads;      /* [nbl] */
     adam_state bl_adam;   /* m and v point into persist */
     float bl_lr;
+
+    /* The K-sample bound (vimco), R = B K rows, row b K + k the k-th sample
+     * of example b; NULL when samples is 1. */
+    float *k_logits;      /* [R][Z] each example's logits, K times */
+    float *k_noise;       /* [R][Z] Gumbel-Max noise */
+    float *k_z;           /* [R][Z] the samples */
+    float *k_x;           /* [R][D] each example's image, K times */
+    float *k_scale;       /* [R] the decoder's row weight w~ / B */
+    double *k_logw;       /* [R] log w = log p(x|z) + log p(z) - log q(z|x) */
+    double *k_coef;       /* [R] a row's signal (encoder), then -w~ (prior) */
+    double *k_wn;         /* [R] the normalised importance weights w~ */
+    double *k_loo;        /* [K] one example's log w with one left out */
+    float *k_dl;          /* [R][Z] d log(p(y)/q(y)) / dl of a relaxed row (gumbel) */
+    float *prior_p;       /* [Z] the learned prior's probabilities */
+
+    /* REBAR (learns_cv), [B][Z] each: the logistic pre-activation z and
+     * the conditional resample zt with d zt / dl, the uniforms of zt, a
+     * relaxed code and its decoder gradient, the pathwise terms of the two
+     * relaxed passes, a scratch estimate; f of the resample per example.
+     * eta, log lambda and their Adam state live in persist at rb_off. */
+    float *rb_z, *rb_zt, *rb_dzt, *rb_v, *rb_y, *rb_dy, *rb_dl1, *rb_dl2, *rb_g;
+    double *rb_ft;        /* [B] */
+    size_t rb_off;
+    adam_state rb_adam;
 
     /* Enumeration scratch of `exact` (NULL when too many codes). */
     long exact_configs;   /* K^N or 2^N, -1 past EST_EXACT_MAX_CONFIGS */
@@ -68,6 +94,8 @@ void est_options_default(est_options *o)
     o->var_norm = 1;
     o->baseline_lr = 1e-3f;
     o->baseline_seed = 0;
+    o->samples = 1;
+    o->learns_cv = 0;
 }
 
 /* ---- pieces shared by the estimators ---- */
@@ -206,21 +234,42 @@ static void add_score_term(est_ctx *c, const double *u, const float *z, const fl
     stoch_score_add(&code, c->a->dlogits, z, q, u, c->B, 1, c->B);
 }
 
+/* Under a learned temperature, its gradient through the relaxed sample of
+ * the last relaxed_sample: d loss / d log tau from a->dlogits, the
+ * sample's backward (before the KL adds to it), into the log tau slot. */
+static void learned_tau_backward(est_ctx *c)
+{
+    vae_model *m = c->m;
+    if (!(m->cfg.learned_tau0 > 0))
+        return;
+    stoch_layer code = vae_code(&m->cfg);
+    m->grads[m->log_tau] += (float)stoch_relaxed_dlog_tau(&code, vae_logits(m, c->a),
+                                                          c->s->ws->noise, c->a->dlogits, c->B);
+}
+
 /* ---- the estimators ---- */
 
+/* The relaxed K-sample bound, beside VIMCO's below. */
+static void run_gumbel_bound(est_ctx *c);
+
 /* Gumbel-Softmax: the decoder sees the relaxed sample; the gradient flows
- * through the softmax. */
+ * through the softmax (and, when it is learned, to the temperature). */
 static void run_gumbel(est_ctx *c)
 {
+    if (c->s->samples > 1) {
+        run_gumbel_bound(c);
+        return;
+    }
     const float *soft = c->s->ws->soft;
     relaxed_sample(c);
     decode_and_backward(c, soft);
     probs_backward(c, soft, c->a->dz, c->tau); /* undoes relaxed_sample */
+    learned_tau_backward(c);
 }
 
 /* Straight-through Gumbel-Softmax: the decoder sees the one-hot argmax of
  * the relaxed sample (a true categorical sample); the backward pass treats
- * it as the soft one. */
+ * it as the soft one, a learned temperature's included. */
 static void run_st_gumbel(est_ctx *c)
 {
     stoch_layer code = vae_code(&c->m->cfg);
@@ -229,6 +278,7 @@ static void run_st_gumbel(est_ctx *c)
     stoch_hard_from_relaxed(&code, c->a->z, soft, c->B);
     decode_and_backward(c, c->a->z);
     probs_backward(c, soft, c->a->dz, c->tau); /* undoes relaxed_sample */
+    learned_tau_backward(c);
 }
 
 /* Score function: the decoder's gradient from one hard sample, the
@@ -332,6 +382,328 @@ static void run_annealed_st(est_ctx *c)
     probs_backward(c, pt, c->a->dz, c->tau);
 }
 
+/* The antithetic pair of ARM and DisARM for Bernoulli codes: one uniform
+ * u per unit (into noise), b = 1[u < q] into a->z and bt = 1[1 - u < q]
+ * into zpair, both decoded; the decoder's gradient is the mean of the two
+ * passes' (each an unbiased estimate).  a->recon is left holding f(b),
+ * fbar f(bt), signal f(b) - f(bt), zbar q. */
+static void antithetic_pass(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    int B = c->B;
+    float half = 0.5f / (float)B;
+    probs_at(c, 1.0f, w->zbar);
+    stoch_antithetic_pair(&code, a->z, w->zpair, w->noise, w->zbar, B, c->r);
+    vae_decode(m, a, w->zpair, B);
+    vae_recon_loss(m, a, c->x, B);
+    vae_decode_backward(m, a, c->x, w->zpair, B, half);
+    memcpy(w->fbar, a->recon, (size_t)B * sizeof(double));
+    vae_decode(m, a, a->z, B);
+    vae_recon_loss(m, a, c->x, B);
+    vae_decode_backward(m, a, c->x, a->z, B, half);
+    for (int b = 0; b < B; b++)
+        w->signal[b] = a->recon[b] - w->fbar[b];
+}
+
+/* ARM (Yin & Zhou 2019), Bernoulli codes: per unit
+ * (f(bt) - f(b)) (u - 1/2) with the pair's shared u and f the example's
+ * whole reconstruction loss (stoch_arm_backward).  a->recon reports f(b),
+ * b = 1[u < q] (a true sample of q). */
+static void run_arm(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    antithetic_pass(c);
+    stoch_arm_backward(&code, c->a->dlogits, w->noise, w->signal, c->B, 1.0f / (float)c->B);
+}
+
+/* DisARM (Dong et al. 2020), Bernoulli codes: ARM's pair with u
+ * integrated out given (b, bt), per unit
+ * (f(b) - f(bt))/2 (-1)^bt 1[b != bt] sigmoid(|l|) (stoch_disarm_backward).
+ * a->recon reports f(b), b = 1[u < q]. */
+static void run_disarm(est_ctx *c)
+{
+    stoch_layer code = vae_code(&c->m->cfg);
+    est_scratch *w = c->s->ws;
+    antithetic_pass(c);
+    stoch_disarm_backward(&code, c->a->dlogits, c->a->z, w->zpair, w->zbar, w->signal, c->B,
+                          1.0f / (float)c->B);
+}
+
+/* log (1/K) sum_k exp(v[k]), the max subtracted. */
+static double log_mean_exp(const double *v, int K)
+{
+    double mx = v[0], s = 0.0;
+    for (int k = 1; k < K; k++)
+        mx = fmax(mx, v[k]);
+    for (int k = 0; k < K; k++)
+        s += exp(v[k] - mx);
+    return mx + log(s / K);
+}
+
+/* One example's K log-weights lw into its VIMCO signals (Mnih & Rezende
+ * 2016, Sec. 3): with L = log mean w and w~ the normalised weights, the
+ * gradient of -L at the logits is sum_k (w~_k - (L - L_-k)) d log q(z_k),
+ * L_-k the bound with log w_k replaced by the mean of the others' (their
+ * geometric mean).  coef[k] gets w~_k - (L - L_-k), wn[k] w~_k; tmp is K
+ * doubles of scratch; returns L. */
+static double vimco_signals(const double *lw, int K, double *coef, double *wn, double *tmp)
+{
+    double L = log_mean_exp(lw, K), sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        sum += lw[k];
+        wn[k] = exp(lw[k] - L) / K;
+        tmp[k] = lw[k];
+    }
+    for (int k = 0; k < K; k++) {
+        tmp[k] = (sum - lw[k]) / (K - 1);
+        coef[k] = wn[k] - (L - log_mean_exp(tmp, K));
+        tmp[k] = lw[k];
+    }
+    return L;
+}
+
+/* K copies of each example's logits and image into k_logits and k_x, for
+ * a K-sample bound's R = B K rows (row b K + k: sample k of example b). */
+static void replicate_rows(est_ctx *c)
+{
+    est_scratch *w = c->s->ws;
+    const vae_config *cfg = &c->m->cfg;
+    int K = c->s->samples, R = c->B * K, Z = vae_zdim(cfg), D = cfg->D;
+    assert(K >= 2 && c->a->max_batch >= R);
+    const float *logits = vae_logits(c->m, c->a);
+    for (int r = 0; r < R; r++) {
+        int b = r / K;
+        memcpy(w->k_logits + (size_t)r * Z, logits + (size_t)b * Z, (size_t)Z * sizeof(float));
+        memcpy(w->k_x + (size_t)r * D, c->x + (size_t)b * D, (size_t)D * sizeof(float));
+    }
+}
+
+/* VIMCO on the K-sample bound L = log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k)
+ * / q(z_k|x), z_1..z_K independent samples of q: the decoder's (and a
+ * learned prior's) gradient is the pathwise sum_k w~_k d log p(x, z_k); the
+ * encoder's the multi-sample score term with VIMCO's leave-one-out
+ * baseline (vimco_signals), whose w~_k part is the pathwise term of
+ * -log q(z_k|x) inside log w_k.  Every quantity of -L / B; see
+ * estimator.k_sample for what it reports. */
+static void run_vimco(est_ctx *c)
+{
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    est_scratch *w = c->s->ws;
+    const vae_config *cfg = &m->cfg;
+    stoch_layer lay = vae_code(cfg);
+    int B = c->B, K = c->s->samples, R = B * K, Z = vae_zdim(cfg);
+    const float *logits = vae_logits(m, a);
+    replicate_rows(c);
+    stoch_sample_logits(&lay, w->k_z, w->k_logits, w->k_noise, R, c->r);
+    vae_decode(m, a, w->k_z, R);
+    vae_recon_loss(m, a, w->k_x, R);
+    for (int r = 0; r < R; r++) {
+        int b = r / K;
+        const float *z = w->k_z + (size_t)r * Z;
+        w->k_logw[r] = -a->recon[r] + vae_log_prior(m, a, z) -
+                       stoch_log_prob(&lay, logits + (size_t)b * Z, a->logq + (size_t)b * Z, z);
+    }
+    for (int b = 0; b < B; b++) {
+        double *wn = w->k_wn + (size_t)b * K;
+        double L = vimco_signals(w->k_logw + (size_t)b * K, K, w->k_coef + (size_t)b * K, wn,
+                                 w->k_loo);
+        double recon = 0.0;
+        for (int k = 0; k < K; k++) {
+            w->k_scale[b * K + k] = (float)(wn[k] / B);
+            recon += wn[k] * a->recon[b * K + k];
+        }
+        /* Rows b K.. of recon are read by now and later examples' rows lie
+         * beyond b, so the per-example figures can overwrite the front. */
+        a->kl[b] = -L - recon;
+        a->recon[b] = recon;
+    }
+    vae_decode_backward_rows(m, a, w->k_x, w->k_z, R, w->k_scale, 1.0f, m->grads, NULL);
+    float *dl = a->dlogits;
+    probs_at(c, 1.0f, w->zbar);
+    memset(dl, 0, (size_t)B * Z * sizeof(float));
+    stoch_score_sum(&lay, dl, w->k_z, w->zbar, w->k_coef, B, K, 1.0 / B);
+    if (cfg->prior == VAE_PRIOR_LEARNED) {
+        /* d(-L)/d eta = -sum_k w~_k d log p(z_k)/d eta, the prior's score. */
+        for (int r = 0; r < R; r++)
+            w->k_coef[r] = -(double)w->k_scale[r];
+        stoch_probs_forward(&lay, w->prior_p, vae_prior_logits(m), 1, 1.0f);
+        stoch_score_sum(&lay, m->grads + m->prior, w->k_z, w->prior_p, w->k_coef, 1, R, 1.0);
+    }
+}
+
+/* One relaxed pass of REBAR: y = sigmoid(pre / lambda) decoded, f(y) per
+ * example into f, and its pathwise gradient at the logits into dl,
+ * f'(y) y (1 - y) / lambda times d pre / dl (dpre; NULL: 1).  The
+ * decoder's parameter gradients go to the discard buffer; a->recon is
+ * overwritten. */
+static void rebar_relaxed(est_ctx *c, const float *pre, const float *dpre, float lambda,
+                          double *f, float *dl)
+{
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    est_scratch *w = c->s->ws;
+    size_t n = (size_t)c->B * vae_zdim(&m->cfg);
+    float inv = 1.0f / lambda;
+    for (size_t i = 0; i < n; i++)
+        w->rb_y[i] = sigmoidf_stable(pre[i] * inv);
+    vae_decode(m, a, w->rb_y, c->B);
+    vae_recon_loss(m, a, c->x, c->B);
+    if (f)
+        memcpy(f, a->recon, (size_t)c->B * sizeof(double));
+    vae_decode_backward_rows(m, a, c->x, w->rb_y, c->B, NULL, 1.0f, w->grad_discard, w->rb_dy);
+    for (size_t i = 0; i < n; i++)
+        dl[i] = w->rb_dy[i] * w->rb_y[i] * (1.0f - w->rb_y[i]) * inv * (dpre ? dpre[i] : 1.0f);
+}
+
+/* REBAR's estimate (Tucker et al. 2017, Eq. 5 with the conditional
+ * resample of Sec. 3) into g, per unit of example b:
+ *   ([f(b) - eta f(s(zt))] (b - p) + eta (dl1 - dl2)) / B
+ * with s = sigmoid(. / lambda), dl1 = d f(s(z)) / dl, dl2 = d f(s(zt)) / dl
+ * (zt through its reparameterisation); returns sum g^2. */
+static double rebar_assemble(est_ctx *c, float eta, const double *fb, const double *ft,
+                             const float *dl1, const float *dl2, float *g)
+{
+    est_scratch *w = c->s->ws;
+    int Z = vae_zdim(&c->m->cfg);
+    double ss = 0.0, inv_b = 1.0 / c->B;
+    for (int b = 0; b < c->B; b++)
+        for (int j = 0; j < Z; j++) {
+            size_t i = (size_t)b * Z + j;
+            double v = ((fb[b] - eta * ft[b]) * (c->a->z[i] - w->zbar[i]) +
+                        eta * ((double)dl1[i] - dl2[i])) * inv_b;
+            g[i] = (float)v;
+            ss += v * v;
+        }
+    return ss;
+}
+
+/* sum g^2 of REBAR's estimate on this draw at temperature lambda (eta
+ * fixed), for the central difference in log lambda. */
+static double rebar_sumsq_at(est_ctx *c, float eta, float lambda)
+{
+    est_scratch *w = c->s->ws;
+    rebar_relaxed(c, w->rb_z, NULL, lambda, NULL, w->rb_dl1);
+    rebar_relaxed(c, w->rb_zt, w->rb_dzt, lambda, w->rb_ft, w->rb_dl2);
+    return rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2, w->rb_g);
+}
+
+/* REBAR (Tucker et al. 2017), Bernoulli codes: z = l + logistic noise,
+ * b = H(z) (a true sample, decoded for the decoder's gradient and a->recon),
+ * zt ~ z | b (stoch_rebar_conditional); the encoder's estimate is
+ * rebar_assemble's, unbiased for any eta and lambda.  Unless frozen, one
+ * Adam step then lowers sum g^2 (the estimate's second moment; its mean
+ * does not depend on eta or lambda, so this is its variance): in eta by
+ * the exact derivative 2 g . dg/deta, in log lambda by a central
+ * difference of step EST_REBAR_FD_STEP on the same draw. */
+static void run_rebar(est_ctx *c)
+{
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    est_state *s = c->s;
+    est_scratch *w = s->ws;
+    stoch_layer lay = vae_code(&m->cfg);
+    int B = c->B, Z = vae_zdim(&m->cfg);
+    size_t n = (size_t)B * Z;
+    const float *logits = vae_logits(m, a);
+    assert(s->npersist == w->rb_off + 7); /* est_options.learns_cv */
+    float *rb = s->persist + w->rb_off;
+    float eta = rb[0], lambda = expf(rb[1]);
+    probs_at(c, 1.0f, w->zbar);
+    for (size_t i = 0; i < n; i++) {
+        float u = rng_uniformf_open(c->r);
+        w->rb_z[i] = logits[i] + logf(u) - log1pf(-u);
+        a->z[i] = w->rb_z[i] > 0.0f ? 1.0f : w->rb_z[i] == w->rb_z[i] ? 0.0f : w->rb_z[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        w->rb_v[i] = rng_uniformf_open(c->r);
+    stoch_rebar_conditional(&lay, w->rb_zt, w->rb_dzt, a->z, logits, w->rb_v, B);
+    decode_and_backward(c, a->z);
+    memcpy(w->fbar, a->recon, (size_t)B * sizeof(double));
+    size_t dec0 = m->dec[0].w;
+    memset(w->grad_discard + dec0, 0, (m->nparams - dec0) * sizeof(float));
+    rebar_relaxed(c, w->rb_z, NULL, lambda, NULL, w->rb_dl1);
+    rebar_relaxed(c, w->rb_zt, w->rb_dzt, lambda, w->rb_ft, w->rb_dl2);
+    rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2, a->dlogits);
+    if (!s->frozen) {
+        double d_eta = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < Z; j++) {
+                size_t i = (size_t)b * Z + j;
+                double dg = (-w->rb_ft[b] * (a->z[i] - w->zbar[i]) + w->rb_dl1[i] -
+                             w->rb_dl2[i]) / B;
+                d_eta += 2.0 * a->dlogits[i] * dg;
+            }
+        double h = EST_REBAR_FD_STEP;
+        double up = rebar_sumsq_at(c, eta, lambda * (float)exp(h));
+        double down = rebar_sumsq_at(c, eta, lambda * (float)exp(-h));
+        float grads[2] = {(float)d_eta, (float)((up - down) / (2 * h))};
+        w->rb_adam.t = (long)rb[6];
+        adam_update(&w->rb_adam, rb, grads, w->bl_lr);
+        rb[6] = (float)w->rb_adam.t;
+    }
+    memcpy(a->recon, w->fbar, (size_t)B * sizeof(double));
+}
+
+/* Gumbel-Softmax on the K-sample bound (Maddison et al. 2017's relaxed
+ * importance-weighted bound): K relaxed samples y_k per example, log w_k =
+ * log p(x|y_k) + log p(y_k) - log q(y_k|x) with Concrete densities at the
+ * same temperature (stoch_relaxed_log_ratio), L = log mean w, all of it
+ * differentiated pathwise: d(-L) = -sum_k w~_k d log w_k, through the
+ * decoder at y_k (the relaxed sample's backward) and through the ratio.
+ * Reports as estimator.k_sample says. */
+static void run_gumbel_bound(est_ctx *c)
+{
+    vae_model *m = c->m;
+    vae_acts *a = c->a;
+    est_scratch *w = c->s->ws;
+    const vae_config *cfg = &m->cfg;
+    stoch_layer lay = vae_code(cfg);
+    int B = c->B, K = c->s->samples, R = B * K, Z = vae_zdim(cfg);
+    const float *eta = vae_prior_logits(m);
+    replicate_rows(c);
+    /* k_z holds the relaxed samples y, k_dl the ratio's d/dl per row. */
+    stoch_relaxed_sample(&lay, w->k_z, w->k_noise, w->k_logits, R, c->tau, c->r);
+    vae_decode(m, a, w->k_z, R);
+    vae_recon_loss(m, a, w->k_x, R);
+    for (int r = 0; r < R; r++) {
+        size_t o = (size_t)r * Z;
+        w->k_logw[r] = -a->recon[r] + stoch_relaxed_log_ratio(&lay, w->k_logits + o, eta,
+                                                              w->k_noise + o, w->k_dl + o);
+    }
+    for (int b = 0; b < B; b++) {
+        double *wn = w->k_wn + (size_t)b * K;
+        double L = log_mean_exp(w->k_logw + (size_t)b * K, K), recon = 0.0;
+        for (int k = 0; k < K; k++) {
+            wn[k] = exp(w->k_logw[b * K + k] - L) / K;
+            w->k_scale[b * K + k] = (float)(wn[k] / B);
+            recon += wn[k] * a->recon[b * K + k];
+        }
+        a->kl[b] = -L - recon;
+        a->recon[b] = recon;
+    }
+    /* dz = (w~ / B) f'(y) per row, then the relaxed sample's backward into
+     * k_logits (no longer needed as logits). */
+    vae_decode_backward_rows(m, a, w->k_x, w->k_z, R, w->k_scale, 1.0f, m->grads, a->dz);
+    stoch_probs_backward(&lay, w->k_logits, w->k_z, a->dz, R, c->tau);
+    float *dl = a->dlogits, *dprior = eta ? m->grads + m->prior : NULL;
+    memset(dl, 0, (size_t)B * Z * sizeof(float));
+    for (int r = 0; r < R; r++) {
+        float s = w->k_scale[r];
+        for (int j = 0; j < Z; j++) {
+            size_t o = (size_t)r * Z + j;
+            /* -w~/B d ratio/dl; a learned prior gets the opposite sign. */
+            dl[(size_t)(r / K) * Z + j] += w->k_logits[o] - s * w->k_dl[o];
+            if (dprior)
+                dprior[j] += s * w->k_dl[o];
+        }
+    }
+}
+
 /* The code of index `code` into z (Z units): variable i takes digit i of
  * code in base K (bit i for Bernoulli units), one-hot. */
 static void code_of_index(const vae_config *cfg, long code, float *z)
@@ -403,7 +775,7 @@ static void run_exact(est_ctx *c)
 
 /* Indexed by stoch_estimator, in the list's order; run NULL ends it. */
 static const estimator table[] = {
-    [STOCH_GUMBEL] = {STOCH_GUMBEL, run_gumbel, 0},
+    [STOCH_GUMBEL] = {STOCH_GUMBEL, run_gumbel, 0, EST_K_OPTIONAL},
     [STOCH_ST_GUMBEL] = {STOCH_ST_GUMBEL, run_st_gumbel, 0},
     [STOCH_SF] = {STOCH_SF, run_sf, 1},
     [STOCH_DARN] = {STOCH_DARN, run_darn, 0},
@@ -411,6 +783,10 @@ static const estimator table[] = {
     [STOCH_ST] = {STOCH_ST, run_st, 0},
     [STOCH_ANNEALED_ST] = {STOCH_ANNEALED_ST, run_annealed_st, 0},
     [STOCH_EXACT] = {STOCH_EXACT, run_exact, 0},
+    [STOCH_ARM] = {STOCH_ARM, run_arm, 0},
+    [STOCH_DISARM] = {STOCH_DISARM, run_disarm, 0},
+    [STOCH_VIMCO] = {STOCH_VIMCO, run_vimco, 0, EST_K_REQUIRED, 0},
+    [STOCH_REBAR] = {STOCH_REBAR, run_rebar, 0, 0, 1},
     [STOCH_NESTIMATORS] = {STOCH_NESTIMATORS, NULL, 0},
 };
 
@@ -444,6 +820,8 @@ long est_count_configs(const vae_config *c)
 
 int est_check(const estimator *e, const vae_config *c, char *err)
 {
+    if (stoch_estimator_check(e->id, VAE_ESTIMATORS, "vae", c->latent, err) != 0)
+        return -1;
     if (e->id == STOCH_EXACT && est_count_configs(c) < 0) {
         char lat[64];
         vae_format_latent(c, lat, sizeof lat);
@@ -472,6 +850,23 @@ static void baseline_init(est_state *s, int D, uint64_t seed)
     w->bl_adam.eps = 1e-8f;
 }
 
+/* REBAR's eta and log lambda at their starting values, and the Adam state
+ * over them in persist: [eta, log lambda][m 2][v 2][steps]. */
+static void rebar_init(est_state *s)
+{
+    est_scratch *w = s->ws;
+    float *rb = s->persist + w->rb_off;
+    rb[0] = EST_REBAR_ETA0;
+    rb[1] = logf(EST_REBAR_LAMBDA0);
+    w->rb_adam.n = 2;
+    w->rb_adam.m = rb + 2;
+    w->rb_adam.v = rb + 4;
+    w->rb_adam.beta1 = 0.9f;
+    w->rb_adam.beta2 = 0.999f;
+    w->rb_adam.eps = 1e-8f;
+    w->rb_adam.threads = 1;
+}
+
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
                    char *err)
 {
@@ -483,6 +878,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     memset(s, 0, sizeof *s);
     s->enc_scale = 1.0f;
     s->max_batch = max_batch;
+    s->samples = opts->samples;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
     const vae_config *cfg = &m->cfg;
@@ -493,11 +889,17 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     size_t H = (size_t)t.bl_hidden;
     t.nbl = learned ? H * D + H + H + 1 : 0;
     s->npersist = P_HEADER + 3 * t.nbl;
+    t.rb_off = s->npersist;
+    if (opts->learns_cv)
+        s->npersist += 2 * 3 + 1;
+    size_t RB = opts->learns_cv ? B * Z : 0;
     size_t E = t.exact_configs > 0 ? B : 0; /* rows of the exact scratch */
+    size_t KR = opts->samples > 1 ? B * (size_t)opts->samples : 0; /* rows of the K-sample bound */
     ws_buf bufs[] = {
         WS_BUF(s->persist, s->npersist),
         WS_BUF(t.noise, B * Z),       WS_BUF(t.soft, B * Z),
         WS_BUF(t.signal, B),          WS_BUF(t.fbar, B),
+        WS_BUF(t.zpair, cfg->latent == LATENT_BERNOULLI ? B * Z : 0),
         WS_BUF(t.zbar, B * Z),        WS_BUF(t.dzbar, B * Z),
         WS_BUF(t.grad_discard, m->nparams),
         WS_BUF(t.bl_h, B * H),        WS_BUF(t.bl_dh, B * H),
@@ -506,12 +908,25 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(t.rows_z, E * Z),      WS_BUF(t.rows_x, E * D),
         WS_BUF(t.row_scale, E),       WS_BUF(t.row_w, E),
         WS_BUF(t.acc_fz, E * Z),      WS_BUF(t.acc_f, E),
+        WS_BUF(t.k_logits, KR * Z),   WS_BUF(t.k_noise, KR * Z),
+        WS_BUF(t.k_z, KR * Z),        WS_BUF(t.k_x, KR * D),
+        WS_BUF(t.k_scale, KR),        WS_BUF(t.k_logw, KR),
+        WS_BUF(t.k_coef, KR),         WS_BUF(t.prior_p, KR ? Z : 0),
+        WS_BUF(t.k_wn, KR),           WS_BUF(t.k_loo, KR ? (size_t)opts->samples : 0),
+        WS_BUF(t.k_dl, KR * Z),
+        WS_BUF(t.rb_z, RB),           WS_BUF(t.rb_zt, RB),
+        WS_BUF(t.rb_dzt, RB),         WS_BUF(t.rb_v, RB),
+        WS_BUF(t.rb_y, RB),           WS_BUF(t.rb_dy, RB),
+        WS_BUF(t.rb_dl1, RB),         WS_BUF(t.rb_dl2, RB),
+        WS_BUF(t.rb_g, RB),           WS_BUF(t.rb_ft, RB ? B : 0),
     };
     s->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "estimator state");
     if (!s->ws)
         return -1;
     if (learned)
         baseline_init(s, cfg->D, opts->baseline_seed);
+    if (opts->learns_cv)
+        rebar_init(s);
     return 0;
 }
 
@@ -531,16 +946,24 @@ const float *est_last_relaxed(const est_state *s)
     return s->ws->soft;
 }
 
+const float *est_last_bound_noise(const est_state *s)
+{
+    return s->ws->k_noise;
+}
+
 double est_elbo_gradient(const estimator *e, est_ctx *c)
 {
     vae_zero_grads(c->m);
     vae_encode(c->m, c->a, c->x, c->B);
     c->s->enc_scale = 1.0f;
+    c->tau = vae_tau(c->m, c->tau);
     e->run(c);
-    vae_kl(c->m, c->a, c->B);
-    /* The encoder's half carries the estimator's scale (see enc_scale); a
-     * learned prior's half is an exact gradient, like the decoder's. */
-    vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B, 1.0f / (float)c->B);
+    if (c->s->samples == 1) {
+        vae_kl(c->m, c->a, c->B);
+        /* The encoder's half carries the estimator's scale (see enc_scale);
+         * a learned prior's half is an exact gradient, like the decoder's. */
+        vae_kl_backward(c->m, c->a, c->B, c->s->enc_scale / (float)c->B, 1.0f / (float)c->B);
+    }
     vae_encode_backward(c->m, c->a, c->x, c->B);
     double loss = 0.0;
     for (int b = 0; b < c->B; b++)

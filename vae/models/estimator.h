@@ -29,6 +29,12 @@
 #include "rng.h"
 #include "stochastic.h"
 
+/* REBAR's starting eta and temperature lambda (Tucker et al. 2017 start
+ * at 1 and 0.5), and the step of log lambda in its central difference. */
+#define EST_REBAR_ETA0 1.0f
+#define EST_REBAR_LAMBDA0 0.5f
+#define EST_REBAR_FD_STEP 0.05
+
 /* Enumeration limit of `exact`: K^N (or 2^N) codes per example. */
 #define EST_EXACT_MAX_CONFIGS 65536L
 /* NVIL's input-dependent baseline: one hidden layer of 100 tanh units. */
@@ -45,9 +51,11 @@ typedef struct {
     int var_norm;           /* divide the centred signal by max(1, running std) */
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
+    int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
+    int learns_cv;          /* room for REBAR's eta and log lambda (estimator.learns_cv) */
 } est_options;
 
-/* baseline mean, variance normalisation on, lr 1e-3, seed 0. */
+/* baseline mean, variance normalisation on, lr 1e-3, seed 0, 1 sample. */
 void est_options_default(est_options *o);
 
 /* The estimators run on the VAE: all of stochastic.h's list. */
@@ -60,6 +68,9 @@ void est_options_default(est_options *o);
 typedef struct est_scratch est_scratch;
 typedef struct {
     int max_batch;
+    /* K of a K-sample bound: its estimators decode max_batch * K rows, so
+     * the vae_acts they run on hold that many. */
+    int samples;
     est_baseline baseline;
     int var_norm;           /* as est_options; may be changed between steps */
     /* Set to use the persistent state without updating it, so that
@@ -76,7 +87,9 @@ typedef struct {
      *   [2] 1 once c and v hold statistics
      *   [3] Adam steps of the baseline network (exact in float to 2^24)
      *   then, for baseline learned, the network's parameters and their
-     *   Adam first and second moments (nbl floats each). */
+     *   Adam first and second moments (nbl floats each);
+     *   then, with est_options.learns_cv, REBAR's eta and log lambda, their
+     *   Adam first and second moments (2 floats each) and its Adam steps. */
     float *persist;
     size_t npersist;
     est_scratch *ws;  /* the one block: scratch layout at its head, then the buffers */
@@ -92,10 +105,26 @@ typedef struct {
     rng_t *r;
 } est_ctx;
 
+enum { EST_K_NONE, EST_K_REQUIRED, EST_K_OPTIONAL };
+
 typedef struct {
     stoch_estimator id;  /* its name and help: stoch_estimator_name, _help */
     void (*run)(est_ctx *c);
     int uses_baseline;   /* reads est_state's baseline (and so its persistent state) */
+    /* Whether it trains the K-sample bound (est_state.samples K > 1
+     * samples per example) instead of the ELBO: never (0), always
+     * (EST_K_REQUIRED, K >= 2: vimco) or when K > 1 (EST_K_OPTIONAL:
+     * gumbel, on the relaxed bound).  On it, run estimates the whole
+     * bound's gradient, the log p(z) - log q(z|x) of each sample included,
+     * so no analytic KL is added; it fills a->recon with the bound's
+     * weighted reconstruction sum_k w_k (-log p(x|z_k)) (w the normalised
+     * importance weights) and a->kl with the rest of the bound, so that
+     * recon + kl = -bound. */
+    int k_sample;
+    /* Trains parameters of its control variate as it runs (REBAR's eta and
+     * log lambda, on the variance of its own estimate): callers set
+     * est_options.learns_cv for it, and warm it up before measuring. */
+    int learns_cv;
 } estimator;
 
 /* The implementation of estimator id (every one of the list). */
@@ -108,8 +137,10 @@ const estimator *estimator_list(void);
 /* Codes a model's latent space holds (K^N or 2^N), or -1 past
  * EST_EXACT_MAX_CONFIGS. */
 long est_count_configs(const vae_config *c);
-/* Whether estimator e can run on models of shape c: `exact` is refused, with
- * a one-line message, when the codes exceed EST_EXACT_MAX_CONFIGS. */
+/* Whether estimator e can run on models of shape c, with a one-line
+ * message when not: an estimator not defined for the code's latent type
+ * (arm and disarm on a categorical code), or `exact` when the codes exceed
+ * EST_EXACT_MAX_CONFIGS. */
 int est_check(const estimator *e, const vae_config *c, char *err);
 
 /* Sizes and allocates s for m and batches of up to max_batch (one zeroed
@@ -125,10 +156,15 @@ void est_state_free(est_state *s);
  * and the last relaxed sample; for tests that rebuild a draw. */
 const float *est_last_noise(const est_state *s);
 const float *est_last_relaxed(const est_state *s);
+/* The noise of the last K-sample bound's draw (max_batch K x zdim). */
+const float *est_last_bound_noise(const est_state *s);
 
 /* One full estimate of the gradient of the batch's mean negative ELBO
- * (reconstruction by e, analytic KL) into m->grads, which it zeroes first;
- * returns the mean loss.  train_step adds the optimizer step to this. */
+ * (reconstruction by e, analytic KL; with s->samples K > 1 the K-sample
+ * bound, estimator.k_sample) into m->grads, which it zeroes first;
+ * returns the mean loss.  train_step adds the optimizer step to this.  A
+ * model that learns its temperature sets c->tau to it (vae_tau), and
+ * gumbel and st-gumbel add d loss / d log tau to its gradient. */
 double est_elbo_gradient(const estimator *e, est_ctx *c);
 
 /* Hard discrete sample of the code from the logits of q(z|x) into z

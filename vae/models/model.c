@@ -145,6 +145,8 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
         m->prior = off;
         off += (size_t)zdim;
     }
+    if (c->learned_tau0 > 0)
+        m->log_tau = off++;
     m->nparams = off;
     if (params_alloc(&m->params, &m->grads, off, err, "model parameters") != 0)
         return -1;
@@ -156,7 +158,23 @@ int vae_init(vae_model *m, const vae_config *c, rng_t *r, char *err)
         for (int i = 0; i < nl; i++)
             linear_init_glorot(m->params + ls[i].w, ls[i].in, ls[i].out, r);
     }
+    if (c->learned_tau0 > 0)
+        m->params[m->log_tau] = logf(c->learned_tau0);
     return 0;
+}
+
+double vae_log_prior(const vae_model *m, const vae_acts *a, const float *z)
+{
+    const vae_config *c = &m->cfg;
+    if (c->prior == VAE_PRIOR_UNIFORM)
+        return -c->N * log(c->latent == LATENT_CATEGORICAL ? (double)c->K : 2.0);
+    stoch_layer code = vae_code(c);
+    return stoch_log_prob(&code, vae_prior_logits(m), a->prior_logp, z);
+}
+
+float vae_tau(const vae_model *m, float scheduled)
+{
+    return m->cfg.learned_tau0 > 0 ? expf(m->params[m->log_tau]) : scheduled;
 }
 
 void vae_free(vae_model *m)

@@ -7,7 +7,8 @@
  *
  * The prior p(z) is uniform, or learned: logits eta (N*K: a softmax per
  * variable; N: a sigmoid per unit) that are parameters of the model,
- * trained on the ELBO through the analytic KL(q(z|x) || p(z)).
+ * trained on the ELBO through the analytic KL(q(z|x) || p(z)).  The
+ * temperature of a relaxed code may be a parameter too (log tau).
  *
  * All parameters live in one buffer and all gradients in a twin buffer of
  * the same layout, so the optimizer is one loop over a flat array.
@@ -39,6 +40,10 @@ typedef struct {
     int nhidden;                  /* 0: linear encoder and decoder */
     int hidden[VAE_MAX_HIDDEN];   /* encoder widths; the decoder mirrors them */
     vae_prior prior;
+    /* > 0: the temperature of the relaxed sample is a trained parameter,
+     * log tau (tau = exp of it, so it stays positive under any step),
+     * starting at this tau; 0: the caller's (the schedule's). */
+    float learned_tau0;
 } vae_config;
 
 /* The code as a stochastic layer (stochastic.h): one row per example. */
@@ -66,6 +71,9 @@ typedef struct {
      * params (after the decoder), initialised to 0, i.e. uniform.  Unused
      * (0) under the uniform prior, which has no parameters. */
     size_t prior;
+    /* A learned temperature's log tau: one float at this offset of params
+     * (after the prior's logits); 0 when the temperature is not learned. */
+    size_t log_tau;
     size_t nparams;
     float *params;
     float *grads;
@@ -84,8 +92,19 @@ void vae_zero_grads(vae_model *m);
  * prior. */
 const float *vae_prior_logits(const vae_model *m);
 
+/* The temperature of the relaxed sample: exp(log tau) when the model
+ * learns it (cfg.learned_tau0 > 0), else `scheduled`. */
+float vae_tau(const vae_model *m, float scheduled);
+
+/* log p(z) of one hard code z, in double: uniform, -N log K (-N log 2 for
+ * bits); learned, the chosen classes' log softmax(eta) (a->prior_logp, set
+ * by vae_encode) or per unit -softplus(-eta) for a 1, -softplus(eta) for
+ * a 0. */
+struct vae_acts;
+double vae_log_prior(const vae_model *m, const struct vae_acts *a, const float *z);
+
 /* Activations for up to max_batch rows (B), every buffer in one block. */
-typedef struct {
+typedef struct vae_acts {
     int max_batch;
     float *enc[VAE_MAX_HIDDEN + 1];  /* [B][enc[i].out] layer outputs; the last is the logits */
     float *logq;                     /* [B][zdim] categorical: log-softmax of the logits */

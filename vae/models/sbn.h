@@ -25,7 +25,8 @@
  * sbn_ws, allocated once for the largest batch, so a training step
  * allocates nothing.
  *
- * Estimators: every one of stochastic.h's list but exact (SBN_ESTIMATORS),
+ * Estimators: stochastic.h's list up to exact, exact excepted
+ * (SBN_ESTIMATORS; ARM and DisARM are VAE-only so far),
  * with the VAE's definitions applied at both stochastic layers:
  *   gumbel, st-gumbel   relaxed samples at both layers
  *   st, annealed-st     hard samples; backward through d mean / d logits
@@ -52,8 +53,8 @@ typedef struct {
 /* Units of one stochastic layer: N*K or N. */
 int sbn_zdim(const sbn_config *c);
 
-/* The estimators the SBN runs: all of the list but exact. */
-#define SBN_ESTIMATORS (STOCH_ALL_ESTIMATORS & ~(1u << STOCH_EXACT))
+/* The estimators the SBN runs: those before ARM in the list, but exact. */
+#define SBN_ESTIMATORS (STOCH_CLASSIC_ESTIMATORS & ~(1u << STOCH_EXACT))
 
 enum { SBN_A1, SBN_A2, SBN_A3, SBN_NLAYERS };
 
