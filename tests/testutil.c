@@ -243,9 +243,10 @@ uint8_t *testutil_read_file(const char *path, size_t *len)
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap);
     while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
+        /* One byte kept for the terminating NUL. */
+        size_t r = fread(buf + n, 1, cap - 1 - n, f);
         n += r;
-        if (n < cap)
+        if (n < cap - 1)
             break;
         uint8_t *grown = realloc(buf, cap * 2);
         if (!grown) {
@@ -261,8 +262,10 @@ uint8_t *testutil_read_file(const char *path, size_t *len)
         buf = NULL;
     }
     fclose(f);
-    if (buf)
+    if (buf) {
+        buf[n] = '\0';
         *len = n;
+    }
     return buf;
 }
 

@@ -47,7 +47,8 @@ int testutil_write_idx(const char *path, uint32_t magic, const uint32_t *dims, i
                        const uint8_t *payload, size_t len, int gz);
 
 /* Read a whole file into a malloc'd buffer (caller frees); *len gets its
- * size.  NULL on failure. */
+ * size, and a NUL follows the last byte, so text files read as strings
+ * (an empty file as ""). NULL on failure. */
 uint8_t *testutil_read_file(const char *path, size_t *len);
 
 /* Run `GSVAE_BIN ARGS`, ARGS formatted from fmt, with stdout and stderr
