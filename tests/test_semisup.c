@@ -28,6 +28,7 @@
  * row per unlabelled example where exact runs K; and the command is run end
  * to end on real MNIST (learning, outputs, repeatability, the NaN stop, bad
  * flags).  Timing is left to benchmarks. */
+#include "pngio.h"
 #include "rng.h"
 #include "semisup.h"
 #include "testutil.h"
@@ -808,6 +809,78 @@ START_TEST(exact_learns)
 }
 END_TEST
 
+/* `gsvae analogies`: a grid of rows x (classes [+ 1]) tiles of 28 x 28 at
+ * scale 2 with 2-pixel borders, from an MLP and a conv checkpoint; another
+ * task's checkpoint and bad flags refused with one line. */
+static void assert_png_size(const char *path, int w_want, int h_want)
+{
+    uint8_t *pix;
+    int w, h;
+    char err[ERR_LEN];
+    ck_assert_msg(png_read_gray(path, &pix, &w, &h, err) == 0, "%s", err);
+    ck_assert_msg(w == w_want && h == h_want, "%s: %d x %d, expected %d x %d", path, w, h, w_want,
+                  h_want);
+    /* Not blank: the decoded means vary. */
+    int lo = 255, hi = 0;
+    for (int i = 0; i < w * h; i++) {
+        lo = pix[i] < lo ? pix[i] : lo;
+        hi = pix[i] > hi ? pix[i] : hi;
+    }
+    ck_assert_msg(hi > lo, "%s: one grey", path);
+    free(pix);
+}
+
+START_TEST(analogies_grid)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    enum { TILE = 28 * 2 + 2 };
+    ck_assert_msg(gsvae("--estimator gumbel --data %s --out %s/mlp --steps 20 " SMALL, data, dir) ==
+                      0, "%s", errout);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/mlp/model.ckpt --out %s/a.png --rows 3",
+                                     dir, dir) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "a.png"), 10 * TILE + 2, 3 * TILE + 2);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/mlp/model.ckpt --out %s/b.png --rows 2 "
+                                     "--source test --data %s",
+                                     dir, dir, data) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "b.png"), 11 * TILE + 2, 2 * TILE + 2);
+    /* The conv networks, two steps of them. */
+    ck_assert_msg(gsvae("--net conv --data %s --out %s/conv --steps 2 --batch 4 --labelled-batch 4 "
+                        "--latent 4 --unlabelled 2000 --eval-images 20 --threads 1 --quiet",
+                        data, dir) == 0, "%s", errout);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/conv/model.ckpt --out %s/c.png --rows 2 "
+                                     "--source test --data %s --threads 1",
+                                     dir, dir, data) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "c.png"), 11 * TILE + 2, 2 * TILE + 2);
+    /* A VAE checkpoint is refused, naming the task. */
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "train --task vae --latent 2x3 --hidden 8 --steps 2 "
+                                     "--eval-images 100 --iw-samples 0 --quiet --data %s --out %s/vae",
+                                     data, dir) == 0, "%s", errout);
+    static const struct {
+        const char *args, *message;
+        int rc;
+    } bad[] = {
+        {"--ckpt %s/vae/model.ckpt --out %s/v.png", "a vae run", 1},
+        {"--ckpt %s/mlp/model.ckpt --out %s/v.png --rows 0", "--rows", 2},
+        {"--ckpt %s/mlp/model.ckpt --out %s/v.png --source posterior", "--source 'posterior'", 2},
+        {"--out %s/v.png%s", "--ckpt: required", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, bad[i].args, dir, i == 3 ? "" : dir);
+        int rc = testutil_run_gsvae(out, sizeof out, errout, sizeof errout, "analogies %s", args);
+        ck_assert_msg(rc == bad[i].rc, "%s: exit %d: %s", args, rc, errout);
+        ck_assert_msg(testutil_contains(errout, bad[i].message), "%s: %s", args, errout);
+        ck_assert_msg(strchr(errout, '\n') == errout + strlen(errout) - 1, "%s: not one line: %s",
+                      args, errout);
+    }
+    ck_assert(testutil_read_file(testutil_path(dir, "v.png"), &(size_t){0}) == NULL);
+}
+END_TEST
+
 START_TEST(same_seed_same_numbers)
 {
     const char *a = testutil_tmpdir(), *b = testutil_tmpdir();
@@ -930,6 +1003,7 @@ int main(void)
     tcase_add_test(cli, st_gumbel_learns_batch_weighting);
     tcase_add_test(cli, exact_learns);
     tcase_add_test(cli, same_seed_same_numbers);
+    tcase_add_test(cli, analogies_grid);
     tcase_add_test(cli, nan_stops_the_run);
     tcase_add_test(cli, bad_flags_fail_before_any_work);
     suite_add_tcase(s, cli);

@@ -68,9 +68,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "driver.h"
 #include "model.h"
 #include "semisup.h"
+#include "task_semisup.h"
 #include "util.h"
 
 /* Encoder/decoder rows per step beyond which a run is refused: about
@@ -421,6 +423,58 @@ static void ss_free_run(run *R)
     ss_ws_free(&s->ws);
     free(s->x);
     free(s->y);
+}
+
+int ss_task_load_model(const char *path, run_opts *o, char **text, ss_model *m, char *err)
+{
+    ckpt_file *f;
+    const task_ops *ops;
+    void *t = NULL;
+    *text = NULL;
+    if (ckpt_read(path, &f, err) != 0)
+        return -1;
+    char inner[ERR_LEN];
+    int rc = -1;
+    if (driver_read_config(f, path, &ops, o, &t, text, err) != 0)
+        goto out;
+    if (ops != &task_semisup) {
+        errf(err, "%s: a %s run; this command reads semisup checkpoints", path, ops->name);
+        goto out;
+    }
+    run R;
+    memset(&R, 0, sizeof R);
+    R.ops = ops;
+    R.o = *o;
+    R.t = t;
+    if (ss_check(&R, inner) != 0) {
+        errf(err, "%s: stored options invalid: %s", path, inner);
+        goto out;
+    }
+    rng_t r;
+    rng_seed(&r, 0);
+    if (ss_init(m, &T(&R)->cfg, 1e-3, &r, err) != 0)
+        goto out;
+    if (ckpt_get_exact(f, "params", m->params, m->nparams * sizeof(float), err) != 0) {
+        ss_free(m);
+        goto out;
+    }
+    for (size_t i = 0; i < m->nparams; i++) {
+        if (!isfinite(m->params[i])) {
+            errf(err, "%s: parameter %zu is %s; the checkpoint holds a diverged model", path, i,
+                 isnan(m->params[i]) ? "NaN" : "infinite");
+            ss_free(m);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        free(*text);
+        *text = NULL;
+    }
+    free(t);
+    ckpt_free(f);
+    return rc;
 }
 
 const task_ops task_semisup = {

@@ -163,6 +163,14 @@ double ss_train_step(ss_model *m, ss_ws *w, adam_state *adam, const float *x, co
                      int B_l, int B_u, stoch_estimator est, float tau, const ss_weights *wt,
                      float lr, rng_t *r, ss_parts *parts);
 
+/* The mean of q(z|x, y = cls[b]) of n images x[n][D] into mu[n][Z]
+ * (n <= w->max_examples and w->max_rows). */
+void ss_encode_mean(const ss_model *m, ss_ws *w, const float *x, const int *cls, int n,
+                    float *mu);
+/* The pixel means of p(x|y = cls[r], z = z[r]) into mean[R][D]
+ * (R <= w->max_rows). */
+void ss_decode(const ss_model *m, ss_ws *w, const float *z, const int *cls, int R, float *mean);
+
 typedef struct {
     double neg_elbo;     /* mean U(x): -ELBO with y summed out exactly */
     double accuracy;     /* argmax q(y|x) == label */

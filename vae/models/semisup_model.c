@@ -578,6 +578,32 @@ double ss_train_step(ss_model *m, ss_ws *w, adam_state *adam, const float *x, co
     return loss;
 }
 
+void ss_encode_mean(const ss_model *m, ss_ws *w, const float *x, const int *cls, int n,
+                    float *mu)
+{
+    const int F = m->F, K = m->cfg.K, Z = m->cfg.Z;
+    ss_scratch *sc = w->ws;
+    assert(n <= w->max_examples && n <= w->max_rows);
+    const float *feat = encoder_features(m, sc, x, n);
+    for (int b = 0; b < n; b++)
+        set_row(sc->xy + (size_t)b * (F + K), feat + (size_t)b * F, F, NULL, cls[b], K);
+    const float *mulv = encoder_forward(m, sc, n);
+    for (int b = 0; b < n; b++)
+        memcpy(mu + (size_t)b * Z, mulv + (size_t)b * 2 * Z, sizeof(float) * Z);
+}
+
+void ss_decode(const ss_model *m, ss_ws *w, const float *z, const int *cls, int R, float *mean)
+{
+    const int D = m->cfg.D, K = m->cfg.K, Z = m->cfg.Z;
+    ss_scratch *sc = w->ws;
+    assert(R <= w->max_rows);
+    for (int r = 0; r < R; r++)
+        set_row(sc->zy + (size_t)r * (Z + K), z + (size_t)r * Z, Z, NULL, cls[r], K);
+    const float *xl = decoder_forward(m, sc, R);
+    for (size_t i = 0; i < (size_t)R * D; i++)
+        mean[i] = sigmoidf_stable(xl[i]);
+}
+
 void ss_evaluate(const ss_model *m, ss_ws *w, const float *x, const uint8_t *labels, int n,
                  rng_t *r, ss_eval_result *out)
 {
