@@ -428,22 +428,14 @@ static void ss_free_run(run *R)
 int ss_task_load_model(const char *path, run_opts *o, char **text, ss_model *m, char *err)
 {
     ckpt_file *f;
-    const task_ops *ops;
     void *t = NULL;
-    *text = NULL;
-    if (ckpt_read(path, &f, err) != 0)
+    if (driver_open_checkpoint(path, &task_semisup, &f, o, &t, text, err) != 0)
         return -1;
     char inner[ERR_LEN];
     int rc = -1;
-    if (driver_read_config(f, path, &ops, o, &t, text, err) != 0)
-        goto out;
-    if (ops != &task_semisup) {
-        errf(err, "%s: a %s run; this command reads semisup checkpoints", path, ops->name);
-        goto out;
-    }
     run R;
     memset(&R, 0, sizeof R);
-    R.ops = ops;
+    R.ops = &task_semisup;
     R.o = *o;
     R.t = t;
     if (ss_check(&R, inner) != 0) {
@@ -454,17 +446,9 @@ int ss_task_load_model(const char *path, run_opts *o, char **text, ss_model *m, 
     rng_seed(&r, 0);
     if (ss_init(m, &T(&R)->cfg, 1e-3, &r, err) != 0)
         goto out;
-    if (ckpt_get_exact(f, "params", m->params, m->nparams * sizeof(float), err) != 0) {
+    if (driver_ckpt_params(f, path, m->params, m->nparams, err) != 0) {
         ss_free(m);
         goto out;
-    }
-    for (size_t i = 0; i < m->nparams; i++) {
-        if (!isfinite(m->params[i])) {
-            errf(err, "%s: parameter %zu is %s; the checkpoint holds a diverged model", path, i,
-                 isnan(m->params[i]) ? "NaN" : "infinite");
-            ss_free(m);
-            goto out;
-        }
     }
     rc = 0;
 out:
