@@ -33,6 +33,14 @@
 #             results/protocol/chosen.csv) over seeds 1-3 on the test set
 #             (results/protocol/final/); then the table
 #             (scripts/protocol-table.sh, results/protocol/).
+# MODE semisup-paper: Table 2 with the paper's convolutional networks, step
+#             1: every estimator (exact, gumbel, st-gumbel) x alpha in
+#             {0.1, 0.2, 0.3, 0.8, 1.0}, seed 1, scored on validation and test
+#             (scripts/semisup-jobs.sh; results/semisup/sweep/).
+# MODE semisup-paper-final: step 2: each estimator at its alpha of the best
+#             validation accuracy over seeds 1-3 (results/semisup/final/;
+#             seed 1 is the sweep's run); then results/semisup/table2.csv
+#             (scripts/semisup-table2.sh).  Costs: results/semisup/networks.md.
 # GSVAE_BEYOND=1 adds, in modes quick, full and tiny, the VAE rows beyond the
 # paper: arm, disarm and rebar (Bernoulli only), vimco and gumbel on the
 # 5-sample bound, and gumbel with a learned temperature (both latent
@@ -42,9 +50,10 @@
 # matches the extended regular expression.  --dry-run writes the job list
 # and the Slurm script, and stops.
 set -eu
-usage="usage: scripts/reproduce.sh quick|full|tiny|paper|paper-final [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
+usage="usage: scripts/reproduce.sh quick|full|tiny|paper|paper-final|semisup-paper|semisup-paper-final [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
 mode=${1:-}
-case $mode in quick | full | tiny | paper | paper-final) ;; *) echo "$usage" >&2; exit 2 ;; esac
+case $mode in quick | full | tiny | paper | paper-final | semisup-paper | semisup-paper-final) ;;
+*) echo "$usage" >&2; exit 2 ;; esac
 shift
 jobs=$(nproc)
 out=""
@@ -73,6 +82,8 @@ if [ -z "$out" ]; then
     full) out=results/full ;;
     paper) out=results/protocol/sweep ;;
     paper-final) out=results/protocol/final ;;
+    semisup-paper) out=results/semisup/sweep ;;
+    semisup-paper-final) out=results/semisup/final ;;
     *) out=runs/reproduce-$mode ;;
     esac
 fi
@@ -117,8 +128,12 @@ paper)
 paper-final)
     sh scripts/protocol-select.sh "$(dirname "$out")/sweep" > "$(dirname "$out")/chosen.csv"
     GSVAE_BIN=$bin GSVAE_DATA=$data sh scripts/protocol-jobs.sh final "$out" "$(dirname "$out")/chosen.csv" > "$joblist.tmp" ;;
+semisup-paper)
+    GSVAE_BIN=$bin GSVAE_DATA=$data sh scripts/semisup-jobs.sh sweep "$out" > "$joblist.tmp" ;;
+semisup-paper-final)
+    GSVAE_BIN=$bin GSVAE_DATA=$data sh scripts/semisup-jobs.sh final "$out" "$(dirname "$out")/sweep" > "$joblist.tmp" ;;
 esac
-case $mode in paper*) ;; *)
+case $mode in paper* | semisup-paper*) ;; *)
 for task in sbn vae; do
     for lt in bernoulli categorical; do
         for est in $estimators; do
@@ -175,7 +190,9 @@ fi
 mv "$joblist.tmp" "$joblist"
 
 # The Slurm array over the same list: task i runs line i.
-case $mode in full | paper*) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) limit=00:05:00 ;; esac
+# The conv decoder under exact marginalisation holds about 0.5 GB.
+mem=1G
+case $mode in semisup-paper*) limit=30:00:00 mem=2G ;; full | paper*) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) limit=00:05:00 ;; esac
 {
     echo "#!/bin/sh"
     echo "# Slurm job array over $joblist (written by scripts/reproduce.sh $mode): task i"
@@ -185,7 +202,7 @@ case $mode in full | paper*) limit=03:00:00 ;; quick) limit=00:15:00 ;; tiny) li
     echo "#SBATCH --job-name=gsvae-$mode"
     echo "#SBATCH --array=1-$total"
     echo "#SBATCH --cpus-per-task=1"
-    echo "#SBATCH --mem=1G"
+    echo "#SBATCH --mem=$mem"
     echo "#SBATCH --time=$limit"
     echo "#SBATCH --output=$out/runs/slurm-%a.out"
     echo '[ -f scripts/run-job.sh ] || { echo "submit from the repository root" >&2; exit 2; }'
@@ -202,6 +219,7 @@ echo "$(date +%s) $finished" > "$out/.grid-start"
 # What writes the tables when the jobs are over.
 case $mode in
 paper*) tables="protocol-table.sh $(dirname "$out")" ;;
+semisup-paper*) tables="semisup-table2.sh $(dirname "$out")" ;;
 *) tables="aggregate.sh $out $mode" ;;
 esac
 

@@ -36,8 +36,11 @@ static const char *const tiny[] = {
     "--eval-images 100 --threads 1 --quiet",
     "--task semisup --hidden 16 --latent 4 --unlabelled 2000 --batch 20 --labelled-batch 20 "
     "--eval-images 100 --threads 1 --quiet",
+    /* Only resume_is_exact runs this one: the conv networks of the paper. */
+    "--task semisup --net conv --estimator exact --latent 4 --unlabelled 2000 --batch 4 "
+    "--labelled-batch 4 --eval-images 20 --threads 1 --quiet",
 };
-static const char *const task_name[] = {"vae", "sbn", "semisup"};
+static const char *const task_name[] = {"vae", "sbn", "semisup", "semisup --net conv"};
 
 /* A checkpoint section, copied (caller frees). */
 static void *section_of(const char *path, const char *name, uint64_t *len)
@@ -199,6 +202,71 @@ START_TEST(resume_is_exact)
     /* A finished run asks for more steps. */
     rc = gsvae("train --data %s --out %s --steps 80 --resume", data, b);
     ck_assert_msg(rc == 1 && testutil_contains(errout, "already at step 80"), "%s", errout);
+}
+END_TEST
+
+/* The first n bytes of needle in data[len], or NULL. */
+static const char *find_bytes(const void *data, uint64_t len, const char *needle, size_t n)
+{
+    const char *d = data;
+    for (uint64_t i = 0; i + n <= len; i++)
+        if (!memcmp(d + i, needle, n))
+            return d + i;
+    return NULL;
+}
+
+/* The checkpoint of a --net conv run stores the choice, and a resume
+ * without --net builds the conv model from it (resume_is_exact resumes one
+ * bit for bit); a checkpoint from before --net existed, without the line,
+ * resumes as the MLP it is. */
+START_TEST(semisup_net_in_checkpoint)
+{
+    const char *dir = testutil_tmpdir(), *whole = testutil_tmpdir();
+    const char *data = testutil_data_dir();
+    ck_assert_msg(gsvae("train %s --data %s --out %s --steps 2 --eval-every 2", tiny[3], data,
+                        dir) == 0, "%s", errout);
+    const char *path = testutil_path(dir, "model.ckpt");
+    uint64_t len;
+    char *config = section_of(path, "config", &len);
+    ck_assert_msg(find_bytes(config, len, "\nnet=conv\n", 9) != NULL, "%.*s", (int)len, config);
+    free(config);
+
+    /* An MLP run's checkpoint with the net= line taken out. */
+    ck_assert_msg(gsvae("train %s --data %s --out %s --steps 40 --eval-every 20", tiny[2], data,
+                        whole) == 0, "%s", errout);
+    ck_assert_msg(gsvae("train %s --data %s --out %s --steps 20 --eval-every 20 --force", tiny[2],
+                        data, dir) == 0, "%s", errout);
+    char err[ERR_LEN];
+    ckpt_file *f;
+    ck_assert_msg(ckpt_read(path, &f, err) == 0, "%s", err);
+    ckpt_section secs[CKPT_MAX_SECTIONS];
+    int n = ckpt_count(f);
+    char *old = NULL;
+    for (int i = 0; i < n; i++) {
+        const void *d;
+        uint64_t l;
+        secs[i].name = ckpt_name(f, i);
+        ck_assert(ckpt_get(f, secs[i].name, &d, &l, err) == 0);
+        secs[i].data = d;
+        secs[i].len = l;
+        if (!strcmp(secs[i].name, "config")) {
+            old = malloc(l + 1);
+            const char *line = find_bytes(d, l, "\nnet=mlp\n", 9);
+            ck_assert_msg(line != NULL, "%.*s", (int)l, (const char *)d);
+            size_t at = (size_t)(line - (const char *)d) + 1;
+            memcpy(old, d, at);
+            memcpy(old + at, (const char *)d + at + 8, l - at - 8);
+            secs[i].data = old;
+            secs[i].len = l - 8;
+        }
+    }
+    ck_assert(old != NULL);
+    ck_assert_msg(ckpt_write(path, secs, n, err) == 0, "%s", err);
+    free(old);
+    ckpt_free(f);
+    ck_assert_msg(gsvae("train --data %s --out %s --steps 40 --resume --quiet", data, dir) == 0,
+                  "%s", errout);
+    assert_same_run(whole, dir);
 }
 END_TEST
 
@@ -573,7 +641,8 @@ int main(void)
     suite_add_tcase(s, flags);
     TCase *resume = tcase_create("resume");
     tcase_set_timeout(resume, 300);
-    tcase_add_loop_test(resume, resume_is_exact, 0, 3);
+    tcase_add_loop_test(resume, resume_is_exact, 0, 4);
+    tcase_add_test(resume, semisup_net_in_checkpoint);
     tcase_add_loop_test(resume, nan_stops_every_task, 0, 3);
     tcase_add_test(resume, resume_merges_options_and_grows_the_log);
     tcase_add_test(resume, resume_finds_the_task);

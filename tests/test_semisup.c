@@ -28,6 +28,7 @@
  * row per unlabelled example where exact runs K; and the command is run end
  * to end on real MNIST (learning, outputs, repeatability, the NaN stop, bad
  * flags).  Timing is left to benchmarks. */
+#include "pngio.h"
 #include "rng.h"
 #include "semisup.h"
 #include "testutil.h"
@@ -52,7 +53,7 @@ enum { D = 6, K = 3, Z = 2, MAXB = 8, MAXW = 16 };
 
 static void tiny_model(ss_model *m, ss_activation act, int nhidden, uint64_t seed)
 {
-    ss_config c = {D, K, Z, nhidden, {5, 4}, act};
+    ss_config c = {D, K, Z, nhidden, {5, 4}, act, SS_NET_MLP};
     char err[ERR_LEN];
     rng_t r;
     rng_seed(&r, seed);
@@ -577,6 +578,163 @@ START_TEST(evaluate_is_independent_of_chunking)
 }
 END_TEST
 
+/* ---- the convolutional networks (--net conv) ---- */
+
+/* Central differences of ss_forward itself, in float, the noise held in
+ * the workspace.  Float rounding of a loss of some 500 nats leaves a
+ * difference quotient of a single parameter with noise of the order of the
+ * smaller gradients (a few 1e-3 at step 1e-2), so each layer's weights and
+ * biases are checked along directions instead: v = g / |g|, g the layer's
+ * analytic gradient (the derivative along it is |g| exactly when g is
+ * right), and v = (g / |g| + u) / |.|, u a random unit vector (so that an
+ * error orthogonal to g shows too).  The numeric derivative along v, step
+ * CONV_FD_STEP, must lie within CONV_GRAD_TOL x |g| of g . v.  Measured
+ * errors (GSVAE_TEST_VERBOSE=1): at most 0.015 (exact) and 0.03 (gumbel)
+ * of |g|, in the first convolutions, where ReLU kinks and float noise are
+ * largest (a larger step makes them worse); dropping the feature gradient of
+ * all but the first of an image's K rows gives 0.42, dropping the relaxed
+ * y's path into the encoder head 2.8. */
+#define CONV_FD_STEP 1e-2
+#define CONV_GRAD_TOL 6e-2
+enum { CONV_K = 3, CONV_Z = 4, CONV_D = 784 };
+
+static double conv_loss(ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_l,
+                        int B_u, stoch_estimator est, const ss_weights *wt)
+{
+    return ss_forward(m, w, x, y, B_l, B_u, est, 0.7f, wt, NULL);
+}
+
+static void check_conv_gradient(const char *name, int B_l, int B_u, stoch_estimator est)
+{
+    ss_config c = {.D = CONV_D, .K = CONV_K, .Z = CONV_Z, .net = SS_NET_CONV};
+    ss_model m;
+    ss_ws w;
+    char err[ERR_LEN];
+    rng_t r;
+    rng_seed(&r, 31);
+    ck_assert_msg(ss_init(&m, &c, 0.0, &r, err) == 0, "%s", err);
+    ck_assert_msg(ss_ws_init(&w, &m, B_l + B_u, ss_rows(&c, B_l, B_u, est), err) == 0, "%s", err);
+    net_t *nets[4] = {&m.cls_net, &m.enc_trunk, &m.enc_head, &m.dec_net};
+    const char *names[4] = {"q(y|x)", "q(z|x,y) trunk", "q(z|x,y) head", "p(x|y,z)"};
+    /* Nonzero biases, so that their gradients are exercised. */
+    for (int n = 0; n < 4; n++)
+        for (int i = 0; i < nets[n]->nlayers; i++)
+            for (size_t j = 0; j < nets[n]->layer[i].nb; j++)
+                nets[n]->params[nets[n]->layer[i].b + j] = 0.2f * (rng_uniformf_open(&r) - 0.5f);
+    /* Glorot leaves y's columns of the encoder head (among 2304 features)
+     * too weak for its path to show above the float noise: strengthen them. */
+    const net_layer *head = &m.enc_head.layer[0];
+    for (size_t o = 0; o < head->out_size; o++)
+        for (int j = 0; j < CONV_K; j++)
+            m.enc_head.params[head->w + o * head->in_size + (size_t)m.F + j] =
+                4.0f * (rng_uniformf_open(&r) - 0.5f);
+    float *x = malloc(sizeof(float) * (size_t)(B_l + B_u) * CONV_D);
+    uint8_t y[MAXB];
+    for (int i = 0; i < (B_l + B_u) * CONV_D; i++)
+        x[i] = rng_uniform_open(&r) < 0.3 ? 1.0f : 0.0f;
+    for (int b = 0; b < B_l; b++)
+        y[b] = (uint8_t)rng_below(&r, CONV_K);
+    ss_draw_noise(&m, &w, B_l, B_u, est, &r);
+    const ss_weights wt = {0.7, 1.3, 0.1};
+    memset(m.grads, 0, sizeof(float) * m.nparams);
+    ck_assert(isfinite(conv_loss(&m, &w, x, y, B_l, B_u, est, &wt)));
+    ss_backward(&m, &w, x, y, B_l, B_u, est, 0.7f, &wt);
+    double *v = malloc(sizeof(double) * m.nparams);
+    float *keep = malloc(sizeof(float) * m.nparams);
+    double worst = 0.0;
+    for (int n = 0; n < 4; n++)
+        for (int i = 0; i < nets[n]->nlayers; i++)
+            for (int part = 0; part < 2; part++) {
+                const net_layer *L = &nets[n]->layer[i];
+                size_t off = part ? L->b : L->w, cnt = part ? L->nb : L->nw;
+                const float *g = nets[n]->grads + off;
+                float *p = nets[n]->params + off;
+                double gnorm = 0.0;
+                for (size_t j = 0; j < cnt; j++)
+                    gnorm += (double)g[j] * g[j];
+                gnorm = sqrt(gnorm);
+                ck_assert_msg(gnorm > 0, "%s: %s layer %d %s: no gradient", name, names[n], i,
+                              part ? "biases" : "weights");
+                memcpy(keep, p, sizeof(float) * cnt);
+                for (int dir = 0; dir < (cnt > 1 ? 2 : 1); dir++) {
+                    double vnorm = 0.0, unorm = 0.0;
+                    for (size_t j = 0; j < cnt; j++) {
+                        v[j] = dir ? rng_normal(&r) : 0.0;
+                        unorm += v[j] * v[j];
+                    }
+                    for (size_t j = 0; j < cnt; j++) {
+                        v[j] = (dir ? v[j] / sqrt(unorm) : 0.0) + g[j] / gnorm;
+                        vnorm += v[j] * v[j];
+                    }
+                    double along = 0.0;
+                    for (size_t j = 0; j < cnt; j++) {
+                        v[j] /= sqrt(vnorm);
+                        along += g[j] * v[j];
+                    }
+                    for (size_t j = 0; j < cnt; j++)
+                        p[j] = (float)(keep[j] + CONV_FD_STEP * v[j]);
+                    double up = conv_loss(&m, &w, x, y, B_l, B_u, est, &wt);
+                    for (size_t j = 0; j < cnt; j++)
+                        p[j] = (float)(keep[j] - CONV_FD_STEP * v[j]);
+                    double down = conv_loss(&m, &w, x, y, B_l, B_u, est, &wt);
+                    memcpy(p, keep, sizeof(float) * cnt);
+                    double num = (up - down) / (2 * CONV_FD_STEP), e = fabs(num - along) / gnorm;
+                    worst = fmax(worst, e);
+                    if (getenv("GSVAE_TEST_VERBOSE"))
+                        fprintf(stderr, "%s: %s layer %d %s, direction %d: %.6g vs %.6g (err %.2e)\n",
+                                name, names[n], i, part ? "biases" : "weights", dir, along, num, e);
+                    ck_assert_msg(e < CONV_GRAD_TOL,
+                                  "%s: %s layer %d %s, direction %d: analytic %.6g, numeric %.6g "
+                                  "(error %.3g of |g| = %.3g)",
+                                  name, names[n], i, part ? "biases" : "weights", dir, along, num,
+                                  e, gnorm);
+                }
+            }
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr, "%-40s max error %.2e of |g|\n", name, worst);
+    free(v);
+    free(keep);
+    free(x);
+    ss_ws_free(&w);
+    ss_free(&m);
+}
+
+START_TEST(conv_gradient_exact)
+{
+    check_conv_gradient("conv exact", 2, 2, STOCH_EXACT);
+}
+END_TEST
+
+START_TEST(conv_gradient_gumbel)
+{
+    check_conv_gradient("conv gumbel", 2, 2, STOCH_GUMBEL);
+}
+END_TEST
+
+/* The conv model has the parameters of results/semisup/networks.md and
+ * refuses images that are not 28 x 28. */
+START_TEST(conv_shape)
+{
+    ss_config c = {.D = CONV_D, .K = 10, .Z = 50, .net = SS_NET_CONV};
+    ss_model m;
+    char err[ERR_LEN];
+    rng_t r;
+    rng_seed(&r, 1);
+    ck_assert_msg(ss_init(&m, &c, 0.0, &r, err) == 0, "%s", err);
+    ck_assert_uint_eq(m.nparams, 41866 + 250316 + 132897);
+    ck_assert_int_eq(m.F, 64 * 6 * 6);
+    ss_free(&m);
+    c.D = 100;
+    ck_assert(ss_init(&m, &c, 0.0, &r, err) != 0);
+    ck_assert_msg(testutil_contains(err, "28 x 28"), "%s", err);
+    ss_free(&m);
+    ss_net net;
+    ck_assert(ss_net_parse("conv", &net) == 0 && net == SS_NET_CONV);
+    ck_assert(ss_net_parse("mlp", &net) == 0 && net == SS_NET_MLP);
+    ck_assert(ss_net_parse("cnn", &net) != 0);
+}
+END_TEST
+
 /* ---- end to end ---- */
 
 #define OUT_LEN 65536
@@ -651,6 +809,78 @@ START_TEST(exact_learns)
 }
 END_TEST
 
+/* `gsvae analogies`: a grid of rows x (classes [+ 1]) tiles of 28 x 28 at
+ * scale 2 with 2-pixel borders, from an MLP and a conv checkpoint; another
+ * task's checkpoint and bad flags refused with one line. */
+static void assert_png_size(const char *path, int w_want, int h_want)
+{
+    uint8_t *pix;
+    int w, h;
+    char err[ERR_LEN];
+    ck_assert_msg(png_read_gray(path, &pix, &w, &h, err) == 0, "%s", err);
+    ck_assert_msg(w == w_want && h == h_want, "%s: %d x %d, expected %d x %d", path, w, h, w_want,
+                  h_want);
+    /* Not blank: the decoded means vary. */
+    int lo = 255, hi = 0;
+    for (int i = 0; i < w * h; i++) {
+        lo = pix[i] < lo ? pix[i] : lo;
+        hi = pix[i] > hi ? pix[i] : hi;
+    }
+    ck_assert_msg(hi > lo, "%s: one grey", path);
+    free(pix);
+}
+
+START_TEST(analogies_grid)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    enum { TILE = 28 * 2 + 2 };
+    ck_assert_msg(gsvae("--estimator gumbel --data %s --out %s/mlp --steps 20 " SMALL, data, dir) ==
+                      0, "%s", errout);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/mlp/model.ckpt --out %s/a.png --rows 3",
+                                     dir, dir) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "a.png"), 10 * TILE + 2, 3 * TILE + 2);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/mlp/model.ckpt --out %s/b.png --rows 2 "
+                                     "--source test --data %s",
+                                     dir, dir, data) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "b.png"), 11 * TILE + 2, 2 * TILE + 2);
+    /* The conv networks, two steps of them. */
+    ck_assert_msg(gsvae("--net conv --data %s --out %s/conv --steps 2 --batch 4 --labelled-batch 4 "
+                        "--latent 4 --unlabelled 2000 --eval-images 20 --threads 1 --quiet",
+                        data, dir) == 0, "%s", errout);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "analogies --ckpt %s/conv/model.ckpt --out %s/c.png --rows 2 "
+                                     "--source test --data %s --threads 1",
+                                     dir, dir, data) == 0, "%s", errout);
+    assert_png_size(testutil_path(dir, "c.png"), 11 * TILE + 2, 2 * TILE + 2);
+    /* A VAE checkpoint is refused, naming the task. */
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "train --task vae --latent 2x3 --hidden 8 --steps 2 "
+                                     "--eval-images 100 --iw-samples 0 --quiet --data %s --out %s/vae",
+                                     data, dir) == 0, "%s", errout);
+    static const struct {
+        const char *args, *message;
+        int rc;
+    } bad[] = {
+        {"--ckpt %s/vae/model.ckpt --out %s/v.png", "a vae run", 1},
+        {"--ckpt %s/mlp/model.ckpt --out %s/v.png --rows 0", "--rows", 2},
+        {"--ckpt %s/mlp/model.ckpt --out %s/v.png --source posterior", "--source 'posterior'", 2},
+        {"--out %s/v.png%s", "--ckpt: required", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, bad[i].args, dir, i == 3 ? "" : dir);
+        int rc = testutil_run_gsvae(out, sizeof out, errout, sizeof errout, "analogies %s", args);
+        ck_assert_msg(rc == bad[i].rc, "%s: exit %d: %s", args, rc, errout);
+        ck_assert_msg(testutil_contains(errout, bad[i].message), "%s: %s", args, errout);
+        ck_assert_msg(strchr(errout, '\n') == errout + strlen(errout) - 1, "%s: not one line: %s",
+                      args, errout);
+    }
+    ck_assert(testutil_read_file(testutil_path(dir, "v.png"), &(size_t){0}) == NULL);
+}
+END_TEST
+
 START_TEST(same_seed_same_numbers)
 {
     const char *a = testutil_tmpdir(), *b = testutil_tmpdir();
@@ -710,6 +940,8 @@ START_TEST(bad_flags_fail_before_any_work)
         {"--activation tanh", "--activation 'tanh'"},
         {"--alpha -1", "--alpha -1"},
         {"--weighting dataset", "--weighting 'dataset'"},
+        {"--net cnn", "--net 'cnn'"},
+        {"--net conv --batch 2000 --estimator exact", "(--net conv)"},
         {"--lr 0", "--lr 0"},
         {"--batch 0", "--batch 0"},
         {"--labelled-batch 0", "--labelled-batch 0"},
@@ -761,6 +993,9 @@ int main(void)
     tcase_add_test(unit, gumbel_mean_tends_to_exact);
     tcase_add_test(unit, st_gumbel_mean_is_exact);
     tcase_add_test(unit, evaluate_is_independent_of_chunking);
+    tcase_add_test(unit, conv_gradient_exact);
+    tcase_add_test(unit, conv_gradient_gumbel);
+    tcase_add_test(unit, conv_shape);
     suite_add_tcase(s, unit);
     TCase *cli = tcase_create("cli");
     tcase_set_timeout(cli, 300);
@@ -768,6 +1003,7 @@ int main(void)
     tcase_add_test(cli, st_gumbel_learns_batch_weighting);
     tcase_add_test(cli, exact_learns);
     tcase_add_test(cli, same_seed_same_numbers);
+    tcase_add_test(cli, analogies_grid);
     tcase_add_test(cli, nan_stops_the_run);
     tcase_add_test(cli, bad_flags_fail_before_any_work);
     suite_add_tcase(s, cli);

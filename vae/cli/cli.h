@@ -11,6 +11,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_recon(int argc, char **argv);
+int cmd_analogies(int argc, char **argv);
 int cmd_gradvar(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gumbel_demo(int argc, char **argv);

@@ -779,6 +779,38 @@ int driver_read_config(const struct ckpt_file *f, const char *path, const task_o
     return 0;
 }
 
+int driver_open_checkpoint(const char *path, const task_ops *want, struct ckpt_file **f,
+                           run_opts *o, void **t, char **text, char *err)
+{
+    const task_ops *ops;
+    if (ckpt_read(path, f, err) != 0)
+        return -1;
+    if (driver_read_config(*f, path, &ops, o, t, text, err) == 0) {
+        if (ops == want)
+            return 0;
+        errf(err, "%s: a %s run; this command reads %s checkpoints", path, ops->name, want->name);
+        free(*text);
+        free(*t);
+        *text = NULL;
+        *t = NULL;
+    }
+    ckpt_free(*f);
+    *f = NULL;
+    return -1;
+}
+
+int driver_ckpt_params(const struct ckpt_file *f, const char *path, float *params, size_t n,
+                       char *err)
+{
+    if (ckpt_get_exact(f, "params", params, n * sizeof(float), err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(params[i]))
+            return errf(err, "%s: parameter %zu is %s; the checkpoint holds a diverged model",
+                        path, i, isnan(params[i]) ? "NaN" : "infinite");
+    return 0;
+}
+
 int driver_ckpt_step(const struct ckpt_file *f, long *step, char *err)
 {
     uint64_t state[STATE_WORDS];

@@ -155,8 +155,20 @@ int driver_threads(int threads);
 struct ckpt_file;
 int driver_read_config(const struct ckpt_file *f, const char *path, const task_ops **ops,
                        run_opts *o, void **t, char **text, char *err);
+/* For the commands that read a checkpoint of one task: read path into *f
+ * (the caller's to ckpt_free) and its options as driver_read_config does,
+ * refusing a checkpoint of a task other than want ("a sbn run; this command
+ * reads vae checkpoints").  On failure nothing is left to free. */
+int driver_open_checkpoint(const char *path, const task_ops *want, struct ckpt_file **f,
+                           run_opts *o, void **t, char **text, char *err);
 /* The last step a checkpoint holds, for a loader that needs it. */
 int driver_ckpt_step(const struct ckpt_file *f, long *step, char *err);
+/* The "params" section of a checkpoint read from path into params[n]; -1
+ * with err when it is missing, of another size, or holds a NaN or an
+ * infinity (the checksum proves the bytes are as written, not that the run
+ * that wrote them had not diverged). */
+int driver_ckpt_params(const struct ckpt_file *f, const char *path, float *params, size_t n,
+                       char *err);
 /* The task table of name, or NULL. */
 const task_ops *driver_find_task(const char *name);
 

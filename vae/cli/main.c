@@ -9,6 +9,7 @@ static const cli_command commands[] = {
     {"eval", cmd_eval, "test -ELBO and importance-sampled -log p(x) of a checkpoint"},
     {"sample", cmd_sample, "decode samples from the prior of a checkpoint into a PNG grid"},
     {"recon", cmd_recon, "test images beside their reconstructions, as a PNG grid"},
+    {"analogies", cmd_analogies, "a semisup checkpoint's styles (rows) decoded with every class (columns), as a PNG grid"},
     {"gradvar", cmd_gradvar, "variance and bias of every gradient estimator on one test batch"},
     {"bench", cmd_bench, "time training and evaluation; GFLOP/s against the sgemm-bound limit"},
     {"inspect", cmd_inspect, "print the kind, dimensions and a summary of IDX files"},

@@ -8,13 +8,16 @@
  * code github.com/dpkingma/nips14-ssl; "J17": Jang, Gu & Poole, ICLR 2017):
  *
  *   model        M2: q(y|x), q(z|x,y), p(x|y,z), p(y) uniform, p(z) N(0,I).  K14 3.1.2.
- *   networks     one MLP each, one hidden layer of 500 softplus units.  K14 section 4
- *                (M2: "one hidden layer, 500 hidden units, softplus").  J17 used
- *                convolutional networks instead (section 4.3, appendix A: 3-layer conv
- *                q(y|x) and q(z|x,y), 4-layer conv-transpose p(x|y,z), ReLU); not
- *                reproduced: MLPs are what K14 used and what a CPU run can afford.
- *                --hidden takes up to 4 layers (all three MLPs get the same widths, the
- *                decoder reversed, as in K14's code); --activation relu is offered.
+ *   networks     --net mlp (default): one MLP each, one hidden layer of 500 softplus
+ *                units.  K14 section 4 (M2: "one hidden layer, 500 hidden units,
+ *                softplus").  --hidden takes up to 4 layers (all three MLPs get the same
+ *                widths, the decoder reversed, as in K14's code); --activation relu is
+ *                offered.  --net conv: J17's convolutional networks (section 4.3, appendix
+ *                A: 3-layer conv q(y|x) and q(z|x,y), 4-layer conv-transpose p(x|y,z),
+ *                ReLU) with the layer sizes chosen in results/semisup/networks.md (the
+ *                TensorFlow convolutional-VAE tutorial's, y joining q(z|x,y) after its
+ *                convolutions), Glorot-uniform weights; --hidden, --activation and
+ *                --init-std do not apply to it.
  *   z            50 Gaussian units, mean and log-variance from q(z|x,y).  K14 section 4.
  *   init         weights N(0, 0.001^2), biases 0.  K14 section 4.
  *   optimiser    Adam, lr 3e-4, beta1 0.9, beta2 0.999.  K14 section 4 ("RMSProp with
@@ -65,14 +68,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "driver.h"
 #include "model.h"
 #include "semisup.h"
+#include "task_semisup.h"
 #include "util.h"
 
 /* Encoder/decoder rows per step beyond which a run is refused: about
  * 4 KB of activations and gradients each. */
 #define SS_MAX_ROWS 1000000L
+/* The same for the conv networks, whose decoder holds about 360 KB per row
+ * (results/semisup/networks.md): about 7 GB. */
+#define SS_MAX_CONV_ROWS 20000L
 /* Rows per evaluation chunk (images x K) when training rows are fewer. */
 #define SS_EVAL_ROWS 2000L
 /* The labelled subset is drawn from its own stream of the seed, so that it
@@ -81,7 +89,7 @@
 
 typedef struct {
     /* flags */
-    const char *hidden, *activation, *weighting;
+    const char *hidden, *activation, *weighting, *net;
     int classes, labels, unlabelled, latent, labelled_batch;
     double alpha, init_std;
     /* set by the checks and setup */
@@ -110,6 +118,7 @@ static void ss_defaults(run_opts *c, void *t)
     s->hidden = "500";
     s->activation = "softplus";
     s->weighting = "k14";
+    s->net = "mlp";
     s->classes = 10;
     s->labels = 100;
     s->unlabelled = 50000;
@@ -129,8 +138,11 @@ static int ss_flags(void *t, flag_def *d)
         {"labels", FLAG_INT, &s->labels, "N", "labelled examples, N/10 of each class, drawn with the seed"},
         {"unlabelled", FLAG_INT, &s->unlabelled, "N",
          "the first N training images form the unlabelled pool"},
+        {"net", FLAG_STRING, &s->net, "KIND",
+         "mlp (Kingma et al.'s MLPs) or conv (the paper's convolutional networks, sizes in "
+         "results/semisup/networks.md)"},
         {"hidden", FLAG_STRING, &s->hidden, "W1[,W2..]",
-         "hidden widths of each MLP (the decoder's reversed)"},
+         "hidden widths of each MLP (the decoder's reversed; --net mlp only)"},
         {"activation", FLAG_STRING, &s->activation, "NAME", "softplus or relu"},
         {"latent", FLAG_INT, &s->latent, "Z", "Gaussian latent units"},
         {"alpha", FLAG_DOUBLE, &s->alpha, "A",
@@ -157,8 +169,9 @@ static const char usage_about[] =
 
 static const char usage_sources[] =
     "\nchoices and sources (K14: Kingma et al. 2014; J17: Jang et al. 2017):\n"
-    "  networks     one hidden layer of 500 softplus units per MLP (K14 sec. 4); J17 used\n"
-    "               convolutional networks (its appendix A), not reproduced here\n"
+    "  networks     --net mlp: one hidden layer of 500 softplus units per MLP (K14 sec. 4);\n"
+    "               --net conv: J17's 3-layer conv q(y|x), q(z|x,y) and 4-layer convT\n"
+    "               p(x|y,z), ReLU (J17 appendix A), sizes in results/semisup/networks.md\n"
     "  latent z     50 units (K14 sec. 4)\n"
     "  init         weights N(0, 0.001^2), biases 0 (K14 sec. 4)\n"
     "  optimiser    Adam lr 3e-4, betas 0.9/0.999 (K14 sec. 4)\n"
@@ -219,6 +232,8 @@ static int ss_check(run *R, char *err)
         return errf(err, "--labelled-batch %d: must lie in 1..10000", s->labelled_batch);
     if (!(s->init_std > 0 && s->init_std < 10))
         return errf(err, "--init-std %g: must lie in (0, 10)", s->init_std);
+    if (ss_net_parse(s->net, &c->net) != 0)
+        return errf(err, "--net '%s': expected mlp or conv", s->net);
     c->D = 784;
     c->K = s->classes;
     c->Z = s->latent;
@@ -226,9 +241,11 @@ static int ss_check(run *R, char *err)
     memcpy(c->hidden, vc.hidden, sizeof c->hidden);
     c->act = act;
     long rows = ss_rows(c, s->labelled_batch, o->batch, s->est);
-    if (rows > SS_MAX_ROWS)
-        return errf(err, "--batch %d x --classes %d: %ld encoder rows per step, more than %ld",
-                    o->batch, s->classes, rows, SS_MAX_ROWS);
+    long max_rows = c->net == SS_NET_CONV ? SS_MAX_CONV_ROWS : SS_MAX_ROWS;
+    if (rows > max_rows)
+        return errf(err, "--batch %d x --classes %d: %ld encoder rows per step, more than %ld%s",
+                    o->batch, s->classes, rows, max_rows,
+                    c->net == SS_NET_CONV ? " (--net conv)" : "");
     return 0;
 }
 
@@ -296,7 +313,10 @@ static int ss_setup(run *R, char *err)
     int E = s->labelled_batch + o->batch;
     long rows = ss_rows(&s->cfg, s->labelled_batch, o->batch, s->est);
     int nmax = R->test_set.n > R->valid_set.n ? R->test_set.n : R->valid_set.n;
-    long eval_examples = SS_EVAL_ROWS / s->cfg.K;
+    /* The conv decoder holds about 360 KB of activations per row: its
+     * evaluation chunks take no more rows than a training step. */
+    long eval_rows = s->cfg.net == SS_NET_CONV && rows < SS_EVAL_ROWS ? rows : SS_EVAL_ROWS;
+    long eval_examples = eval_rows / s->cfg.K;
     if (eval_examples < 1)
         eval_examples = 1;
     if (eval_examples > nmax)
@@ -320,8 +340,11 @@ static int ss_setup(run *R, char *err)
 static void ss_describe(const run *R, char *buf, size_t len)
 {
     const ss_task *s = T(R);
-    snprintf(buf, len, "M2 (%s over %d classes): %d labels, %d unlabelled, %d labelled per step",
-             ss_estimator_name(s->est), s->cfg.K, s->labels, s->unlabelled, s->labelled_batch);
+    snprintf(buf, len,
+             "M2 (%s networks, %s over %d classes, %zu parameters): %d labels, %d unlabelled, "
+             "%d labelled per step",
+             s->net, ss_estimator_name(s->est), s->cfg.K, s->m.nparams, s->labels, s->unlabelled,
+             s->labelled_batch);
 }
 
 /* The labelled rows (drawn with replacement) then the unlabelled ones; the
@@ -400,6 +423,42 @@ static void ss_free_run(run *R)
     ss_ws_free(&s->ws);
     free(s->x);
     free(s->y);
+}
+
+int ss_task_load_model(const char *path, run_opts *o, char **text, ss_model *m, char *err)
+{
+    ckpt_file *f;
+    void *t = NULL;
+    if (driver_open_checkpoint(path, &task_semisup, &f, o, &t, text, err) != 0)
+        return -1;
+    char inner[ERR_LEN];
+    int rc = -1;
+    run R;
+    memset(&R, 0, sizeof R);
+    R.ops = &task_semisup;
+    R.o = *o;
+    R.t = t;
+    if (ss_check(&R, inner) != 0) {
+        errf(err, "%s: stored options invalid: %s", path, inner);
+        goto out;
+    }
+    rng_t r;
+    rng_seed(&r, 0);
+    if (ss_init(m, &T(&R)->cfg, 1e-3, &r, err) != 0)
+        goto out;
+    if (driver_ckpt_params(f, path, m->params, m->nparams, err) != 0) {
+        ss_free(m);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        free(*text);
+        *text = NULL;
+    }
+    free(t);
+    ckpt_free(f);
+    return rc;
 }
 
 const task_ops task_semisup = {

@@ -322,21 +322,13 @@ int vae_task_load_model(const char *path, run_opts *o, vae_task **v, char **text
                         char *err)
 {
     ckpt_file *f;
-    const task_ops *ops;
     void *t = NULL;
     *v = NULL;
-    *text = NULL;
-    if (ckpt_read(path, &f, err) != 0)
+    if (driver_open_checkpoint(path, &task_vae, &f, o, &t, text, err) != 0)
         return -1;
     char inner[ERR_LEN];
     int rc = -1;
     long step;
-    if (driver_read_config(f, path, &ops, o, &t, text, err) != 0)
-        goto out;
-    if (ops != &task_vae) {
-        errf(err, "%s: a %s run; this command reads VAE checkpoints", path, ops->name);
-        goto out;
-    }
     if (vae_task_check(o, t, inner) != 0) {
         errf(err, "%s: stored options invalid: %s", path, inner);
         goto out;
@@ -345,20 +337,10 @@ int vae_task_load_model(const char *path, run_opts *o, vae_task **v, char **text
     rng_seed(&r, 0);
     if (vae_init(m, &((vae_task *)t)->cfg, &r, err) != 0)
         goto out;
-    if (ckpt_get_exact(f, "params", m->params, m->nparams * sizeof(float), err) != 0 ||
+    if (driver_ckpt_params(f, path, m->params, m->nparams, err) != 0 ||
         driver_ckpt_step(f, &step, err) != 0) {
         vae_free(m);
         goto out;
-    }
-    /* The checksum proves the bytes are as written, not that the run that
-     * wrote them had not diverged; such a model would score NaN. */
-    for (size_t i = 0; i < m->nparams; i++) {
-        if (!isfinite(m->params[i])) {
-            errf(err, "%s: parameter %zu is %s; the checkpoint holds a diverged model", path, i,
-                 isnan(m->params[i]) ? "NaN" : "infinite");
-            vae_free(m);
-            goto out;
-        }
     }
     /* The posterior as the run left it: the scale of its last step. */
     m->logit_scale = vae_task_logit_scale(o, t, step > 0 ? step - 1 : 0);

@@ -1,4 +1,6 @@
-/* tools.c: the commands that read a checkpoint: eval, sample, recon. */
+/* tools.c: the commands that read a checkpoint: eval, sample, recon (VAE)
+ * and analogies (semisup). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -12,6 +14,9 @@
 #include "cli.h"
 #include "evaluate.h"
 #include "outputs.h"
+#include "gumbel.h"
+#include "pngio.h"
+#include "task_semisup.h"
 #include "task_vae.h"
 #include "util.h"
 
@@ -351,5 +356,143 @@ int cmd_recon(int argc, char **argv)
     }
     free(x);
     tool_unload(&tm);
+    return rc;
+}
+
+/* Analogies grid: one style z per row, the class across the columns. */
+#define ANALOGY_SCALE 2
+#define ANALOGY_PAD 2
+#define ANALOGY_MAX_ROWS 100
+
+/* z of each row: the mean of q(z|x, y) of test image i with y the
+ * classifier's argmax q(y|x). */
+static void styles_from_test(const ss_model *m, ss_ws *w, const float *x, int n, rng_t *r,
+                             float *z)
+{
+    const ss_weights wt = {0.0, 1.0, 0.0};
+    const int K = m->cfg.K;
+    int cls[ANALOGY_MAX_ROWS];
+    assert(n <= ANALOGY_MAX_ROWS);
+    ss_draw_noise(m, w, 0, n, STOCH_EXACT, r);
+    ss_forward(m, w, x, NULL, 0, n, STOCH_EXACT, 1.0f, &wt, NULL);
+    argmax_rows(cls, w->logq, n, K);
+    ss_encode_mean(m, w, x, cls, n, z);
+}
+
+int cmd_analogies(int argc, char **argv)
+{
+    tool_opts t = {NULL, "data/mnist", "analogies.png", NULL, 0, 10, 0, 1, 0.0, 0};
+    const char *source = "prior";
+    const flag_def defs[] = {
+        {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train --task semisup"},
+        {"out", FLAG_STRING, &t.out, "FILE",
+         "PNG to write (an existing file is replaced only if it is a PNG)"},
+        {"rows", FLAG_INT, &t.images, "N", "styles, one per row (1..100)"},
+        {"source", FLAG_STRING, &source, "FROM",
+         "prior (z ~ N(0, I)) or test (z the mean of q(z|x,y) of the first N test images, "
+         "y the classifier's guess; the image itself in the first column)"},
+        {"data", FLAG_STRING, &t.data_dir, "DIR", "directory of the MNIST IDX files (--source test)"},
+        {"seed", FLAG_LONG, &t.seed, "N", "seed of the prior draws"},
+        {"threads", FLAG_INT, &t.threads, "T", "threads of the matrix products (0: every core)"},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    int rc = tool_parse("analogies", "gsvae analogies --ckpt FILE [FLAGS]",
+                        "The paper's Figure 5b from a semi-supervised M2 checkpoint: a style z\n"
+                        "per row, decoded with each class y in turn across the columns (pixel\n"
+                        "means of p(x|y,z)).",
+                        defs, argc, argv);
+    if (rc >= 0)
+        return rc;
+    int from_test = !strcmp(source, "test");
+    if (!from_test && strcmp(source, "prior") != 0) {
+        fprintf(stderr, "gsvae analogies: --source '%s': expected prior or test\n", source);
+        return 2;
+    }
+    if (t.images < 1 || t.images > ANALOGY_MAX_ROWS || t.seed < 0) {
+        fprintf(stderr, "gsvae analogies: --rows must lie in 1..%d and --seed be >= 0\n",
+                ANALOGY_MAX_ROWS);
+        return 2;
+    }
+    if (!t.ckpt) {
+        fprintf(stderr, "gsvae analogies: --ckpt: required\n");
+        return 2;
+    }
+    if (t.threads < 0 || t.threads > 256) {
+        fprintf(stderr, "gsvae analogies: --threads %d: must lie in 0..256\n", t.threads);
+        return 2;
+    }
+    openblas_set_num_threads(driver_threads(t.threads));
+    if ((rc = tool_check_out("analogies", t.ckpt, t.out)) != 0)
+        return rc;
+    char err[ERR_LEN];
+    run_opts o;
+    char *text;
+    ss_model m;
+    if (ss_task_load_model(t.ckpt, &o, &text, &m, err) != 0) {
+        fprintf(stderr, "gsvae analogies: %s\n", err);
+        return 1;
+    }
+    const int N = t.images, K = m.cfg.K, Z = m.cfg.Z, D = m.cfg.D, cols = K + from_test;
+    ss_ws w;
+    float *z = malloc(sizeof(float) * (size_t)N * Z);
+    float *zrep = malloc(sizeof(float) * (size_t)N * K * Z);
+    int *cls = malloc(sizeof(int) * (size_t)N * K);
+    float *dec = malloc(sizeof(float) * (size_t)N * K * D);
+    float *grid = malloc(sizeof(float) * (size_t)N * cols * D);
+    float *x = NULL;
+    rc = 1;
+    if (!z || !zrep || !cls || !dec || !grid) {
+        fprintf(stderr, "gsvae analogies: out of memory\n");
+        goto out_mem;
+    }
+    if (ss_ws_init(&w, &m, N, (long)N * K, err) != 0) {
+        fprintf(stderr, "gsvae analogies: %s\n", err);
+        goto out_mem;
+    }
+    rng_t r;
+    rng_seed(&r, (uint64_t)t.seed);
+    if (from_test) {
+        int n;
+        if (!(x = tool_test_set("analogies", &t, &o, &n)))
+            goto out;
+        if (n < N) {
+            fprintf(stderr, "gsvae analogies: --rows %d: the test set holds %d images\n", N, n);
+            goto out;
+        }
+        styles_from_test(&m, &w, x, N, &r, z);
+    } else {
+        for (size_t i = 0; i < (size_t)N * Z; i++)
+            z[i] = (float)rng_normal(&r);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < K; j++) {
+            memcpy(zrep + ((size_t)i * K + j) * Z, z + (size_t)i * Z, sizeof(float) * Z);
+            cls[i * K + j] = j;
+        }
+    ss_decode(&m, &w, zrep, cls, N * K, dec);
+    for (int i = 0; i < N; i++) {
+        float *row = grid + (size_t)i * cols * D;
+        if (from_test)
+            memcpy(row, x + (size_t)i * D, sizeof(float) * D);
+        memcpy(row + (size_t)from_test * D, dec + (size_t)i * K * D, sizeof(float) * K * D);
+    }
+    if (png_write_grid_scaled(t.out, grid, N * cols, 28, 28, cols, ANALOGY_PAD, ANALOGY_SCALE,
+                              err) != 0) {
+        fprintf(stderr, "gsvae analogies: %s\n", err);
+        goto out;
+    }
+    printf("wrote %d styles x %d classes to %s\n", N, K, t.out);
+    rc = 0;
+out:
+    ss_ws_free(&w);
+out_mem:
+    free(x);
+    free(z);
+    free(zrep);
+    free(cls);
+    free(dec);
+    free(grid);
+    ss_free(&m);
+    free(text);
     return rc;
 }

@@ -7,6 +7,16 @@
  *   decoder    p(x|y,z):  MLP on [z, y] to Bernoulli pixel logits
  *   priors:               p(y) uniform over K, p(z) = N(0, I)
  *
+ * or, with SS_NET_CONV, the convolutional networks of
+ * results/semisup/networks.md (net.h) on 28 x 28 images:
+ *   classifier q(y|x):    conv 32, conv 64 (3 x 3, stride 2, ReLU), linear to K
+ *   encoder    q(z|x,y):  the same two convolutions (own parameters) on x, then
+ *                         one linear layer on [features, y] to 2Z; y enters after
+ *                         the convolutions, so the exact sum runs them once per
+ *                         image and K times only the linear layer
+ *   decoder    p(x|y,z):  linear [z, y] to 32 x 7 x 7 (ReLU), convT 64, convT 32
+ *                         (stride 2, ReLU), convT 1 to the pixel logits
+ *
  * Per labelled pair (x, y):  L(x,y) = -log p(x|y,z) + KL(q(z|x,y) || N(0,I))
  *                                     + log K        (one z sample)
  * Per unlabelled x:          U(x) = sum_y q(y|x) [L(x,y) - log K]
@@ -36,12 +46,14 @@
 
 #include "adam.h"
 #include "layers.h"
+#include "net.h"
 #include "rng.h"
 #include "stochastic.h"
 
 #define SS_MAX_HIDDEN 4
 
 typedef enum { SS_ACT_SOFTPLUS, SS_ACT_RELU } ss_activation;
+typedef enum { SS_NET_MLP, SS_NET_CONV } ss_net;
 
 /* The estimators of stochastic.h's list that M2 runs: the exact sum over
  * the class, and one (straight-through) Gumbel-Softmax sample of it. */
@@ -49,6 +61,8 @@ typedef enum { SS_ACT_SOFTPLUS, SS_ACT_RELU } ss_activation;
 
 /* "softplus"/"relu"; -1 if unknown. */
 int ss_activation_parse(const char *s, ss_activation *out);
+/* "mlp"/"conv"; -1 if unknown. */
+int ss_net_parse(const char *s, ss_net *out);
 /* An estimator name of SS_ESTIMATORS into *out; -1 (out untouched) if
  * unknown or not one of them (stoch_estimator_check words the refusal). */
 int ss_estimator_parse(const char *s, stoch_estimator *out);
@@ -59,22 +73,32 @@ typedef struct {
     int D;                        /* pixels */
     int K;                        /* classes */
     int Z;                        /* Gaussian latent units */
-    int nhidden;                  /* >= 1 */
+    int nhidden;                  /* >= 1 (MLP only) */
     int hidden[SS_MAX_HIDDEN];    /* widths of every MLP; the decoder's reversed */
-    ss_activation act;
+    ss_activation act;            /* MLP only; the conv networks use ReLU */
+    ss_net net;                   /* SS_NET_MLP (0) or SS_NET_CONV (D must be 784) */
 } ss_config;
 
 typedef struct {
     ss_config cfg;
-    int nlayers;                           /* per network: nhidden + 1 */
+    int F;                                 /* encoder features of an image: MLP D, conv 2304 */
+    /* MLP */
+    int nlayers;                           /* per network: nhidden + 1 (conv: 0) */
     linear_layer cls[SS_MAX_HIDDEN + 1];   /* D -> ... -> K */
     linear_layer enc[SS_MAX_HIDDEN + 1];   /* D+K -> ... -> 2Z (mean, log-variance) */
     linear_layer dec[SS_MAX_HIDDEN + 1];   /* Z+K -> ... -> D */
+    /* conv: each bound at its offset in params, in this order */
+    net_t cls_net;                         /* 1x28x28 -> K */
+    net_t enc_trunk;                       /* 1x28x28 -> 64x6x6 = F */
+    net_t enc_head;                        /* F+K -> 2Z */
+    net_t dec_net;                         /* Z+K -> 1x28x28 */
     size_t nparams;
     float *params, *grads;
 } ss_model;
 
-/* Weights ~ N(0, init_std^2), biases 0 (Kingma et al.'s initialisation). */
+/* MLP: weights ~ N(0, init_std^2), biases 0 (Kingma et al.'s
+ * initialisation).  Conv: Glorot-uniform weights, biases 0 (net.h;
+ * init_std unused). */
 int ss_init(ss_model *m, const ss_config *c, double init_std, rng_t *r, char *err);
 void ss_free(ss_model *m);
 
@@ -138,6 +162,14 @@ void ss_backward(ss_model *m, ss_ws *w, const float *x, const uint8_t *y, int B_
 double ss_train_step(ss_model *m, ss_ws *w, adam_state *adam, const float *x, const uint8_t *y,
                      int B_l, int B_u, stoch_estimator est, float tau, const ss_weights *wt,
                      float lr, rng_t *r, ss_parts *parts);
+
+/* The mean of q(z|x, y = cls[b]) of n images x[n][D] into mu[n][Z]
+ * (n <= w->max_examples and w->max_rows). */
+void ss_encode_mean(const ss_model *m, ss_ws *w, const float *x, const int *cls, int n,
+                    float *mu);
+/* The pixel means of p(x|y = cls[r], z = z[r]) into mean[R][D]
+ * (R <= w->max_rows). */
+void ss_decode(const ss_model *m, ss_ws *w, const float *z, const int *cls, int R, float *mean);
 
 typedef struct {
     double neg_elbo;     /* mean U(x): -ELBO with y summed out exactly */
