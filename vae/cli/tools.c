@@ -381,7 +381,7 @@ static void styles_from_test(const ss_model *m, ss_ws *w, const float *x, int n,
 
 int cmd_analogies(int argc, char **argv)
 {
-    tool_opts t = {NULL, "data/mnist", "analogies.png", NULL, 0, 10, 0, 1, 0.0, 0};
+    tool_opts t = {.data_dir = "data/mnist", .out = "analogies.png", .images = 10, .seed = 1};
     const char *source = "prior";
     const flag_def defs[] = {
         {"ckpt", FLAG_STRING, &t.ckpt, "FILE", "checkpoint written by gsvae train --task semisup"},
