@@ -184,15 +184,7 @@ static double ref_loss(void *ctx)
 
 static void numeric_grad(double *grad, double *param, size_t n, ref_vae *R)
 {
-    for (size_t i = 0; i < n; i++) {
-        double keep = param[i];
-        param[i] = keep + FD_STEP;
-        double up = ref_loss(R);
-        param[i] = keep - FD_STEP;
-        double down = ref_loss(R);
-        param[i] = keep;
-        grad[i] = (up - down) / (2.0 * FD_STEP);
-    }
+    testutil_numeric_grad(grad, param, n, FD_STEP, ref_loss, R);
     ref_loss(R); /* leave the recorded values at the unperturbed point */
 }
 
