@@ -21,35 +21,37 @@ static void mark(size_t lo, size_t hi, void *ctx)
         seen[i]++;
 }
 
-START_TEST(ranges_cover_every_element_once)
+typedef void (*par_splitter)(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx),
+                             void *ctx);
+
+/* split hands fn every element of 0..n-1 exactly once, for each of the
+ * sizes and every thread count from 1 to max_threads. */
+static void assert_covers_once(par_splitter split, const size_t *sizes, size_t nsizes,
+                               int max_threads)
 {
-    const size_t sizes[] = {0, 1, 63, 4095, 4096, 4097, 100000, 1000003};
-    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
-        for (int threads = 1; threads <= 5; threads++) {
+    for (size_t k = 0; k < nsizes; k++)
+        for (int threads = 1; threads <= max_threads; threads++) {
             size_t n = sizes[k];
             unsigned char *seen = calloc(n + 1, 1);
-            par_ranges(n, threads, mark, seen);
+            split(n, threads, mark, seen);
             for (size_t i = 0; i < n; i++)
                 ck_assert_msg(seen[i] == 1, "n %zu threads %d: element %zu seen %d times", n,
                               threads, i, seen[i]);
             free(seen);
         }
 }
+
+START_TEST(ranges_cover_every_element_once)
+{
+    const size_t sizes[] = {0, 1, 63, 4095, 4096, 4097, 100000, 1000003};
+    assert_covers_once(par_ranges, sizes, sizeof sizes / sizeof sizes[0], 5);
+}
 END_TEST
 
 START_TEST(split_covers_every_element_once)
 {
     const size_t sizes[] = {0, 1, 2, 3, 7, 1000, 4097};
-    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
-        for (int threads = 1; threads <= PAR_MAX_THREADS + 2; threads++) {
-            size_t n = sizes[k];
-            unsigned char *seen = calloc(n + 1, 1);
-            par_split(n, threads, mark, seen);
-            for (size_t i = 0; i < n; i++)
-                ck_assert_msg(seen[i] == 1, "n %zu threads %d: element %zu seen %d times", n,
-                              threads, i, seen[i]);
-            free(seen);
-        }
+    assert_covers_once(par_split, sizes, sizeof sizes / sizeof sizes[0], PAR_MAX_THREADS + 2);
 }
 END_TEST
 
