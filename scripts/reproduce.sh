@@ -210,7 +210,9 @@ case $mode in semisup-paper*) limit=30:00:00 mem=2G ;; full | paper*) limit=03:0
 } > "$out/slurm.sh.tmp"
 mv "$out/slurm.sh.tmp" "$out/slurm.sh"
 
-finished=$(sh scripts/run-job.sh "$out" --done | wc -l)
+# The finished jobs' line numbers, read once for the count and the job log.
+done_lines=$(sh scripts/run-job.sh "$out" --done)
+finished=$(printf '%s' "$done_lines" | grep -c . || true)
 echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
 [ $dry = 1 ] && exit 0
 # The clock of the progress line: now, and the jobs done before it.
@@ -240,7 +242,7 @@ command -v parallel > /dev/null 2>&1 && parallel --version 2>/dev/null | grep -q
 # summary.json is gone (deleted to run it again) leaves the log, so that
 # --resume-failed runs every job without a summary and only those.
 if [ -f "$out/joblog" ]; then
-    sh scripts/run-job.sh "$out" --done > "$out/joblog.done"
+    printf '%s\n' "$done_lines" > "$out/joblog.done"
     awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
         "$out/joblog.done" "$out/joblog" > "$out/joblog.tmp"
     mv "$out/joblog.tmp" "$out/joblog"
