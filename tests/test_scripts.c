@@ -352,7 +352,15 @@ START_TEST(protocol_selection_scores_the_validation_bound)
             data, dir, dir, dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
 
+    /* A choice made on part of the grid has no final job unless asked. */
     rc = sh("GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh final %s/final %s/chosen.csv", dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(out[0] == '\0', "%s", out);
+    ck_assert_msg(testutil_contains(errout, "sbn-bernoulli st: chosen among 1 of the 6 settings"),
+                  "%s", errout);
+    rc = sh("GSVAE_BIN=gsvae PROTOCOL_PARTIAL=1 sh scripts/protocol-jobs.sh final %s/final "
+            "%s/chosen.csv",
+            dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
     int lines = 0;
     for (const char *c = out; *c; c++)
