@@ -31,13 +31,18 @@ bench_model() {
         eps=$(echo "$out" | sed -n 's/^train: \([0-9]*\) examples.*/\1/p')
         if [ "$eps" -gt "$best" ]; then best=$eps; best_t=$t; best_out=$out; fi
     done
-    echo "== $name: PyTorch peer ($peer $pflags)"
+    # The peer's torch does its products in the same OpenBLAS: it gets the
+    # kernels gsvae ran with (OPENBLAS_CORETYPE), so that the ratio compares
+    # the programs and not the kernels (main.c: gsvae names the CPU's own
+    # kernels where the library fell back to its SSE3 ones).
+    core=$(echo "$best_out" | sed -n 's/^blas: \([A-Za-z0-9]*\) kernels.*/\1/p')
+    echo "== $name: PyTorch peer ($peer $pflags; OPENBLAS_CORETYPE=$core)"
     tbest=0
     if [ "$have_peer" = 1 ]; then
         for setting in "OPENBLAS_NUM_THREADS=$nproc --threads 1" "OPENBLAS_NUM_THREADS=1 --threads $nproc" "OPENBLAS_NUM_THREADS=1 --threads 1"; do
             envs=${setting%% --*}; flags=--${setting#* --}
             # shellcheck disable=SC2086
-            out=$(env "$envs" $py "$peer" --steps "$peer_steps" $pflags $flags 2>&1 | tail -1)
+            out=$(env "$envs" ${core:+OPENBLAS_CORETYPE=$core} $py "$peer" --steps "$peer_steps" $pflags $flags 2>&1 | tail -1)
             echo "  [$envs $flags] $out"
             eps=$(echo "$out" | sed -n 's/.* \([0-9]*\) examples\/s.*/\1/p')
             [ -n "$eps" ] && [ "$eps" -gt "$tbest" ] && tbest=$eps

@@ -397,6 +397,41 @@ START_TEST(eval_scores_the_validation_split)
 }
 END_TEST
 
+/* The OpenBLAS kernel set gsvae ran with, from `gsvae bench`'s "blas:"
+ * line, into k. */
+static void bench_kernels(char *k, size_t n)
+{
+    int rc = gsvae("bench --data %s --steps 2 --hidden none --iw-images 1 --threads 1",
+                   testutil_data_dir());
+    ck_assert_msg(rc == 0, "%s", errout);
+    const char *b = strstr(out, "blas: ");
+    ck_assert_msg(b != NULL, "%s", out);
+    b += strlen("blas: ");
+    size_t len = strcspn(b, " ");
+    ck_assert(len > 0 && len < n);
+    memcpy(k, b, len);
+    k[len] = '\0';
+}
+
+START_TEST(blas_kernels_of_the_cpu_unless_named)
+{
+    char k[64];
+    /* Unset: never the SSE3 fallback on a CPU that has AVX2 (OpenBLAS 0.3.21
+     * falls back to it on CPUs newer than itself; main.c names the CPU's
+     * kernels then). */
+    unsetenv("OPENBLAS_CORETYPE");
+    bench_kernels(k, sizeof k);
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        ck_assert_msg(strcmp(k, "Prescott"), "ran with %s", k);
+    /* A set that the user names is kept, the fallback's included. */
+    setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+    bench_kernels(k, sizeof k);
+    ck_assert_str_eq(k, "Prescott");
+    unsetenv("OPENBLAS_CORETYPE");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -409,6 +444,7 @@ int main(void)
     tcase_add_test(tc, bad_flags_fail_before_any_work);
     tcase_add_test(tc, bad_checkpoints_are_refused);
     tcase_add_test(tc, eval_scores_the_validation_split);
+    tcase_add_test(tc, blas_kernels_of_the_cpu_unless_named);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

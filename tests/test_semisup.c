@@ -982,6 +982,9 @@ int main(void)
 {
     Suite *s = suite_create("semisup");
     TCase *unit = tcase_create("model");
+    /* The conv gradient checks run two conv forward passes per direction:
+     * about a second alone, far more on a shared machine. */
+    tcase_set_timeout(unit, 120);
     tcase_add_test(unit, gradient_labelled);
     tcase_add_test(unit, gradient_exact_unlabelled);
     tcase_add_test(unit, gradient_gumbel_unlabelled);

@@ -213,6 +213,7 @@ int cmd_bench(int argc, char **argv)
     printf("gsvae bench: %s %s latent, hidden %s, %s, batch %d, threads %d, %ld steps\n",
            lat, stoch_latent_name(cfg.latent), hid, stoch_estimator_name(est->id), o.batch,
            threads, steps);
+    printf("blas: %s kernels (%s)\n", openblas_get_corename(), openblas_get_config());
     printf("train: %.0f examples/s, %.3f ms/step (loss %.2f)\n", o.batch / step_s,
            1e3 * step_s, recon + kl);
     printf("matmul: %.1f MFLOP/step performed (sgemm %.1f, first layer over %.1f%% nonzero "
