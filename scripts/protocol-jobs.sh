@@ -17,6 +17,7 @@
 #          with 1000 samples).  Only the cells whose choice was made on
 #          the whole grid (n_settings 6, or 24 for the VAE's temperature
 #          estimators); PROTOCOL_PARTIAL=1 takes a partial sweep's choice too.
+#          Seed 1 of every cell first, then seed 2, then seed 3.
 #
 # Every run: SGD with momentum 0.9 on the batch's summed loss (--batch-loss
 # sum: the paper's rates read as rates on the sum over the batch, which
@@ -89,20 +90,22 @@ chosen=${3:-}
 [ -f "$chosen" ] || { echo "protocol-jobs.sh final: $chosen: no chosen settings (run scripts/protocol-select.sh)" >&2; exit 2; }
 # chosen: row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run
 partial=${PROTOCOL_PARTIAL:-0}
-tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid n run; do
-    grid=6
-    uses_tau $row $est && grid=24
-    if [ "$n" -lt $grid ] && [ "$partial" != 1 ]; then
-        echo "protocol-jobs.sh: $row $est: chosen among $n of the $grid settings, no final yet (PROTOCOL_PARTIAL=1 runs it)" >&2
-        continue
-    fi
-    anneal=""
-    [ "$N" != "-" ] && anneal="--anneal-every $N --anneal-rate $r"
-    case $row in
-    sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 100 --test-samples 1000" ;;
-    vae-*) budget="--steps $final_steps --eval-every 5000 --iw-samples 1000" ;;
-    esac
-    for seed in 1 2 3; do
+# Seed by seed, so that a final stopped part-way has every cell once before
+# any cell twice.  The notes on partial choices are printed once.
+for seed in 1 2 3; do
+    tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid n run; do
+        grid=6
+        uses_tau $row $est && grid=24
+        if [ "$n" -lt $grid ] && [ "$partial" != 1 ]; then
+            [ $seed = 1 ] && echo "protocol-jobs.sh: $row $est: chosen among $n of the $grid settings, no final yet (PROTOCOL_PARTIAL=1 runs it)" >&2
+            continue
+        fi
+        anneal=""
+        [ "$N" != "-" ] && anneal="--anneal-every $N --anneal-rate $r"
+        case $row in
+        sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 100 --test-samples 1000" ;;
+        vae-*) budget="--steps $final_steps --eval-every 5000 --iw-samples 1000" ;;
+        esac
         echo "$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"
     done
 done
