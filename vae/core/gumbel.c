@@ -4,16 +4,20 @@
 
 void gumbel_noise(float *g, size_t n, rng_t *r)
 {
+    rng_t st = *r; /* in registers: rng.h */
     for (size_t i = 0; i < n; i++)
-        g[i] = (float)-log(-log(rng_uniform_open(r)));
+        g[i] = (float)-log(-log(rng_uniform_open(&st)));
+    *r = st;
 }
 
 void logistic_noise(float *l, size_t n, rng_t *r)
 {
+    rng_t st = *r;
     for (size_t i = 0; i < n; i++) {
-        double u = rng_uniform_open(r);
+        double u = rng_uniform_open(&st);
         l[i] = (float)(log(u) - log1p(-u));
     }
+    *r = st;
 }
 
 void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R, int K,

@@ -212,32 +212,38 @@ static void sample_variable(float *z, const float *p, int K, float u)
 void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r)
 {
     size_t n = units(s, R);
+    rng_t st = *r; /* in registers: rng.h */
     if (s->type == LATENT_BERNOULLI) {
         for (size_t i = 0; i < n; i++)
-            z[i] = bernoulli_bit(rng_uniformf_open(r), p[i]);
-        return;
+            z[i] = bernoulli_bit(rng_uniformf_open(&st), p[i]);
+    } else {
+        int K = s->K;
+        for (long g = 0; g < (long)groups(s, R); g++)
+            sample_variable(z + (size_t)g * K, p + (size_t)g * K, K, rng_uniformf_open(&st));
     }
-    int K = s->K;
-    for (long g = 0; g < (long)groups(s, R); g++)
-        sample_variable(z + (size_t)g * K, p + (size_t)g * K, K, rng_uniformf_open(r));
+    *r = st;
 }
 
 int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r)
 {
     int n = 0;
+    rng_t st = *r; /* in registers: rng.h */
     if (s->type == LATENT_BERNOULLI) {
         for (int i = 0; i < s->N; i++)
-            if (rng_uniformf_open(r) < p[i])
+            if (rng_uniformf_open(&st) < p[i])
                 idx[n++] = i;
-        return n;
+    } else {
+        int K = s->K;
+        for (int i = 0; i < s->N; i++) {
+            int pick = draw_class(p + (size_t)i * K, K, rng_uniformf_open(&st));
+            if (pick < 0) {
+                n = -1;
+                break;
+            }
+            idx[n++] = i * K + pick;
+        }
     }
-    int K = s->K;
-    for (int i = 0; i < s->N; i++) {
-        int pick = draw_class(p + (size_t)i * K, K, rng_uniformf_open(r));
-        if (pick < 0)
-            return -1;
-        idx[n++] = i * K + pick;
-    }
+    *r = st;
     return n;
 }
 
