@@ -1,10 +1,13 @@
-/* test_fastmath.c: the vectorisable exp, log1p, softplus and sigmoid of
- * layers.h against double-precision libm over their whole ranges. */
+/* test_fastmath.c: the vectorisable exp, log1p, log, softplus and sigmoid
+ * of layers.h against double-precision libm over their whole ranges, and
+ * the noise samplers built on them against the libm formulas. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 
+#include "gumbel.h"
 #include "layers.h"
+#include "rng.h"
 
 /* Relative error bound: 8 float ulps (2^-23 each) of the true value. */
 #define REL_TOL (8.0 * 1.1920929e-7)
@@ -70,6 +73,53 @@ START_TEST(softplus_and_sigmoid_match_libm)
 }
 END_TEST
 
+START_TEST(log_pos_matches_libm)
+{
+    double worst = 0;
+    /* Log-spaced over the logs' whole range in the samplers: the open
+     * uniforms (2^-53 and up) and -log of them (up to 37). */
+    for (double x = 0x1p-60; x < 64.0; x *= 1.0001373) {
+        double e = rel_err(log_pos(x), log(x));
+        worst = e > worst ? e : worst;
+    }
+    /* Beside 1, where log x -> 0 and only an exact m - 1 keeps it. */
+    for (int k = 1; k <= 4096; k++) {
+        double a = rel_err(log_pos(1.0 + k * 0x1p-52), log(1.0 + k * 0x1p-52));
+        double b = rel_err(log_pos(1.0 - k * 0x1p-53), log(1.0 - k * 0x1p-53));
+        worst = fmax(worst, fmax(a, b));
+    }
+    ck_assert_msg(worst < 1e-10, "worst relative error %.3g", worst);
+    ck_assert(log_pos(1.0) == 0.0);
+    ck_assert(log_pos(2.0) == log(2.0));
+}
+END_TEST
+
+/* The noise samplers draw the same uniforms as one libm formula per
+ * element: the floats agree to one rounding. */
+START_TEST(noise_matches_the_libm_formulas)
+{
+    enum { N = 100000 };
+    static float g[N], l[N];
+    rng_t a, b;
+    rng_seed(&a, 5);
+    rng_seed(&b, 5);
+    gumbel_noise(g, N, &a);
+    logistic_noise(l, N, &a);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double u = rng_uniform_open(&b);
+        worst = fmax(worst, rel_err(g[i], (float)-log(-log(u))));
+    }
+    for (int i = 0; i < N; i++) {
+        double u = rng_uniform_open(&b);
+        worst = fmax(worst, rel_err(l[i], (float)(log(u) - log1p(-u))));
+    }
+    ck_assert_msg(worst <= 1.2e-7, "worst relative error %.3g", worst);
+    /* Both generators end where N draws each leave them. */
+    ck_assert(rng_next(&a) == rng_next(&b));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fastmath");
@@ -77,6 +127,8 @@ int main(void)
     tcase_add_test(tc, exp_nonpos_matches_libm);
     tcase_add_test(tc, log1p_unit_matches_libm);
     tcase_add_test(tc, softplus_and_sigmoid_match_libm);
+    tcase_add_test(tc, log_pos_matches_libm);
+    tcase_add_test(tc, noise_matches_the_libm_formulas);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -2,20 +2,38 @@
 
 #include <math.h>
 
+#include "layers.h"
+
+/* The noise in blocks: the uniforms first (the generator is sequential),
+ * then their logs (log_pos, which vectorises where libm's log is a call per
+ * element).  The same draws as one uniform per element, in order. */
+enum { NOISE_BLOCK = 256 };
+
 void gumbel_noise(float *g, size_t n, rng_t *r)
 {
     rng_t st = *r; /* in registers: rng.h */
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)-log(-log(rng_uniform_open(&st)));
+    double u[NOISE_BLOCK];
+    for (size_t i0 = 0; i0 < n; i0 += NOISE_BLOCK) {
+        size_t m = n - i0 < NOISE_BLOCK ? n - i0 : NOISE_BLOCK;
+        for (size_t i = 0; i < m; i++)
+            u[i] = rng_uniform_open(&st);
+        for (size_t i = 0; i < m; i++)
+            g[i0 + i] = (float)-log_pos(-log_pos(u[i]));
+    }
     *r = st;
 }
 
 void logistic_noise(float *l, size_t n, rng_t *r)
 {
     rng_t st = *r;
-    for (size_t i = 0; i < n; i++) {
-        double u = rng_uniform_open(&st);
-        l[i] = (float)(log(u) - log1p(-u));
+    double u[NOISE_BLOCK];
+    for (size_t i0 = 0; i0 < n; i0 += NOISE_BLOCK) {
+        size_t m = n - i0 < NOISE_BLOCK ? n - i0 : NOISE_BLOCK;
+        for (size_t i = 0; i < m; i++)
+            u[i] = rng_uniform_open(&st);
+        /* 1 - u is exact: u is a multiple of 2^-53 in (0, 1). */
+        for (size_t i = 0; i < m; i++)
+            l[i0 + i] = (float)(log_pos(u[i]) - log_pos(1.0 - u[i]));
     }
     *r = st;
 }
@@ -32,11 +50,13 @@ void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R
             o[k] = (n ? l[k] + n[k] : l[k]) * inv_tau;
             m = fmaxf(m, o[k]);
         }
+        /* exp_nonpos (layers.h): the argument is <= 0, and the loop
+         * vectorises where expf is a call per class. */
+        for (int k = 0; k < K; k++)
+            o[k] = exp_nonpos(o[k] - m);
         float s = 0.0f;
-        for (int k = 0; k < K; k++) {
-            o[k] = expf(o[k] - m);
+        for (int k = 0; k < K; k++)
             s += o[k];
-        }
         float inv_s = 1.0f / s;
         for (int k = 0; k < K; k++)
             o[k] *= inv_s;
@@ -89,8 +109,7 @@ void binary_concrete_forward(float *z, const float *logits, const float *noise, 
 {
     float inv_tau = 1.0f / tau;
     for (size_t i = 0; i < n; i++) {
-        float a = (logits[i] + noise[i]) * inv_tau;
-        z[i] = a >= 0.0f ? 1.0f / (1.0f + expf(-a)) : expf(a) / (1.0f + expf(a));
+        z[i] = sigmoidf_stable((logits[i] + noise[i]) * inv_tau); /* layers.h */
     }
 }
 
