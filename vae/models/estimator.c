@@ -674,12 +674,13 @@ static void relax_variance_grad(est_ctx *c, float *grad)
  * the exact derivative 2 g . dg/deta, in log lambda by a central
  * difference of step EST_REBAR_FD_STEP on the same draw.
  *
- * relax: RELAX (Grathwohl et al. 2018, Alg. 2 for discrete codes) with the
- * control variate c(z) = eta f(sigma_lambda(z)) + r(z; x), r the surrogate
- * network of surrogate.h with the example's image x as its context: the estimate [f(b) - c(zt)] d log p(b)/dl +
- * dc(z)/dl - dc(zt)/dl, unbiased for any eta, lambda and r; its own Adam
- * step moves r's parameters down sum g^2 by relax_variance_grad's exact
- * gradient, beside REBAR's on eta and log lambda. */
+ * relax: RELAX (Grathwohl et al. 2018, its estimator for discrete codes)
+ * with the control variate c(z) = eta f(sigma_lambda(z)) + r(z; x), r the
+ * surrogate network of surrogate.h with the example's image x as its
+ * context: the estimate [f(b) - c(zt)] d log p(b)/dl + dc(z)/dl - dc(zt)/dl,
+ * unbiased for any eta, lambda and r; its own Adam step (at the same rate
+ * as eta's) moves r's parameters down sum g^2 by relax_variance_grad's
+ * exact gradient, beside REBAR's on eta and log lambda. */
 static void run_rebar_family(est_ctx *c, int relax)
 {
     vae_model *m = c->m;
