@@ -141,6 +141,13 @@ static void draw_case(net_case *c, ref_net *R, int C, uint64_t seed)
     surr_input_grad(c->p, Z, C, H, c->s, c->h, B, c->u, c->dz);
 }
 
+/* Case `seed` of a test's loop: odd ones with a context, even ones
+ * without. */
+static void draw_numbered(net_case *c, ref_net *R, uint64_t seed)
+{
+    draw_case(c, R, seed & 1 ? MAXC : 0, seed);
+}
+
 START_TEST(init_is_zero_output)
 {
     float p[NP], z[B * Z], x[B * MAXC], s[B * Z], h[B * H], out[B];
@@ -167,7 +174,7 @@ START_TEST(forward_values)
     for (uint64_t seed = 1; seed <= 6; seed++) {
         net_case c;
         ref_net R;
-        draw_case(&c, &R, seed & 1 ? MAXC : 0, seed);
+        draw_numbered(&c, &R, seed);
         double want[B];
         for (int b = 0; b < B; b++)
             want[b] = ref_row(R.p, R.C, R.z + b * Z, R.x + b * MAXC, NULL, NULL);
@@ -181,7 +188,7 @@ START_TEST(input_grad)
     for (uint64_t seed = 1; seed <= 6; seed++) {
         net_case c;
         ref_net R;
-        draw_case(&c, &R, seed & 1 ? MAXC : 0, seed);
+        draw_numbered(&c, &R, seed);
         double an[B * Z], nu[B * Z];
         for (int i = 0; i < B * Z; i++)
             an[i] = c.dz[i];
@@ -207,7 +214,7 @@ START_TEST(param_grad)
         for (uint64_t seed = 1; seed <= 6; seed++) {
             net_case c;
             ref_net R;
-            draw_case(&c, &R, seed & 1 ? MAXC : 0, seed);
+            draw_numbered(&c, &R, seed);
             R.use_alpha = terms & 1;
             R.use_v = (terms & 2) != 0;
             /* grads is added to: start from a known offset. */
