@@ -42,7 +42,7 @@
 #             seed 1 is the sweep's run); then results/semisup/table2.csv
 #             (scripts/semisup-table2.sh).  Costs: results/semisup/networks.md.
 # GSVAE_BEYOND=1 adds, in modes quick, full and tiny, the VAE rows beyond the
-# paper: arm, disarm and rebar (Bernoulli only), vimco and gumbel on the
+# paper: arm, disarm, rebar and relax (Bernoulli only), vimco and gumbel on the
 # 5-sample bound, and gumbel with a learned temperature (both latent
 # types), as vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-k5-sN,
 # vae-LT-gumbel-taulearned-sN.
@@ -155,6 +155,7 @@ gumbel-taulearned|--estimator gumbel --tau learned"
         [ $lt = bernoulli ] && rows="arm|--estimator arm
 disarm|--estimator disarm
 rebar|--estimator rebar
+relax|--estimator relax
 $rows"
         echo "$rows" | while IFS='|' read -r part flags; do
             for seed in $seeds; do

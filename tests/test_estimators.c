@@ -10,7 +10,8 @@
  *   |a - n| <= 1e-4 max_j |n_j| + 1e-7.
  * - unbiased estimators (sf with baselines none, mean and learned; muprop
  *   with none, mean and learned; arm and disarm on the Bernoulli code;
- *   rebar, at its adapted and its starting eta and temperature; vimco on
+ *   rebar, at its adapted and its starting eta and temperature; relax, at
+ *   its adapted parameters and at a random surrogate; vimco on
  *   K = 2 samples against the gradient of the 2-sample bound, enumerated
  *   over all pairs of codes and differentiated by central differences),
  *   with variance normalisation off and the
@@ -27,7 +28,11 @@
  * - the Gumbel-Softmax bias ||mean - exact|| falls from tau = 1 to tau = 0.3,
  *   by more than three of its own noise floors sqrt(total var / M).
  * - the learned baseline lowers the score-function variance below none's;
- *   disarm's variance is below arm's; rebar's adaptation lowers its own.
+ *   disarm's variance is below arm's; rebar's adaptation lowers its own,
+ *   and so does relax's (its surrogate alone, and all its parameters).
+ * - relax: the gradient of sum g^2 it descends (in eta, log lambda and the
+ *   surrogate's parameters) against central differences on one draw; at
+ *   its start (r = 0) its draw is rebar's.
  * - gumbel on the 2-sample bound: d/dlogits of one draw against central
  *   differences of the relaxed bound written out with Concrete densities.
  * - a learned temperature: gumbel's and st-gumbel's d loss / d log tau
@@ -39,13 +44,16 @@
  * below that of the model after one step; `exact` on a 2x4 code; a run
  * with a learned baseline resumed half-way ends exactly where the run in one
  * go ends, and so does one with a learned temperature (which moves and is
- * logged); `exact` on a large code, arm on a categorical one and bad
+ * logged), and so does one with relax (its surrogate and both Adam states
+ * in the checkpoint); `exact` on a large code, arm and relax on a
+ * categorical one and bad
  * --tau / --samples values are refused at once; `gsvae gradvar` prints
  * finite figures for every estimator defined for the code. */
 #include "ckpt.h"
 #include "estimator.h"
 #include "model.h"
 #include "rng.h"
+#include "surrogate.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -62,6 +70,9 @@ enum { B = 4, D = 10, H = 6, MAXZ = 8, MAXC = 16 };
 #define SE_BOUND 4.0
 #define SE_SLACK 1e-6
 #define FIXTURE_GAIN 1.0f
+/* Where relax's surrogate starts in the fixture's persist (baseline none
+ * or mean): the 4 header floats, then rebar's 7 (estimator.h). */
+#define RELAX_OFF (4 + 7)
 
 /* ---- the tiny model and its double-precision reference ---- */
 
@@ -112,7 +123,9 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
     est_options o;
     est_options_default(&o);
     o.samples = samples;
-    o.learns_cv = 1; /* rebar's eta and log lambda, at the end of persist */
+    /* rebar's eta and log lambda, then relax's surrogate, at the end of
+     * persist */
+    o.learns_cv = EST_CV_RELAX;
     o.baseline = bl;
     o.var_norm = 0;
     o.baseline_lr = 1e-2f;
@@ -626,6 +639,187 @@ START_TEST(rebar_unbiased)
 }
 END_TEST
 
+/* The fixture's relax surrogate set to uniform(-scale, scale) weights (its
+ * output layer included, so that r is far from 0). */
+static void relax_randomise(fixture *f, float scale, uint64_t seed)
+{
+    rng_t r;
+    rng_seed(&r, seed);
+    size_t nrx = surr_nparams(f->zdim, D, EST_RELAX_HIDDEN);
+    for (size_t i = 0; i < nrx; i++)
+        f->s.persist[RELAX_OFF + i] = scale * (2.0f * rng_uniformf_open(&r) - 1.0f);
+}
+
+/* RELAX: unbiased at the parameters its 500 adapting warm-up draws reach
+ * (check_unbiased), and at a random surrogate far from its zero start (so
+ * that a wrong sign or a missing factor in any of r's three terms shows);
+ * at its start (r = 0) each draw is REBAR's draw exactly. */
+START_TEST(relax_unbiased)
+{
+    check_unbiased(LATENT_BERNOULLI, "relax", EST_BASELINE_NONE);
+    fixture f;
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    double ex[B * MAXZ];
+    exact_dlogits(&f, ex);
+    f.s.frozen = 1;
+    est_ctx c = fixture_ctx(&f, 1.0f);
+    rng_t r0 = f.r;
+    float rebar[B * MAXZ];
+    estimator_find("rebar")->run(&c);
+    memcpy(rebar, f.a.dlogits, sizeof(float) * B * f.zdim);
+    f.r = r0;
+    estimator_find("relax")->run(&c);
+    for (int i = 0; i < B * f.zdim; i++)
+        ck_assert_msg(f.a.dlogits[i] == rebar[i], "[%d]: relax %.9g, rebar %.9g", i,
+                      f.a.dlogits[i], rebar[i]);
+    relax_randomise(&f, 0.3f, 5);
+    check_mean_is(&f, "relax", "random surrogate", ex);
+    fixture_free(&f);
+}
+END_TEST
+
+/* The fixture's relax parameters (eta, log lambda, the surrogate's nrx) as
+ * doubles, and sum g^2 of relax's estimate on one fixed draw at them. */
+typedef struct {
+    fixture *f;
+    double phi[2 + 4096];
+    size_t nrx;
+    rng_t r0;
+} relax_fd;
+
+static double relax_sumsq(void *ctx)
+{
+    relax_fd *R = ctx;
+    fixture *f = R->f;
+    f->s.persist[4] = (float)R->phi[0];
+    f->s.persist[5] = (float)R->phi[1];
+    for (size_t i = 0; i < R->nrx; i++)
+        f->s.persist[RELAX_OFF + i] = (float)R->phi[2 + i];
+    f->r = R->r0;
+    est_ctx c = fixture_ctx(f, 1.0f);
+    estimator_find("relax")->run(&c);
+    double ss = 0.0;
+    for (int i = 0; i < B * f->zdim; i++)
+        ss += (double)f->a.dlogits[i] * f->a.dlogits[i];
+    return ss;
+}
+
+/* The gradient of sum g^2 that relax descends, against central differences
+ * (step 1e-2: g is float, and smaller steps drown in its rounding) of sum
+ * g^2 on the same draw: in eta and in every parameter of a random surrogate
+ * (exact derivatives: bound 2e-3 relative, floor 1e-2 of the largest;
+ * measured 3e-4), and in log lambda (itself a central difference of step
+ * EST_REBAR_FD_STEP: 2e-2). */
+START_TEST(relax_variance_gradient)
+{
+    fixture f;
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    relax_randomise(&f, 0.3f, 9);
+    static relax_fd R;
+    R.f = &f;
+    R.nrx = surr_nparams(f.zdim, D, EST_RELAX_HIDDEN);
+    ck_assert_uint_le(R.nrx, 4096);
+    size_t np = 2 + R.nrx;
+    R.phi[0] = 0.7; /* off eta's start of 1, so that no term vanishes by chance */
+    R.phi[1] = f.s.persist[5];
+    for (size_t i = 0; i < R.nrx; i++)
+        R.phi[2 + i] = f.s.persist[RELAX_OFF + i];
+    R.r0 = f.r;
+    f.s.frozen = 1;
+    relax_sumsq(&R); /* a frozen draw, to set the parameters */
+    f.s.frozen = 0;
+    f.r = R.r0;
+    est_ctx c = fixture_ctx(&f, 1.0f);
+    estimator_find("relax")->run(&c);
+    static double an[2 + 4096], nu[2 + 4096];
+    const float *g = est_last_cv_grad(&f.s);
+    for (size_t i = 0; i < np; i++)
+        an[i] = g[i];
+    f.s.frozen = 1;
+    testutil_numeric_grad(nu, R.phi, np, 1e-2, relax_sumsq, &R);
+    testutil_assert_grad_close("relax d sum g^2 / d eta", an, nu, 1, 2e-3, 1e-2);
+    testutil_assert_grad_close("relax d sum g^2 / d log lambda", an + 1, nu + 1, 1, 2e-2, 1e-2);
+    testutil_assert_grad_close("relax d sum g^2 / d surrogate", an + 2, nu + 2, R.nrx, 2e-3,
+                               1e-2);
+    fixture_free(&f);
+}
+END_TEST
+
+/* Total variance of relax's d/dlogits over DRAWS frozen draws, after
+ * `train` adapting draws; hold_eta >= 0: eta is put back to it (and log
+ * lambda to its start) after each adapting draw, so that only the
+ * surrogate learns. */
+static double relax_variance_after(fixture *f, int train, float hold_eta)
+{
+    const estimator *e = estimator_find("relax");
+    float rebar_start[7];
+    if (hold_eta >= 0.0f)
+        f->s.persist[4] = hold_eta;
+    memcpy(rebar_start, f->s.persist + 4, sizeof rebar_start);
+    est_ctx c = fixture_ctx(f, 1.0f);
+    f->s.frozen = 0;
+    for (int w = 0; w < train; w++) {
+        e->run(&c);
+        if (hold_eta >= 0.0f)
+            memcpy(f->s.persist + 4, rebar_start, sizeof rebar_start);
+    }
+    f->s.frozen = 1;
+    double mean[B * MAXZ], var[B * MAXZ], total = 0.0;
+    draw_stats(f, e, 1.0f, DRAWS, mean, var);
+    for (int i = 0; i < B * f->zdim; i++)
+        total += var[i];
+    return total;
+}
+
+/* Training RELAX's parameters lowers its variance, against the same
+ * parameters frozen at their start (the same draws: the generator is
+ * reset):
+ * - the surrogate alone, with eta held at 0 (so that r is the whole
+ *   control variate and relax at the start is the score function without
+ *   a baseline): 3000 adapting draws at the fixture's Adam step 1e-2 cut
+ *   the total variance a hundredfold (measured: 8.9 to 5e-3, REBAR's
+ *   adapted level);
+ * - eta, lambda and the surrogate together at Adam step 1e-3 (the
+ *   training default): 3000 draws end below the start (measured 4.7e-3
+ *   against 5.3e-3; the REBAR term leaves the surrogate little to add on
+ *   this model). */
+START_TEST(relax_training_lowers_variance)
+{
+    fixture f;
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    rng_t r0 = f.r;
+    double sf_start = relax_variance_after(&f, 0, 0.0f);
+    f.r = r0;
+    double sf_trained = relax_variance_after(&f, 3000, 0.0f);
+    fixture_free(&f);
+
+    char err[ERR_LEN] = "";
+    fixture_init(&f, LATENT_BERNOULLI, EST_BASELINE_NONE);
+    est_state_free(&f.s);
+    est_options o;
+    est_options_default(&o);
+    o.baseline = EST_BASELINE_NONE;
+    o.var_norm = 0;
+    o.baseline_lr = 1e-3f;
+    o.baseline_seed = 3;
+    o.learns_cv = EST_CV_RELAX;
+    ck_assert_msg(est_state_init(&f.s, &f.m, B, &o, err) == 0, "%s", err);
+    r0 = f.r;
+    double start = relax_variance_after(&f, 0, -1.0f);
+    f.r = r0;
+    double trained = relax_variance_after(&f, 3000, -1.0f);
+    if (getenv("GSVAE_TEST_VERBOSE"))
+        fprintf(stderr,
+                "relax total variance: surrogate alone (eta 0) %.4e -> %.4e; all of eta, "
+                "lambda, r %.4e -> %.4e\n",
+                sf_start, sf_trained, start, trained);
+    ck_assert_msg(sf_trained < 0.01 * sf_start, "surrogate alone: trained variance %g, start %g",
+                  sf_trained, sf_start);
+    ck_assert_msg(trained < start, "trained variance %g >= starting %g", trained, start);
+    fixture_free(&f);
+}
+END_TEST
+
 /* The K = 2 sample bound of the fixture, (1/B) sum_b sum_{z1, z2}
  * q(z1) q(z2) log((w1 + w2) / 2), w = p(x|z) p(z) / q(z|x) under the
  * uniform prior, with logits l; fz[b][code] = -log p(x_b|code). */
@@ -704,16 +898,17 @@ START_TEST(arm_refused_on_categorical)
                       .hidden = {H}};
     vae_config bits = {.latent = LATENT_BERNOULLI, .N = 3, .K = 1, .D = D, .nhidden = 1,
                        .hidden = {H}};
-    const char *names[] = {"arm", "disarm", "rebar"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"arm", "disarm", "rebar", "relax"};
+    for (int i = 0; i < 4; i++) {
         const estimator *e = estimator_find(names[i]);
         ck_assert_ptr_nonnull(e);
         ck_assert_int_eq(est_check(e, &bits, err), 0);
         ck_assert_int_eq(est_check(e, &cat, err), -1);
-        char want[128];
+        char want[256];
         snprintf(want, sizeof want,
-                 "--estimator '%s': for Bernoulli latents only, not categorical ones",
-                 names[i]);
+                 "--estimator '%s': for Bernoulli latents only, not categorical ones%s", names[i],
+                 i < 2 ? "" : " (its conditional resample z~|b is implemented for Bernoulli "
+                              "units only)");
         ck_assert_str_eq(err, want);
     }
     ck_assert_int_eq(est_check(estimator_find("sf"), &cat, err), 0);
@@ -1103,7 +1298,9 @@ START_TEST(table_keys_off_the_list)
         ck_assert_int_eq(e->k_sample, id == STOCH_VIMCO    ? EST_K_REQUIRED
                                       : id == STOCH_GUMBEL ? EST_K_OPTIONAL
                                                            : EST_K_NONE);
-        ck_assert_int_eq(e->learns_cv, id == STOCH_REBAR);
+        ck_assert_int_eq(e->learns_cv, id == STOCH_REBAR   ? EST_CV_REBAR
+                                       : id == STOCH_RELAX ? EST_CV_RELAX
+                                                           : EST_CV_NONE);
     }
     ck_assert_ptr_null(e->run);
     ck_assert_ptr_null(estimator_find("nope"));
@@ -1117,10 +1314,21 @@ START_TEST(persist_layout)
     char err[ERR_LEN] = "";
     fixture f;
     fixture_init(&f, LATENT_CATEGORICAL, EST_BASELINE_MEAN);
-    /* The header, and rebar's eta, log lambda, their Adam moments and
-     * steps (the fixture makes room for them). */
-    ck_assert_uint_eq(f.s.npersist, 4 + 7);
+    /* The header, rebar's eta, log lambda, their Adam moments and steps,
+     * then relax's surrogate, its Adam moments and steps (the fixture
+     * makes room for them); the surrogate starts with a zero output layer. */
+    size_t nrx = surr_nparams(f.zdim, D, EST_RELAX_HIDDEN);
+    ck_assert_uint_eq(f.s.npersist, RELAX_OFF + 3 * nrx + 1);
     ck_assert(f.s.persist[4] == EST_REBAR_ETA0 && f.s.persist[5] == logf(EST_REBAR_LAMBDA0));
+    for (size_t i = (size_t)EST_RELAX_HIDDEN * (f.zdim + D); i < 3 * nrx + 1; i++)
+        ck_assert(f.s.persist[RELAX_OFF + i] == 0.0f);
+    est_state rebar_only;
+    est_options ro;
+    est_options_default(&ro);
+    ro.learns_cv = EST_CV_REBAR;
+    ck_assert_msg(est_state_init(&rebar_only, &f.m, B, &ro, err) == 0, "%s", err);
+    ck_assert_uint_eq(rebar_only.npersist, 4 + 7);
+    est_state_free(&rebar_only);
     est_state learned;
     est_options o;
     est_options_default(&o);
@@ -1244,7 +1452,7 @@ START_TEST(e2e_bernoulli)
     const char *tmp = testutil_tmpdir();
     double start = start_loss(tmp, "bernoulli");
     const char *names[] = {"gumbel", "sf", "darn", "muprop", "annealed-st", "arm", "disarm",
-                           "rebar"};
+                           "rebar", "relax"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         train_lowers_loss(tmp, "bernoulli", names[i], "", start);
     train_lowers_loss(tmp, "bernoulli", "vimco", "--samples 3", start);
@@ -1287,28 +1495,65 @@ static void train_once_and_resumed(const char *tag, const char *flags, char *a, 
     run_ok(cmd);
 }
 
-/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
- * where the run in one go ends: the estimator's state is in the checkpoint. */
-START_TEST(e2e_resume_exact)
+/* A run with flags stopped at step 20 and resumed to 40 ends where the run
+ * in one go ends; its checkpoint's estimator section holds `floats`
+ * floats, returned as a copy (the caller frees it). */
+static float *resumed_estimator_section(const char *tag, const char *flags, size_t floats)
 {
     char a[512], b[512];
-    train_once_and_resumed("", "--latent-type bernoulli --latent 20 --hidden 32 --batch 50 "
-                               "--estimator sf --baseline learned --eval-every 20 "
-                               "--eval-images 500 --iw-samples 0 --quiet",
-                           a, b);
+    train_once_and_resumed(tag, flags, a, b);
     double ea = summary_value(a, "test_neg_elbo"), eb = summary_value(b, "test_neg_elbo");
     double ta = summary_value(a, "final_train_loss"), tb = summary_value(b, "final_train_loss");
     ck_assert_msg(ea == eb && ta == tb, "resumed run ends at %.9g / %.9g, one go at %.9g / %.9g",
                   eb, tb, ea, ta);
-    /* The section is there and holds the network: 4 + 3 (100 * 784 + 201) floats. */
     char err[ERR_LEN];
     ckpt_file *f;
     ck_assert_msg(ckpt_read(testutil_path(b, "model.ckpt"), &f, err) == 0, "%s", err);
     const void *data;
     uint64_t len;
     ck_assert_msg(ckpt_get(f, "estimator", &data, &len, err) == 0, "%s", err);
-    ck_assert_uint_eq(len, (4 + 3 * (100 * 784 + 201)) * sizeof(float));
+    ck_assert_uint_eq(len, floats * sizeof(float));
+    float *copy = malloc(len);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, data, len);
     ckpt_free(f);
+    return copy;
+}
+
+/* A run with a learned baseline, stopped at step 20 and resumed to 40, ends
+ * where the run in one go ends: the estimator's state is in the checkpoint,
+ * whose section holds the network: 4 + 3 (100 * 784 + 201) floats. */
+START_TEST(e2e_resume_exact)
+{
+    free(resumed_estimator_section("", "--latent-type bernoulli --latent 20 --hidden 32 "
+                                       "--batch 50 --estimator sf --baseline learned "
+                                       "--eval-every 20 --eval-images 500 --iw-samples 0 --quiet",
+                                   4 + 3 * (100 * 784 + 201)));
+}
+END_TEST
+
+/* relax, stopped at step 20 and resumed to 40 on a deep encoder, ends
+ * where the run in one go ends: eta, lambda, the surrogate network and
+ * both Adam states are in the checkpoint's estimator section, which holds
+ * 4 + 7 + 3 nrx + 1 floats (nrx the surrogate's parameters for a 20-bit
+ * code and 784 pixels). */
+START_TEST(e2e_resume_relax)
+{
+    size_t nrx = surr_nparams(20, 784, EST_RELAX_HIDDEN);
+    float *p = resumed_estimator_section("relax-", "--latent-type bernoulli --latent 20 "
+                                                   "--hidden 32 --batch 50 --estimator relax "
+                                                   "--eval-every 20 --eval-images 500 "
+                                                   "--iw-samples 0 --quiet",
+                                         4 + 7 + 3 * nrx + 1);
+    /* 40 Adam steps on the surrogate: its step count, and an output layer
+     * that has left its zero start. */
+    ck_assert(p[4 + 7 + 3 * nrx] == 40.0f);
+    const float *w2 = p + 4 + 7 + (size_t)EST_RELAX_HIDDEN * (20 + 784) + EST_RELAX_HIDDEN;
+    int moved = 0;
+    for (int k = 0; k < EST_RELAX_HIDDEN; k++)
+        moved += w2[k] != 0.0f;
+    ck_assert_int_eq(moved, EST_RELAX_HIDDEN);
+    free(p);
 }
 END_TEST
 
@@ -1417,6 +1662,17 @@ START_TEST(e2e_refusals_and_gradvar)
                                                      "latents only, not categorical ones"),
                   "rc %d, stderr: %s", rc, errb);
     ck_assert_ptr_null(read_text(testutil_path(tmp, "never/log.csv")));
+    /* relax likewise, saying why. */
+    snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never --estimator relax --quiet",
+             testutil_bin(), testutil_data_dir(), tmp);
+    rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 2 && testutil_contains(errb, "--estimator 'relax': for Bernoulli latents "
+                                                     "only, not categorical ones (its conditional "
+                                                     "resample z~|b is implemented for Bernoulli "
+                                                     "units only)\n") &&
+                      !strchr(errb, '\n')[1],
+                  "rc %d, stderr: %s", rc, errb);
+    ck_assert_ptr_null(read_text(testutil_path(tmp, "never/log.csv")));
     /* gradvar on a tiny model: one finite CSV row per estimator defined for
      * its code. */
     snprintf(cmd, sizeof cmd,
@@ -1434,18 +1690,19 @@ START_TEST(e2e_refusals_and_gradvar)
                       defined ? "lacks" : "runs", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
-    /* The Bernoulli-only estimators on 3 bits, beside exact (rebar warms
-     * up its eta and temperature first). */
+    /* The Bernoulli-only estimators on 3 bits, beside exact (rebar and
+     * relax warm up their control variates first). */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent-type bernoulli --latent 3 --hidden 8 --batch 5 "
-             "--samples 50 --csv --estimators exact,arm,disarm,rebar",
+             "--samples 50 --csv --estimators exact,arm,disarm,rebar,relax",
              testutil_bin(), testutil_data_dir());
     rc = run_capture(cmd, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "gradvar exited %d: %s", rc, errb);
     ck_assert_msg(!testutil_contains(out, "nan") && !testutil_contains(out, "inf"), "%s", out);
     ck_assert_msg(testutil_contains(out, "\narm,bernoulli,3,8,5,50,encoder,") &&
                       testutil_contains(out, "\ndisarm,bernoulli,3,8,5,50,encoder,") &&
-                      testutil_contains(out, "\nrebar,bernoulli,3,8,5,50,encoder,"),
+                      testutil_contains(out, "\nrebar,bernoulli,3,8,5,50,encoder,") &&
+                      testutil_contains(out, "\nrelax,bernoulli,3,8,5,50,encoder,"),
                   "%s", out);
     /* ... and refused by name on a categorical code. */
     snprintf(cmd, sizeof cmd,
@@ -1476,6 +1733,9 @@ static Suite *estimators_suite(void)
     tcase_add_test(tc, arm_disarm_unbiased);
     tcase_add_loop_test(tc, vimco_unbiased, 0, 2);
     tcase_add_test(tc, rebar_unbiased);
+    tcase_add_test(tc, relax_unbiased);
+    tcase_add_test(tc, relax_variance_gradient);
+    tcase_add_test(tc, relax_training_lowers_variance);
     tcase_add_loop_test(tc, gumbel_bound_gradient, 0, 2);
     tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
@@ -1494,6 +1754,7 @@ static Suite *estimators_suite(void)
     tcase_add_test(e2e, e2e_bernoulli);
     tcase_add_test(e2e, e2e_exact);
     tcase_add_test(e2e, e2e_resume_exact);
+    tcase_add_test(e2e, e2e_resume_relax);
     tcase_add_test(e2e, e2e_learned_tau);
     tcase_add_test(e2e, e2e_refusals_and_gradvar);
     suite_add_tcase(s, e2e);

@@ -17,7 +17,7 @@
  *
  * Estimators with a baseline (sf, muprop) first take --warmup draws in which
  * their moving averages and baseline network adapt to the batch (rebar: its
- * eta and temperature); then the
+ * eta and temperature; relax: those and its surrogate network); then the
  * state is frozen so that the S draws are independent.  Variance
  * normalisation is off here: it rescales the score term by a running
  * statistic and would turn a scale into apparent bias. */
@@ -212,7 +212,9 @@ int cmd_gradvar(int argc, char **argv)
          "estimators to measure (default: all; exact only where feasible)"},
         {"tau", FLAG_DOUBLE, &o.tau, "T", "temperature (gumbel, st-gumbel; annealed-st slope 1/T)"},
         {"baseline", FLAG_STRING, &o.baseline, "MODE", "baseline of sf and muprop: none, mean or learned"},
-        {"warmup", FLAG_INT, &o.warmup, "W", "draws that adapt sf/muprop baselines before measuring"},
+        {"warmup", FLAG_INT, &o.warmup, "W",
+         "draws that adapt sf/muprop baselines (rebar, relax: their control variates) before "
+         "measuring"},
         {"bound-samples", FLAG_INT, &o.bound_samples, "K",
          "vimco: K of the K-sample bound whose gradient it estimates (compared with its own "
          "mean, not with the ELBO's exact gradient)"},

@@ -421,9 +421,13 @@ double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int froz
 #define BOTH ((1u << LATENT_CATEGORICAL) | (1u << LATENT_BERNOULLI))
 #define BERNOULLI_ONLY (1u << LATENT_BERNOULLI)
 
+/* Why REBAR and RELAX refuse a categorical code. */
+#define CONDITIONAL_WHY "its conditional resample z~|b is implemented for Bernoulli units only"
+
 static const struct {
     const char *name, *help;
     unsigned latents;
+    const char *why;  /* NULL, or why it is not defined for every latent type */
 } estimators[STOCH_NESTIMATORS] = {
     [STOCH_GUMBEL] = {"gumbel", "Gumbel-Softmax (Concrete; Binary Concrete for Bernoulli "
                                 "units) relaxation; pathwise gradient through the soft sample "
@@ -460,7 +464,13 @@ static const struct {
     [STOCH_REBAR] = {"rebar", "REBAR (Tucker et al. 2017), Bernoulli only: score function with "
                               "the Binary Concrete control variate at the conditional resample "
                               "z~|b plus its reparameterised correction; eta and temperature "
-                              "trained on the gradient's variance; unbiased", BERNOULLI_ONLY},
+                              "trained on the gradient's variance; unbiased", BERNOULLI_ONLY,
+                     CONDITIONAL_WHY},
+    [STOCH_RELAX] = {"relax", "RELAX (Grathwohl et al. 2018), Bernoulli only: REBAR's estimator "
+                              "with a learned surrogate added to its control variate (1 hidden "
+                              "layer, 200 tanh units, on sigmoid(z) and x), trained with eta and the "
+                              "temperature on the gradient's variance; unbiased", BERNOULLI_ONLY,
+                     CONDITIONAL_WHY},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)
@@ -496,8 +506,9 @@ int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *tas
 {
     assert(e >= 0 && e < STOCH_NESTIMATORS);
     if (!stoch_estimator_defined(e, t))
-        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones",
-                    estimators[e].name, stoch_latent_name(t));
+        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones%s%s%s",
+                    estimators[e].name, stoch_latent_name(t), estimators[e].why ? " (" : "",
+                    estimators[e].why ? estimators[e].why : "", estimators[e].why ? ")" : "");
     if (supported & (1u << e))
         return 0;
     char list[256] = "";

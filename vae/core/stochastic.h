@@ -214,6 +214,7 @@ typedef enum {
     STOCH_DISARM,
     STOCH_VIMCO,
     STOCH_REBAR,
+    STOCH_RELAX,
     STOCH_NESTIMATORS
 } stoch_estimator;
 
@@ -227,7 +228,8 @@ int stoch_estimator_parse(const char *name, stoch_estimator *out);
 const char *stoch_estimator_name(stoch_estimator e);
 const char *stoch_estimator_help(stoch_estimator e);
 /* Whether estimator e runs on latents of type t (ARM and DisARM are
- * defined for Bernoulli units only; REBAR is implemented for them only). */
+ * defined for Bernoulli units only; REBAR and RELAX are implemented for
+ * them only). */
 int stoch_estimator_defined(stoch_estimator e, latent_type t);
 /* 0 when e is defined for latents of type t and in `supported` (what the
  * task implements); else -1 and one line into err naming the flag, e.g.

@@ -7,6 +7,7 @@
 
 #include "layers.h"
 #include "stochastic.h"
+#include "surrogate.h"
 #include "util.h"
 
 /* Slots at the head of est_state.persist (see estimator.h). */
@@ -59,6 +60,21 @@ struct est_scratch {
     double *rb_ft;        /* [B] */
     size_t rb_off;
     adam_state rb_adam;
+    int cv;               /* EST_CV_*: what persist has room for */
+    float *cv_grad;       /* [2 + nrx] d sum g^2 / d (eta, log lambda, r's parameters) */
+
+    /* RELAX (EST_CV_RELAX): the surrogate r at z (1) and at zt (2), H =
+     * EST_RELAX_HIDDEN: sigmoid inputs [B][Z], tanh units [B][H], outputs
+     * [B], input gradients [B][Z] and w2 (1 - h^2) [B][H]; corr [B][Z]
+     * d r(z)/dl - d r(zt)/dl per unit; the variance gradient's weights
+     * alpha [B] and v [B][Z] and its scratch sv [B][Z], t and da [B][H].
+     * r's nrx parameters and their Adam state live in persist at rx_off. */
+    int rx_hidden;
+    size_t nrx, rx_off;
+    float *rx_s1, *rx_h1, *rx_r1, *rx_dz1, *rx_u1;
+    float *rx_s2, *rx_h2, *rx_r2, *rx_dz2, *rx_u2;
+    float *rx_corr, *rx_alpha, *rx_v, *rx_sv, *rx_t, *rx_da;
+    adam_state rx_adam;
 
     /* Enumeration scratch of `exact` (NULL when too many codes). */
     long exact_configs;   /* K^N or 2^N, -1 past EST_EXACT_MAX_CONFIGS */
@@ -564,9 +580,12 @@ static void rebar_relaxed(est_ctx *c, const float *pre, const float *dpre, float
  * resample of Sec. 3) into g, per unit of example b:
  *   ([f(b) - eta f(s(zt))] (b - p) + eta (dl1 - dl2)) / B
  * with s = sigmoid(. / lambda), dl1 = d f(s(z)) / dl, dl2 = d f(s(zt)) / dl
- * (zt through its reparameterisation); returns sum g^2. */
+ * (zt through its reparameterisation); returns sum g^2.  RELAX (rt not
+ * NULL) adds its surrogate r to the control variate: -rt[b] (b - p) + corr
+ * with rt = r(zt) and corr = d r(z)/dl - d r(zt)/dl (relax_surrogate). */
 static double rebar_assemble(est_ctx *c, float eta, const double *fb, const double *ft,
-                             const float *dl1, const float *dl2, float *g)
+                             const float *dl1, const float *dl2, const float *rt,
+                             const float *corr, float *g)
 {
     est_scratch *w = c->s->ws;
     int Z = vae_zdim(&c->m->cfg);
@@ -574,22 +593,76 @@ static double rebar_assemble(est_ctx *c, float eta, const double *fb, const doub
     for (int b = 0; b < c->B; b++)
         for (int j = 0; j < Z; j++) {
             size_t i = (size_t)b * Z + j;
-            double v = ((fb[b] - eta * ft[b]) * (c->a->z[i] - w->zbar[i]) +
-                        eta * ((double)dl1[i] - dl2[i])) * inv_b;
+            double signal = fb[b] - eta * ft[b] - (rt ? rt[b] : 0.0);
+            double path = eta * ((double)dl1[i] - dl2[i]) + (rt ? corr[i] : 0.0);
+            double v = (signal * (c->a->z[i] - w->zbar[i]) + path) * inv_b;
             g[i] = (float)v;
             ss += v * v;
         }
     return ss;
 }
 
-/* sum g^2 of REBAR's estimate on this draw at temperature lambda (eta
- * fixed), for the central difference in log lambda. */
-static double rebar_sumsq_at(est_ctx *c, float eta, float lambda)
+/* sum g^2 of REBAR's (relax: RELAX's) estimate on this draw at temperature
+ * lambda (eta and the surrogate fixed), for the central difference in log
+ * lambda. */
+static double rebar_sumsq_at(est_ctx *c, float eta, float lambda, int relax)
 {
     est_scratch *w = c->s->ws;
     rebar_relaxed(c, w->rb_z, NULL, lambda, NULL, w->rb_dl1);
     rebar_relaxed(c, w->rb_zt, w->rb_dzt, lambda, w->rb_ft, w->rb_dl2);
-    return rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2, w->rb_g);
+    return rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2,
+                          relax ? w->rx_r2 : NULL, w->rx_corr, w->rb_g);
+}
+
+static float *relax_params(const est_state *s)
+{
+    return s->persist + s->ws->rx_off;
+}
+
+/* RELAX's surrogate on this draw: r and its input gradient at z (rb_z)
+ * and at zt (rb_zt), and corr = d r(z)/dl - d r(zt)/dl per unit (z moves
+ * one for one with l; zt by rb_dzt). */
+static void relax_surrogate(est_ctx *c)
+{
+    est_scratch *w = c->s->ws;
+    const float *P = relax_params(c->s);
+    int B = c->B, Z = vae_zdim(&c->m->cfg), D = c->m->cfg.D, H = w->rx_hidden;
+    surr_forward(P, Z, D, H, w->rb_z, c->x, B, w->rx_s1, w->rx_h1, w->rx_r1);
+    surr_input_grad(P, Z, D, H, w->rx_s1, w->rx_h1, B, w->rx_u1, w->rx_dz1);
+    surr_forward(P, Z, D, H, w->rb_zt, c->x, B, w->rx_s2, w->rx_h2, w->rx_r2);
+    surr_input_grad(P, Z, D, H, w->rx_s2, w->rx_h2, B, w->rx_u2, w->rx_dz2);
+    for (size_t i = 0; i < (size_t)B * Z; i++)
+        w->rx_corr[i] = w->rx_dz1[i] - w->rx_dz2[i] * w->rb_dzt[i];
+}
+
+/* d sum_i g_i^2 / d (r's parameters) into grad, g the estimate in
+ * a->dlogits.  r enters g_i = (... - r(zt)) (b_i - p_i) / B + (dr(z)/dz_i -
+ * dr(zt)/dz_i dzt_i) / B, so 2 g . dg is the parameter gradient of
+ *   sum_b [alpha_b r(zt_b) + v1_b . dr(z_b)/dz + v2_b . dr(zt_b)/dz]
+ * with alpha_b = -(2/B) sum_i g_i (b_i - p_i), v1 = (2/B) g and
+ * v2 = -(2/B) g dzt: surr_param_grad at z and at zt. */
+static void relax_variance_grad(est_ctx *c, float *grad)
+{
+    est_scratch *w = c->s->ws;
+    const float *P = relax_params(c->s), *g = c->a->dlogits;
+    int B = c->B, Z = vae_zdim(&c->m->cfg), D = c->m->cfg.D, H = w->rx_hidden;
+    float two_b = 2.0f / (float)B;
+    memset(grad, 0, w->nrx * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        double sum = 0.0;
+        for (int j = 0; j < Z; j++) {
+            size_t i = (size_t)b * Z + j;
+            sum += (double)g[i] * (c->a->z[i] - w->zbar[i]);
+            w->rx_v[i] = two_b * g[i];
+        }
+        w->rx_alpha[b] = (float)(-two_b * sum);
+    }
+    surr_param_grad(P, Z, D, H, w->rx_s1, c->x, w->rx_h1, w->rx_u1, NULL, w->rx_v, B, w->rx_sv,
+                    w->rx_t, w->rx_da, grad);
+    for (size_t i = 0; i < (size_t)B * Z; i++)
+        w->rx_v[i] = -two_b * g[i] * w->rb_dzt[i];
+    surr_param_grad(P, Z, D, H, w->rx_s2, c->x, w->rx_h2, w->rx_u2, w->rx_alpha, w->rx_v, B,
+                    w->rx_sv, w->rx_t, w->rx_da, grad);
 }
 
 /* REBAR (Tucker et al. 2017), Bernoulli codes: z = l + logistic noise,
@@ -599,8 +672,16 @@ static double rebar_sumsq_at(est_ctx *c, float eta, float lambda)
  * Adam step then lowers sum g^2 (the estimate's second moment; its mean
  * does not depend on eta or lambda, so this is its variance): in eta by
  * the exact derivative 2 g . dg/deta, in log lambda by a central
- * difference of step EST_REBAR_FD_STEP on the same draw. */
-static void run_rebar(est_ctx *c)
+ * difference of step EST_REBAR_FD_STEP on the same draw.
+ *
+ * relax: RELAX (Grathwohl et al. 2018, its estimator for discrete codes)
+ * with the control variate c(z) = eta f(sigma_lambda(z)) + r(z; x), r the
+ * surrogate network of surrogate.h with the example's image x as its
+ * context: the estimate [f(b) - c(zt)] d log p(b)/dl + dc(z)/dl - dc(zt)/dl,
+ * unbiased for any eta, lambda and r; its own Adam step (at the same rate
+ * as eta's) moves r's parameters down sum g^2 by relax_variance_grad's
+ * exact gradient, beside REBAR's on eta and log lambda. */
+static void run_rebar_family(est_ctx *c, int relax)
 {
     vae_model *m = c->m;
     vae_acts *a = c->a;
@@ -610,7 +691,8 @@ static void run_rebar(est_ctx *c)
     int B = c->B, Z = vae_zdim(&m->cfg);
     size_t n = (size_t)B * Z;
     const float *logits = vae_logits(m, a);
-    assert(s->npersist == w->rb_off + 7); /* est_options.learns_cv */
+    /* est_options.learns_cv: REBAR's slots, and RELAX's beyond them. */
+    assert(w->cv >= (relax ? EST_CV_RELAX : EST_CV_REBAR));
     float *rb = s->persist + w->rb_off;
     float eta = rb[0], lambda = expf(rb[1]);
     probs_at(c, 1.0f, w->zbar);
@@ -628,7 +710,10 @@ static void run_rebar(est_ctx *c)
     memset(w->grad_discard + dec0, 0, (m->nparams - dec0) * sizeof(float));
     rebar_relaxed(c, w->rb_z, NULL, lambda, NULL, w->rb_dl1);
     rebar_relaxed(c, w->rb_zt, w->rb_dzt, lambda, w->rb_ft, w->rb_dl2);
-    rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2, a->dlogits);
+    if (relax)
+        relax_surrogate(c);
+    rebar_assemble(c, eta, w->fbar, w->rb_ft, w->rb_dl1, w->rb_dl2, relax ? w->rx_r2 : NULL,
+                   w->rx_corr, a->dlogits);
     if (!s->frozen) {
         double d_eta = 0.0;
         for (int b = 0; b < B; b++)
@@ -638,15 +723,34 @@ static void run_rebar(est_ctx *c)
                              w->rb_dl2[i]) / B;
                 d_eta += 2.0 * a->dlogits[i] * dg;
             }
+        if (relax)
+            relax_variance_grad(c, w->cv_grad + 2);
         double h = EST_REBAR_FD_STEP;
-        double up = rebar_sumsq_at(c, eta, lambda * (float)exp(h));
-        double down = rebar_sumsq_at(c, eta, lambda * (float)exp(-h));
-        float grads[2] = {(float)d_eta, (float)((up - down) / (2 * h))};
+        double up = rebar_sumsq_at(c, eta, lambda * (float)exp(h), relax);
+        double down = rebar_sumsq_at(c, eta, lambda * (float)exp(-h), relax);
+        w->cv_grad[0] = (float)d_eta;
+        w->cv_grad[1] = (float)((up - down) / (2 * h));
         w->rb_adam.t = (long)rb[6];
-        adam_update(&w->rb_adam, rb, grads, w->bl_lr);
+        adam_update(&w->rb_adam, rb, w->cv_grad, w->bl_lr);
         rb[6] = (float)w->rb_adam.t;
+        if (relax) {
+            float *steps = s->persist + w->rx_off + 3 * w->nrx;
+            w->rx_adam.t = (long)*steps;
+            adam_update(&w->rx_adam, relax_params(s), w->cv_grad + 2, w->bl_lr);
+            *steps = (float)w->rx_adam.t;
+        }
     }
     memcpy(a->recon, w->fbar, (size_t)B * sizeof(double));
+}
+
+static void run_rebar(est_ctx *c)
+{
+    run_rebar_family(c, 0);
+}
+
+static void run_relax(est_ctx *c)
+{
+    run_rebar_family(c, 1);
 }
 
 /* Gumbel-Softmax on the K-sample bound (Maddison et al. 2017's relaxed
@@ -786,7 +890,8 @@ static const estimator table[] = {
     [STOCH_ARM] = {STOCH_ARM, run_arm, 0},
     [STOCH_DISARM] = {STOCH_DISARM, run_disarm, 0},
     [STOCH_VIMCO] = {STOCH_VIMCO, run_vimco, 0, EST_K_REQUIRED, 0},
-    [STOCH_REBAR] = {STOCH_REBAR, run_rebar, 0, 0, 1},
+    [STOCH_REBAR] = {STOCH_REBAR, run_rebar, 0, 0, EST_CV_REBAR},
+    [STOCH_RELAX] = {STOCH_RELAX, run_relax, 0, 0, EST_CV_RELAX},
     [STOCH_NESTIMATORS] = {STOCH_NESTIMATORS, NULL, 0},
 };
 
@@ -867,6 +972,24 @@ static void rebar_init(est_state *s)
     w->rb_adam.threads = 1;
 }
 
+/* RELAX's surrogate at its start (surr_init from its own generator, seeded
+ * from the baseline's seed: r = 0, so RELAX starts as REBAR) and the Adam
+ * state over it in persist: [params nrx][m nrx][v nrx][steps]. */
+static void relax_init(est_state *s, int Z, int D, uint64_t seed)
+{
+    est_scratch *w = s->ws;
+    rng_t r;
+    rng_seed(&r, seed ^ 0x72656c6178000000ull);
+    surr_init(relax_params(s), Z, D, w->rx_hidden, &r);
+    w->rx_adam.n = w->nrx;
+    w->rx_adam.m = relax_params(s) + w->nrx;
+    w->rx_adam.v = relax_params(s) + 2 * w->nrx;
+    w->rx_adam.beta1 = 0.9f;
+    w->rx_adam.beta2 = 0.999f;
+    w->rx_adam.eps = 1e-8f;
+    w->rx_adam.threads = 1;
+}
+
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
                    char *err)
 {
@@ -889,10 +1012,17 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     size_t H = (size_t)t.bl_hidden;
     t.nbl = learned ? H * D + H + H + 1 : 0;
     s->npersist = P_HEADER + 3 * t.nbl;
+    t.cv = opts->learns_cv;
     t.rb_off = s->npersist;
-    if (opts->learns_cv)
+    if (t.cv >= EST_CV_REBAR)
         s->npersist += 2 * 3 + 1;
-    size_t RB = opts->learns_cv ? B * Z : 0;
+    t.rx_hidden = t.cv >= EST_CV_RELAX ? EST_RELAX_HIDDEN : 0;
+    t.nrx = t.cv >= EST_CV_RELAX ? surr_nparams((int)Z, (int)D, t.rx_hidden) : 0;
+    t.rx_off = s->npersist;
+    if (t.cv >= EST_CV_RELAX)
+        s->npersist += 3 * t.nrx + 1;
+    size_t RB = t.cv >= EST_CV_REBAR ? B * Z : 0;
+    size_t RX = t.nrx ? B * Z : 0, RH = t.nrx ? B * (size_t)t.rx_hidden : 0;
     size_t E = t.exact_configs > 0 ? B : 0; /* rows of the exact scratch */
     size_t KR = opts->samples > 1 ? B * (size_t)opts->samples : 0; /* rows of the K-sample bound */
     ws_buf bufs[] = {
@@ -919,14 +1049,25 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(t.rb_y, RB),           WS_BUF(t.rb_dy, RB),
         WS_BUF(t.rb_dl1, RB),         WS_BUF(t.rb_dl2, RB),
         WS_BUF(t.rb_g, RB),           WS_BUF(t.rb_ft, RB ? B : 0),
+        WS_BUF(t.cv_grad, RB ? 2 + t.nrx : 0),
+        WS_BUF(t.rx_s1, RX),          WS_BUF(t.rx_h1, RH),
+        WS_BUF(t.rx_r1, RX ? B : 0),  WS_BUF(t.rx_dz1, RX),
+        WS_BUF(t.rx_u1, RH),          WS_BUF(t.rx_s2, RX),
+        WS_BUF(t.rx_h2, RH),          WS_BUF(t.rx_r2, RX ? B : 0),
+        WS_BUF(t.rx_dz2, RX),         WS_BUF(t.rx_u2, RH),
+        WS_BUF(t.rx_corr, RX),        WS_BUF(t.rx_alpha, RX ? B : 0),
+        WS_BUF(t.rx_v, RX),           WS_BUF(t.rx_sv, RX),
+        WS_BUF(t.rx_t, RH),           WS_BUF(t.rx_da, RH),
     };
     s->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "estimator state");
     if (!s->ws)
         return -1;
     if (learned)
         baseline_init(s, cfg->D, opts->baseline_seed);
-    if (opts->learns_cv)
+    if (t.cv >= EST_CV_REBAR)
         rebar_init(s);
+    if (t.cv >= EST_CV_RELAX)
+        relax_init(s, (int)Z, (int)D, opts->baseline_seed);
     return 0;
 }
 
@@ -949,6 +1090,11 @@ const float *est_last_relaxed(const est_state *s)
 const float *est_last_bound_noise(const est_state *s)
 {
     return s->ws->k_noise;
+}
+
+const float *est_last_cv_grad(const est_state *s)
+{
+    return s->ws->cv_grad;
 }
 
 double est_elbo_gradient(const estimator *e, est_ctx *c)

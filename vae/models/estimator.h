@@ -34,6 +34,15 @@
 #define EST_REBAR_ETA0 1.0f
 #define EST_REBAR_LAMBDA0 0.5f
 #define EST_REBAR_FD_STEP 0.05
+/* RELAX's learned surrogate r(z; x) (surrogate.h): one hidden layer of 200
+ * tanh units on sigmoid(z) and the example's image x, added to REBAR's
+ * eta f(sigma_lambda(z)). */
+#define EST_RELAX_HIDDEN 200
+
+/* What an estimator's control variate trains as it runs (estimator.learns_cv,
+ * est_options.learns_cv): nothing, REBAR's eta and log lambda, or those and
+ * RELAX's surrogate network.  Each kind's state extends the one before it. */
+enum { EST_CV_NONE, EST_CV_REBAR, EST_CV_RELAX };
 
 /* Enumeration limit of `exact`: K^N (or 2^N) codes per example. */
 #define EST_EXACT_MAX_CONFIGS 65536L
@@ -52,7 +61,8 @@ typedef struct {
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
     int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
-    int learns_cv;          /* room for REBAR's eta and log lambda (estimator.learns_cv) */
+    int learns_cv;          /* EST_CV_*: room for what the control variate trains
+                             * (estimator.learns_cv); a larger kind serves the smaller */
 } est_options;
 
 /* baseline mean, variance normalisation on, lr 1e-3, seed 0, 1 sample. */
@@ -89,7 +99,10 @@ typedef struct {
      *   then, for baseline learned, the network's parameters and their
      *   Adam first and second moments (nbl floats each);
      *   then, with est_options.learns_cv, REBAR's eta and log lambda, their
-     *   Adam first and second moments (2 floats each) and its Adam steps. */
+     *   Adam first and second moments (2 floats each) and its Adam steps;
+     *   then, with EST_CV_RELAX, RELAX's surrogate network (nr =
+     *   surr_nparams(zdim, D, EST_RELAX_HIDDEN) floats, surrogate.h's layout),
+     *   its Adam first and second moments (nr each) and its Adam steps. */
     float *persist;
     size_t npersist;
     est_scratch *ws;  /* the one block: scratch layout at its head, then the buffers */
@@ -121,9 +134,10 @@ typedef struct {
      * importance weights) and a->kl with the rest of the bound, so that
      * recon + kl = -bound. */
     int k_sample;
-    /* Trains parameters of its control variate as it runs (REBAR's eta and
-     * log lambda, on the variance of its own estimate): callers set
-     * est_options.learns_cv for it, and warm it up before measuring. */
+    /* Trains parameters of its control variate as it runs, on the variance
+     * of its own estimate (EST_CV_REBAR: eta and log lambda; EST_CV_RELAX:
+     * those and the surrogate network): callers set est_options.learns_cv
+     * to it, and warm it up before measuring. */
     int learns_cv;
 } estimator;
 
@@ -158,6 +172,11 @@ const float *est_last_noise(const est_state *s);
 const float *est_last_relaxed(const est_state *s);
 /* The noise of the last K-sample bound's draw (max_batch K x zdim). */
 const float *est_last_bound_noise(const est_state *s);
+/* The gradient of sum g^2 (g the last estimate of d/dlogits) with respect
+ * to the control variate's trained parameters, as the last step that was
+ * not frozen computed it: [d eta, d log lambda], then with EST_CV_RELAX
+ * the surrogate network's nr; for tests. */
+const float *est_last_cv_grad(const est_state *s);
 
 /* One full estimate of the gradient of the batch's mean negative ELBO
  * (reconstruction by e, analytic KL; with s->samples K > 1 the K-sample
