@@ -103,7 +103,7 @@ for seed in 1 2 3; do
         anneal=""
         [ "$N" != "-" ] && anneal="--anneal-every $N --anneal-rate $r"
         case $row in
-        sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 100 --test-samples 1000" ;;
+        sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 20 --test-samples 1000" ;;
         vae-*) budget="--steps $final_steps --eval-every 5000 --iw-samples 1000" ;;
         esac
         echo "$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"

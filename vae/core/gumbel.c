@@ -9,7 +9,9 @@
  * element).  The same draws as one uniform per element, in order. */
 enum { NOISE_BLOCK = 256 };
 
-void gumbel_noise(float *g, size_t n, rng_t *r)
+/* out[i] = -log(-log u) (gumbel set) or log u - log(1 - u), u the i-th
+ * open uniform of r. */
+static void noise(float *out, size_t n, rng_t *r, int gumbel)
 {
     rng_t st = *r; /* in registers: rng.h */
     double u[NOISE_BLOCK];
@@ -17,25 +19,25 @@ void gumbel_noise(float *g, size_t n, rng_t *r)
         size_t m = n - i0 < NOISE_BLOCK ? n - i0 : NOISE_BLOCK;
         for (size_t i = 0; i < m; i++)
             u[i] = rng_uniform_open(&st);
-        for (size_t i = 0; i < m; i++)
-            g[i0 + i] = (float)-log_pos(-log_pos(u[i]));
+        /* 1 - u is exact: u is a multiple of 2^-53 in (0, 1). */
+        if (gumbel)
+            for (size_t i = 0; i < m; i++)
+                out[i0 + i] = (float)-log_pos(-log_pos(u[i]));
+        else
+            for (size_t i = 0; i < m; i++)
+                out[i0 + i] = (float)(log_pos(u[i]) - log_pos(1.0 - u[i]));
     }
     *r = st;
 }
 
+void gumbel_noise(float *g, size_t n, rng_t *r)
+{
+    noise(g, n, r, 1);
+}
+
 void logistic_noise(float *l, size_t n, rng_t *r)
 {
-    rng_t st = *r;
-    double u[NOISE_BLOCK];
-    for (size_t i0 = 0; i0 < n; i0 += NOISE_BLOCK) {
-        size_t m = n - i0 < NOISE_BLOCK ? n - i0 : NOISE_BLOCK;
-        for (size_t i = 0; i < m; i++)
-            u[i] = rng_uniform_open(&st);
-        /* 1 - u is exact: u is a multiple of 2^-53 in (0, 1). */
-        for (size_t i = 0; i < m; i++)
-            l[i0 + i] = (float)(log_pos(u[i]) - log_pos(1.0 - u[i]));
-    }
-    *r = st;
+    noise(l, n, r, 0);
 }
 
 void gumbel_softmax_forward(float *y, const float *logits, const float *g, int R, int K,
