@@ -167,7 +167,7 @@ void log_softmax_forward(float *logq, const float *logits, int R, int K)
             m = fmaxf(m, l[k]);
         float s = 0.0f;
         for (int k = 0; k < K; k++)
-            s += expf(l[k] - m);
+            s += exp_nonpos(l[k] - m);
         float log_s = logf(s);
         for (int k = 0; k < K; k++)
             o[k] = (l[k] - m) - log_s; /* m + log_s would round to the ulp of m */
@@ -186,6 +186,10 @@ void kl_categorical_forward(double *kl, const float *logq, int B, int N, int K)
     }
 }
 
+/* The backward passes and log_softmax_forward take their exponentials of
+ * log-probabilities (all <= 0) from exp_nonpos (layers.h), which the
+ * compiler inlines and vectorises, where expf is a call per element; the
+ * forward KLs keep double exp. */
 void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, int K,
                              float scale)
 {
@@ -196,9 +200,9 @@ void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, in
         float *d = dlogits + (size_t)g * K;
         float klg = 0.0f;
         for (int k = 0; k < K; k++)
-            klg += expf(lq[k]) * (lq[k] + logK);
+            klg += exp_nonpos(lq[k]) * (lq[k] + logK);
         for (int k = 0; k < K; k++)
-            d[k] += scale * expf(lq[k]) * (lq[k] + logK - klg);
+            d[k] += scale * exp_nonpos(lq[k]) * (lq[k] + logK - klg);
     }
 }
 
@@ -260,13 +264,14 @@ void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *l
                 float *d = dlogits + ((size_t)b * N + i) * K;
                 float klg = 0.0f;
                 for (int k = 0; k < K; k++)
-                    klg += expf(lq[k]) * (lq[k] - lp[k]);
+                    klg += exp_nonpos(lq[k]) * (lq[k] - lp[k]);
                 for (int k = 0; k < K; k++)
-                    d[k] += scale * expf(lq[k]) * (lq[k] - lp[k] - klg);
+                    d[k] += scale * exp_nonpos(lq[k]) * (lq[k] - lp[k] - klg);
             }
             if (dprior)
                 for (int k = 0; k < K; k++)
-                    dprior[(size_t)i * K + k] += prior_scale * (expf(lp[k]) - expf(lq[k]));
+                    dprior[(size_t)i * K + k] +=
+                        prior_scale * (exp_nonpos(lp[k]) - exp_nonpos(lq[k]));
         }
     }
 }
