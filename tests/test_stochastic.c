@@ -16,6 +16,11 @@
  *   statistics of earlier ones only, then folded in with decay 0.8; frozen
  *   statistics never move; the running mean of batches drawn around a
  *   fixed mean converges to it.
+ * - REBAR's conditional resample zt ~ z | b: its hard value is b; dzt and
+ *   the Jacobian products (backward J^T g, tangent J tl) against central
+ *   differences, both latent types; drawn after b ~ q, its law is z's
+ *   (logistic for a unit; for a categorical variable, per class the mean,
+ *   variance and CDF at the location of l + Gumbel, zero covariances).
  * - The estimator list: names parse back, each help is one line, and a
  *   refusal is one line that names the flag, the task and its choices. */
 #include "rng.h"
