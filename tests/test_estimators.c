@@ -1707,7 +1707,7 @@ START_TEST(e2e_refusals_and_gradvar)
                       defined ? "lacks" : "runs", name, out);
     }
     ck_assert_msg(testutil_contains(out, "\nexact,categorical,2x3,8,5,50,encoder,"), "%s", out);
-    /* The Bernoulli-only estimators on 3 bits, beside exact (rebar and
+    /* The Bernoulli estimators on 3 bits, beside exact (rebar and
      * relax warm up their control variates first). */
     snprintf(cmd, sizeof cmd,
              "%s gradvar --data %s --latent-type bernoulli --latent 3 --hidden 8 --batch 5 "

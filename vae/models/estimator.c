@@ -64,7 +64,7 @@ struct est_scratch {
     float *cv_grad;       /* [2 + nrx] d sum g^2 / d (eta, log lambda, r's parameters) */
 
     /* RELAX (EST_CV_RELAX): the surrogate r at z (1) and at zt (2), H =
-     * EST_RELAX_HIDDEN: sigmoid inputs [B][Z], tanh units [B][H], outputs
+     * EST_RELAX_HIDDEN: squashed inputs [B][Z], tanh units [B][H], outputs
      * [B], input gradients [B][Z] and w2 (1 - h^2) [B][H]; corr [B][Z]
      * d r(z)/dl - d r(zt)/dl per unit; the variance gradient's weights
      * alpha [B] and v [B][Z] and its scratch sv [B][Z], t and da [B][H].
@@ -581,7 +581,8 @@ static void rebar_relaxed(est_ctx *c, const float *pre, const float *dpre, float
 /* REBAR's estimate (Tucker et al. 2017, Eq. 5 with the conditional
  * resample of Sec. 3) into g, per unit of example b:
  *   ([f(b) - eta f(s(zt))] (b - p) + eta (dl1 - dl2)) / B
- * with s = sigmoid(. / lambda), dl1 = d f(s(z)) / dl, dl2 = d f(s(zt)) / dl
+ * with s the relaxation at lambda (rebar_relaxed), dl1 = d f(s(z)) / dl,
+ * dl2 = d f(s(zt)) / dl
  * (zt through its reparameterisation); returns sum g^2.  RELAX (rt not
  * NULL) adds its surrogate r to the control variate: -rt[b] (b - p) + corr
  * with rt = r(zt) and corr = d r(z)/dl - d r(zt)/dl (relax_surrogate). */
