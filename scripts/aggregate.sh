@@ -127,7 +127,7 @@ out=$dir/README.md
     done
     if [ $beyond = 1 ]; then
         estimators="arm disarm rebar relax vimco-k5 gumbel-k5 gumbel-taulearned"
-        vae_table test_neg_elbo "VAE beyond the paper: test -ELBO (arm, disarm, rebar, relax: Bernoulli only)"
+        vae_table test_neg_elbo "VAE beyond the paper: test -ELBO (arm, disarm: Bernoulli only)"
         vae_table test_neg_log_px_iw "VAE beyond the paper: importance-sampled -log p(x), 1000 samples"
         estimators="sf darn muprop st annealed-st gumbel st-gumbel"
     fi

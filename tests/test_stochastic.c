@@ -16,6 +16,11 @@
  *   statistics of earlier ones only, then folded in with decay 0.8; frozen
  *   statistics never move; the running mean of batches drawn around a
  *   fixed mean converges to it.
+ * - REBAR's conditional resample zt ~ z | b: its hard value is b; dzt and
+ *   the Jacobian products (backward J^T g, tangent J tl) against central
+ *   differences, both latent types; drawn after b ~ q, its law is z's
+ *   (logistic for a unit; for a categorical variable, per class the mean,
+ *   variance and CDF at the location of l + Gumbel, zero covariances).
  * - The estimator list: names parse back, each help is one line, and a
  *   refusal is one line that names the flag, the task and its choices. */
 #include "rng.h"
@@ -438,6 +443,158 @@ START_TEST(rebar_conditional)
 }
 END_TEST
 
+/* One row's class chosen by b (its one-hot) per variable of s. */
+static int chosen_class(const float *b, int K)
+{
+    for (int k = 0; k < K; k++)
+        if (b[k] > 0.5f)
+            return k;
+    return -1;
+}
+
+/* The Jacobian products of REBAR's conditional resample, both latent
+ * types, R rows of random logits (scale 3), hard samples and uniforms:
+ * stoch_rebar_conditional_tangent J tl and _backward J^T g against central
+ * differences (step 1e-2 on float logits, b and v fixed) of tl . zt(l + h tl)
+ * and of g . zt(l + h e_j); bound 1e-3 of the largest + 1e-4.  The hard
+ * value of zt is b (its sign per unit, its argmax per variable). */
+START_TEST(rebar_conditional_jacobian)
+{
+    stoch_layer s = layer_of(_i);
+    int Z = stoch_dim(&s), n = R * Z;
+    rng_t r;
+    rng_seed(&r, 41 + _i);
+    for (int t = 0; t < 50; t++) {
+        float l[R * MAXU], b[R * MAXU], v[R * MAXU], p[R * MAXU], zt[R * MAXU], dzt[R * MAXU];
+        float tl[R * MAXU], g[R * MAXU], tan[R * MAXU], back[R * MAXU], hard[R * MAXU];
+        float lp[R * MAXU], up[R * MAXU], down[R * MAXU], scratch[R * MAXU];
+        random_fill(l, n, 3.0, &r);
+        random_fill(tl, n, 1.0, &r);
+        random_fill(g, n, 1.0, &r);
+        for (int i = 0; i < n; i++)
+            v[i] = rng_uniformf_open(&r);
+        stoch_probs_forward(&s, p, l, R, 1.0f);
+        stoch_sample_probs(&s, b, p, R, &r);
+        stoch_rebar_conditional(&s, zt, dzt, b, l, v, R);
+        if (s.type == LATENT_CATEGORICAL)
+            stoch_hard_from_relaxed(&s, hard, zt, R); /* argmax */
+        else
+            for (int i = 0; i < n; i++)
+                hard[i] = zt[i] > 0.0f ? 1.0f : 0.0f;
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(hard[i] == b[i], "draw %d unit %d: hard value of zt %g, b %g", t, i,
+                          hard[i], b[i]);
+        stoch_rebar_conditional_tangent(&s, tan, dzt, p, tl, R);
+        stoch_rebar_conditional_backward(&s, back, dzt, p, g, R);
+        const float h = 1e-2f;
+        double num_tan[R * MAXU], num_back[R * MAXU], st = 0.0, sb = 0.0;
+        for (int i = 0; i < n; i++)
+            lp[i] = l[i] + h * tl[i];
+        stoch_rebar_conditional(&s, up, scratch, b, lp, v, R);
+        for (int i = 0; i < n; i++)
+            lp[i] = l[i] - h * tl[i];
+        stoch_rebar_conditional(&s, down, scratch, b, lp, v, R);
+        for (int i = 0; i < n; i++) {
+            num_tan[i] = ((double)up[i] - down[i]) / (2.0 * h);
+            st = fmax(st, fabs(num_tan[i]));
+        }
+        for (int j = 0; j < n; j++) {
+            memcpy(lp, l, sizeof(float) * n);
+            lp[j] = l[j] + h;
+            stoch_rebar_conditional(&s, up, scratch, b, lp, v, R);
+            lp[j] = l[j] - h;
+            stoch_rebar_conditional(&s, down, scratch, b, lp, v, R);
+            double d = 0.0;
+            for (int i = 0; i < n; i++)
+                d += (double)g[i] * ((double)up[i] - down[i]);
+            num_back[j] = d / ((double)(l[j] + h) - (double)(l[j] - h));
+            sb = fmax(sb, fabs(num_back[j]));
+        }
+        for (int i = 0; i < n; i++) {
+            ck_assert_msg(fabs(tan[i] - num_tan[i]) <= 1e-3 * st + 1e-4,
+                          "%s draw %d: tangent[%d] %.7g, central difference %.7g",
+                          stoch_latent_name(s.type), t, i, tan[i], num_tan[i]);
+            ck_assert_msg(fabs(back[i] - num_back[i]) <= 1e-3 * sb + 1e-4,
+                          "%s draw %d: backward[%d] %.7g, central difference %.7g",
+                          stoch_latent_name(s.type), t, i, back[i], num_back[i]);
+        }
+    }
+}
+END_TEST
+
+/* REBAR's categorical conditional resample has the law of z = l + Gumbel
+ * noise when b is drawn from softmax(l) first: over M draws of (b, v) for
+ * one variable of K = 4 classes with logits that do not sum to 0 in
+ * probability (log sum exp l = 1.86), per class the mean of zt is l_k +
+ * Euler's gamma and its variance pi^2 / 6 (standard errors sqrt(var / M)
+ * and var sqrt(4.4 / M), the Gumbel's excess kurtosis being 12/5), each
+ * pair of classes is uncorrelated (standard error var / sqrt(M), that of
+ * a product of two independent centred Gumbels), P(zt_k < l_k) = exp(-1)
+ * (the Gumbel's CDF at its location), b's frequencies are softmax(l), and
+ * the argmax of zt is b; all within 4 standard errors.  A resample without
+ * the log-sum-exp shift, or with the unnormalised exp(l) for theta, fails
+ * the means by tens of errors. */
+START_TEST(rebar_conditional_categorical_law)
+{
+    enum { K = 4 };
+    const stoch_layer s = {LATENT_CATEGORICAL, 1, K};
+    const float l[K] = {0.5f, -0.3f, 1.2f, -1.0f};
+    const int M = 400000;
+    const double gamma = 0.57721566490153286, var = 3.14159265358979324 * 3.14159265358979324 / 6.0;
+    double p[K], se = 0.0, sum[K] = {0}, sq[K] = {0}, cross[K][K] = {{0}};
+    long below[K] = {0}, chosen[K] = {0};
+    for (int k = 0; k < K; k++)
+        se += exp(l[k]);
+    for (int k = 0; k < K; k++)
+        p[k] = exp(l[k]) / se;
+    rng_t r;
+    rng_seed(&r, 77);
+    for (int m = 0; m < M; m++) {
+        float b[K] = {0}, v[K], zt[K], dzt[K], hard[K];
+        double u = rng_uniform_open(&r), acc = 0.0;
+        int pick = K - 1;
+        for (int k = 0; k < K - 1; k++)
+            if (u < (acc += p[k])) {
+                pick = k;
+                break;
+            }
+        b[pick] = 1.0f;
+        chosen[pick]++;
+        for (int k = 0; k < K; k++)
+            v[k] = rng_uniformf_open(&r);
+        stoch_rebar_conditional(&s, zt, dzt, b, l, v, 1);
+        stoch_hard_from_relaxed(&s, hard, zt, 1);
+        ck_assert_int_eq(chosen_class(hard, K), pick);
+        for (int k = 0; k < K; k++) {
+            double c = zt[k] - l[k] - gamma;
+            sum[k] += c;
+            sq[k] += c * c;
+            below[k] += zt[k] < l[k];
+            for (int j = 0; j < k; j++)
+                cross[k][j] += c * ((double)zt[j] - l[j] - gamma);
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        double mean = sum[k] / M, v2 = sq[k] / M - mean * mean, cdf = exp(-1.0);
+        ck_assert_msg(fabs(mean) <= 4.0 * sqrt(var / M), "class %d: mean of zt - l - gamma %.5f",
+                      k, mean);
+        ck_assert_msg(fabs(v2 - var) <= 4.0 * var * sqrt(4.4 / M), "class %d: variance %.5f, "
+                      "want %.5f", k, v2, var);
+        double fb = (double)below[k] / M;
+        ck_assert_msg(fabs(fb - cdf) <= 4.0 * sqrt(cdf * (1 - cdf) / M),
+                      "class %d: P(zt < l) %.5f, want %.5f", k, fb, cdf);
+        double fc = (double)chosen[k] / M;
+        ck_assert_msg(fabs(fc - p[k]) <= 4.0 * sqrt(p[k] * (1 - p[k]) / M),
+                      "class %d chosen %.5f, probability %.5f", k, fc, p[k]);
+        for (int j = 0; j < k; j++) {
+            double cov = cross[k][j] / M - (sum[k] / M) * (sum[j] / M);
+            ck_assert_msg(fabs(cov) <= 4.0 * var / sqrt(M), "classes %d, %d: covariance %.5f",
+                          k, j, cov);
+        }
+    }
+}
+END_TEST
+
 START_TEST(estimator_list)
 {
     for (int e = 0; e < STOCH_NESTIMATORS; e++) {
@@ -479,6 +636,8 @@ static Suite *stochastic_suite(void)
     tcase_add_test(tc, nvil_statistics);
     tcase_add_test(tc, nvil_tracks_the_mean);
     tcase_add_test(tc, rebar_conditional);
+    tcase_add_loop_test(tc, rebar_conditional_jacobian, 0, 2);
+    tcase_add_test(tc, rebar_conditional_categorical_law);
     tcase_add_test(tc, estimator_list);
     suite_add_tcase(s, tc);
     return s;

@@ -360,11 +360,46 @@ void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b,
     }
 }
 
+/* REBAR's conditional sample of one categorical variable of K classes
+ * (stochastic.h): logits l, one-hot b, uniforms v into zt and the a_i of
+ * its Jacobian into dzt.  In double, in logs: zt_i = -logaddexp(log e_i -
+ * l_i, log e_k - Z) and a_i = sigmoid of the difference of the two, so
+ * that no e_i / theta_i overflows for a class of tiny probability. */
+static void rebar_conditional_categorical(float *zt, float *dzt, const float *b, const float *l,
+                                          const float *v, int K)
+{
+    int k = 0;
+    double mx = l[0];
+    for (int i = 1; i < K; i++) {
+        if (b[i] > b[k])
+            k = i;
+        mx = fmax(mx, l[i]);
+    }
+    double se = 0.0;
+    for (int i = 0; i < K; i++)
+        se += exp(l[i] - mx);
+    double lse = mx + log(se), log_ek = log(-log((double)v[k])), top = log_ek - lse;
+    for (int i = 0; i < K; i++) {
+        if (i == k) {
+            zt[i] = (float)(lse - log_ek);
+            dzt[i] = 0.0f;
+            continue;
+        }
+        double own = log(-log((double)v[i])) - l[i], hi = fmax(own, top);
+        zt[i] = (float)-(hi + log(exp(own - hi) + exp(top - hi)));
+        dzt[i] = (float)(1.0 / (1.0 + exp(top - own)));
+    }
+}
+
 void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
                              const float *logits, const float *v, int R)
 {
-    assert(s->type == LATENT_BERNOULLI);
     size_t n = units(s, R);
+    if (s->type == LATENT_CATEGORICAL) {
+        for (size_t o = 0; o < n; o += s->K)
+            rebar_conditional_categorical(zt + o, dzt + o, b + o, logits + o, v + o, s->K);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         double p = 1.0 / (1.0 + exp(-(double)logits[i])), q = 1.0 - p, u, one_minus;
         /* u' and 1 - u' each without cancellation; u'_l / (u' (1 - u'))
@@ -379,6 +414,42 @@ void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const 
             dzt[i] = (float)(1.0 - p / one_minus);
         }
         zt[i] = (float)(logits[i] + log(u) - log(one_minus));
+    }
+}
+
+void stoch_rebar_conditional_backward(const stoch_layer *s, float *dlogits, const float *dzt,
+                                      const float *p, const float *dzt_grad, int R)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_BERNOULLI) {
+        for (size_t i = 0; i < n; i++)
+            dlogits[i] = dzt_grad[i] * dzt[i];
+        return;
+    }
+    for (size_t o = 0; o < n; o += s->K) {
+        double rest = 0.0;
+        for (int i = 0; i < s->K; i++)
+            rest += (1.0 - dzt[o + i]) * dzt_grad[o + i];
+        for (int i = 0; i < s->K; i++)
+            dlogits[o + i] = (float)(dzt[o + i] * dzt_grad[o + i] + p[o + i] * rest);
+    }
+}
+
+void stoch_rebar_conditional_tangent(const stoch_layer *s, float *tzt, const float *dzt,
+                                     const float *p, const float *tl, int R)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_BERNOULLI) {
+        for (size_t i = 0; i < n; i++)
+            tzt[i] = tl[i] * dzt[i];
+        return;
+    }
+    for (size_t o = 0; o < n; o += s->K) {
+        double mean = 0.0;
+        for (int i = 0; i < s->K; i++)
+            mean += (double)p[o + i] * tl[o + i];
+        for (int i = 0; i < s->K; i++)
+            tzt[o + i] = (float)(dzt[o + i] * tl[o + i] + (1.0 - dzt[o + i]) * mean);
     }
 }
 
@@ -421,13 +492,9 @@ double stoch_nvil_centre(stoch_nvil *s, double *u, int B, int var_norm, int froz
 #define BOTH ((1u << LATENT_CATEGORICAL) | (1u << LATENT_BERNOULLI))
 #define BERNOULLI_ONLY (1u << LATENT_BERNOULLI)
 
-/* Why REBAR and RELAX refuse a categorical code. */
-#define CONDITIONAL_WHY "its conditional resample z~|b is implemented for Bernoulli units only"
-
 static const struct {
     const char *name, *help;
     unsigned latents;
-    const char *why;  /* NULL, or why it is not defined for every latent type */
 } estimators[STOCH_NESTIMATORS] = {
     [STOCH_GUMBEL] = {"gumbel", "Gumbel-Softmax (Concrete; Binary Concrete for Bernoulli "
                                 "units) relaxation; pathwise gradient through the soft sample "
@@ -461,16 +528,15 @@ static const struct {
                               "bound (--samples K >= 2), each sample's signal centred by the "
                               "bound with it replaced by the others' geometric mean; unbiased",
                      BOTH},
-    [STOCH_REBAR] = {"rebar", "REBAR (Tucker et al. 2017), Bernoulli only: score function with "
-                              "the Binary Concrete control variate at the conditional resample "
+    [STOCH_REBAR] = {"rebar", "REBAR (Tucker et al. 2017): score function with the Concrete "
+                              "(Binary Concrete) control variate at the conditional resample "
                               "z~|b plus its reparameterised correction; eta and temperature "
-                              "trained on the gradient's variance; unbiased", BERNOULLI_ONLY,
-                     CONDITIONAL_WHY},
-    [STOCH_RELAX] = {"relax", "RELAX (Grathwohl et al. 2018), Bernoulli only: REBAR's estimator "
-                              "with a learned surrogate added to its control variate (1 hidden "
-                              "layer, 200 tanh units, on sigmoid(z) and x), trained with eta and the "
-                              "temperature on the gradient's variance; unbiased", BERNOULLI_ONLY,
-                     CONDITIONAL_WHY},
+                              "trained on the gradient's variance; unbiased", BOTH},
+    [STOCH_RELAX] = {"relax", "RELAX (Grathwohl et al. 2018): REBAR's estimator with a learned "
+                              "surrogate added to its control variate (1 hidden layer, 200 tanh "
+                              "units, on sigmoid(z) per unit or softmax(z) per variable, and x), "
+                              "trained with eta and the temperature on the gradient's variance; "
+                              "unbiased", BOTH},
 };
 
 int stoch_estimator_parse(const char *name, stoch_estimator *out)
@@ -506,9 +572,8 @@ int stoch_estimator_check(stoch_estimator e, unsigned supported, const char *tas
 {
     assert(e >= 0 && e < STOCH_NESTIMATORS);
     if (!stoch_estimator_defined(e, t))
-        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones%s%s%s",
-                    estimators[e].name, stoch_latent_name(t), estimators[e].why ? " (" : "",
-                    estimators[e].why ? estimators[e].why : "", estimators[e].why ? ")" : "");
+        return errf(err, "--estimator '%s': for Bernoulli latents only, not %s ones",
+                    estimators[e].name, stoch_latent_name(t));
     if (supported & (1u << e))
         return 0;
     char list[256] = "";

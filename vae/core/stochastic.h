@@ -51,7 +51,7 @@ void stoch_probs_forward(const stoch_layer *s, float *p, const float *logits, in
 /* dlogits = J^T dp (overwrites), J the Jacobian of stoch_probs_forward at
  * temperature tau and p its output.  Since a relaxed sample is the
  * probabilities of logits + noise, this is also the relaxed sample's
- * backward with p = y. */
+ * backward with p = y.  dlogits may be dp. */
 void stoch_probs_backward(const stoch_layer *s, float *dlogits, const float *p, const float *dp,
                           int R, float tau);
 
@@ -166,14 +166,40 @@ void stoch_disarm_backward(const stoch_layer *s, float *dlogits, const float *b,
                            const float *p, const double *df, int R, float scale);
 
 /* REBAR's conditional relaxed sample (Tucker et al. 2017, Sec. 3 and App.
- * A): given the bits b of Bernoulli units with probabilities p = sigmoid(l)
- * and fresh uniforms v, zt = l + logit(u') with u' = 1 - p (1 - v) for a 1
- * and u' = v (1 - p) for a 0, a draw of the logistic pre-activation given
- * its sign, i.e. of z = l + logit(u) given H(z) = b; dzt = d zt / dl along
- * that reparameterisation (v and b fixed): 1 + u'_l / (u' (1 - u')), u'_l
- * = -(1 - v) p (1 - p) or -v p (1 - p).  Bernoulli layers only. */
+ * A): given a hard sample b of the layer with logits l and fresh uniforms
+ * v (one per unit), zt, a draw of the relaxed pre-activation z given that
+ * its hard value H(z) is b, reparameterised through l with v and b fixed.
+ *
+ * Bernoulli units, z = l + logit(u): zt = l + logit(u') with u' = 1 -
+ * p (1 - v) for a 1 and u' = v (1 - p) for a 0 (p = sigmoid(l)).
+ *
+ * Categorical variables, z = l + Gumbel noise and b its one-hot argmax k:
+ * with e_i = -log v_i, theta = softmax(l) and Z = log sum exp(l), the
+ * chosen class's zt_k = Z - log e_k (the maximum of the K perturbed
+ * logits is Gumbel at Z, whichever class wins) and each other class's
+ * zt_i = -log(e_i / exp(l_i) + e_k / exp(Z)), a Gumbel at l_i truncated
+ * below zt_k (the paper's -log(-log v_i / theta_i - log v_k), shifted by
+ * Z so that zt is a draw of l + Gumbel itself, not of log theta + Gumbel).
+ *
+ * dzt holds the Jacobian d zt / dl in a form per unit: Bernoulli, its
+ * diagonal 1 + u'_l / (u' (1 - u')), u'_l = -(1 - v) p (1 - p) or
+ * -v p (1 - p) (the whole Jacobian); categorical, a_i in [0, 1) with
+ * d zt_i / dl_j = a_i [i = j] + (1 - a_i) theta_j per variable, a_i =
+ * (e_i / theta_i) / (e_i / theta_i + e_k) and a_k = 0.  Products with it:
+ * stoch_rebar_conditional_backward and _tangent. */
 void stoch_rebar_conditional(const stoch_layer *s, float *zt, float *dzt, const float *b,
                              const float *logits, const float *v, int R);
+/* dlogits = J^T dzt_grad, J = d zt / dl of stoch_rebar_conditional from
+ * its dzt and the probabilities p = stoch_probs_forward(l) at tau 1 (unused
+ * for Bernoulli units): per unit dzt dzt_grad (Bernoulli), per variable
+ * a_j g_j + p_j sum_i (1 - a_i) g_i.  dlogits may be dzt_grad. */
+void stoch_rebar_conditional_backward(const stoch_layer *s, float *dlogits, const float *dzt,
+                                      const float *p, const float *dzt_grad, int R);
+/* tzt = J tl, the change of zt along a change tl of the logits (J as
+ * above): dzt tl per unit, a_i tl_i + (1 - a_i) <p, tl> per variable.
+ * tzt may be tl. */
+void stoch_rebar_conditional_tangent(const stoch_layer *s, float *tzt, const float *dzt,
+                                     const float *p, const float *tl, int R);
 
 /* NVIL's centring of a learning signal (Mnih & Gregor 2014, Sec. 3.3): the
  * running mean and variance of the signal's batch mean and variance, as
@@ -228,8 +254,7 @@ int stoch_estimator_parse(const char *name, stoch_estimator *out);
 const char *stoch_estimator_name(stoch_estimator e);
 const char *stoch_estimator_help(stoch_estimator e);
 /* Whether estimator e runs on latents of type t (ARM and DisARM are
- * defined for Bernoulli units only; REBAR and RELAX are implemented for
- * them only). */
+ * defined for Bernoulli units only). */
 int stoch_estimator_defined(stoch_estimator e, latent_type t);
 /* 0 when e is defined for latents of type t and in `supported` (what the
  * task implements); else -1 and one line into err naming the flag, e.g.

@@ -7,8 +7,9 @@
 
 #include "layers.h"
 
-size_t surr_nparams(int Z, int C, int H)
+size_t surr_nparams(const stoch_layer *code, int C, int H)
 {
+    size_t Z = (size_t)stoch_dim(code);
     return (size_t)H * Z + (size_t)H * C + 2 * (size_t)H + 1;
 }
 
@@ -29,21 +30,36 @@ static surr_blocks blocks(const float *params, int Z, int C, int H)
     return k;
 }
 
-void surr_init(float *params, int Z, int C, int H, rng_t *r)
+/* out[B][Z] = J x per row, J the Jacobian of s(z) at its output s:
+ * s (1 - s) x per unit, s (x - <s, x>) per variable (symmetric, so also
+ * J^T x).  out may be x. */
+static void squash_jvp(const stoch_layer *code, float *out, const float *s, const float *x,
+                       int B)
 {
-    memset(params, 0, surr_nparams(Z, C, H) * sizeof(float));
+    if (code->type == LATENT_CATEGORICAL) {
+        stoch_probs_backward(code, out, s, x, B, 1.0f);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)B * code->N; i++)
+        out[i] = s[i] * (1.0f - s[i]) * x[i];
+}
+
+void surr_init(float *params, const stoch_layer *code, int C, int H, rng_t *r)
+{
+    int Z = stoch_dim(code);
+    memset(params, 0, surr_nparams(code, C, H) * sizeof(float));
     surr_blocks k = blocks(params, Z, C, H);
     linear_init_glorot(k.W1, Z, H, r);
     if (C > 0)
         linear_init_glorot(k.V, C, H, r);
 }
 
-void surr_forward(const float *params, int Z, int C, int H, const float *z, const float *x,
-                  int B, float *s, float *h, float *out)
+void surr_forward(const float *params, const stoch_layer *code, int C, int H, const float *z,
+                  const float *x, int B, float *s, float *h, float *out)
 {
+    int Z = stoch_dim(code);
     surr_blocks k = blocks(params, Z, C, H);
-    for (size_t i = 0; i < (size_t)B * Z; i++)
-        s[i] = sigmoidf_stable(z[i]);
+    stoch_probs_forward(code, s, z, B, 1.0f);
     linear_forward(h, s, k.W1, k.b1, B, Z, H, 0);
     /* h[B][H] += x[B][C] V^T */
     if (C > 0)
@@ -54,36 +70,36 @@ void surr_forward(const float *params, int Z, int C, int H, const float *z, cons
     linear_forward(out, h, k.w2, k.b2, B, H, 1, 0);
 }
 
-void surr_input_grad(const float *params, int Z, int C, int H, const float *s, const float *h,
-                     int B, float *u, float *dz)
+void surr_input_grad(const float *params, const stoch_layer *code, int C, int H, const float *s,
+                     const float *h, int B, float *u, float *dz)
 {
+    int Z = stoch_dim(code);
     surr_blocks k = blocks(params, Z, C, H);
     for (int b = 0; b < B; b++)
         for (int j = 0; j < H; j++) {
             float hj = h[(size_t)b * H + j];
             u[(size_t)b * H + j] = k.w2[j] * (1.0f - hj * hj);
         }
-    /* d r / ds = u W1, then sigmoid's s (1 - s). */
+    /* d r / ds = u W1, then the squashing's Jacobian. */
     linear_backward_input(dz, u, k.W1, B, Z, H);
-    for (size_t i = 0; i < (size_t)B * Z; i++)
-        dz[i] *= s[i] * (1.0f - s[i]);
+    squash_jvp(code, dz, s, dz, B);
 }
 
-/* Per row, with a = W1 s + V x + b1, h = tanh(a), sv = s (1 - s) v and
- * t = W1 sv (the directional derivative of a along v):
+/* Per row, with a = W1 s + V x + b1, h = tanh(a), sv = J v (J the
+ * squashing's Jacobian: s (1 - s) v per unit) and t = W1 sv (the directional derivative of a along v):
  *   alpha r + v . dr/dz = alpha (w2 . h + b2) + sum_k w2_k (1 - h_k^2) t_k,
  * so d/db2 = alpha, d/dw2_k = alpha h_k + (1 - h_k^2) t_k, the gradient at
  * a_k is da_k = w2_k (1 - h_k^2) (alpha - 2 h_k t_k) (tanh'' = -2 h tanh')
  * and at t_k it is u_k = w2_k (1 - h_k^2); W1 gets da s^T + u sv^T, V gets
  * da x^T and b1 gets da. */
-void surr_param_grad(const float *params, int Z, int C, int H, const float *s, const float *x,
-                     const float *h, const float *u, const float *alpha, const float *v, int B,
-                     float *sv, float *t, float *da, float *grads)
+void surr_param_grad(const float *params, const stoch_layer *code, int C, int H, const float *s,
+                     const float *x, const float *h, const float *u, const float *alpha,
+                     const float *v, int B, float *sv, float *t, float *da, float *grads)
 {
+    int Z = stoch_dim(code);
     surr_blocks k = blocks(params, Z, C, H), g = blocks(grads, Z, C, H);
     if (v) {
-        for (size_t i = 0; i < (size_t)B * Z; i++)
-            sv[i] = s[i] * (1.0f - s[i]) * v[i];
+        squash_jvp(code, sv, s, v, B);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, Z, 1.0f, sv, Z, k.W1, Z, 0.0f,
                     t, H);
     }

@@ -64,7 +64,7 @@ struct est_scratch {
     float *cv_grad;       /* [2 + nrx] d sum g^2 / d (eta, log lambda, r's parameters) */
 
     /* RELAX (EST_CV_RELAX): the surrogate r at z (1) and at zt (2), H =
-     * EST_RELAX_HIDDEN: sigmoid inputs [B][Z], tanh units [B][H], outputs
+     * EST_RELAX_HIDDEN: squashed inputs [B][Z], tanh units [B][H], outputs
      * [B], input gradients [B][Z] and w2 (1 - h^2) [B][H]; corr [B][Z]
      * d r(z)/dl - d r(zt)/dl per unit; the variance gradient's weights
      * alpha [B] and v [B][Z] and its scratch sv [B][Z], t and da [B][H].
@@ -552,10 +552,13 @@ static void run_vimco(est_ctx *c)
     }
 }
 
-/* One relaxed pass of REBAR: y = sigmoid(pre / lambda) decoded, f(y) per
- * example into f, and its pathwise gradient at the logits into dl,
- * f'(y) y (1 - y) / lambda times d pre / dl (dpre; NULL: 1).  The
- * decoder's parameter gradients go to the discard buffer; a->recon is
+/* One relaxed pass of REBAR: y = the code's probabilities of pre at
+ * temperature lambda (sigmoid(pre / lambda) per unit, softmax(pre /
+ * lambda) per variable) decoded, f(y) per example into f, and its
+ * pathwise gradient at the logits into dl: f'(y) through y's backward,
+ * then through d pre / dl, the identity (dpre NULL: pre = l + noise) or
+ * the conditional resample's Jacobian (dpre its dzt).  The decoder's
+ * parameter gradients go to the discard buffer; a->recon is
  * overwritten. */
 static void rebar_relaxed(est_ctx *c, const float *pre, const float *dpre, float lambda,
                           double *f, float *dl)
@@ -563,23 +566,23 @@ static void rebar_relaxed(est_ctx *c, const float *pre, const float *dpre, float
     vae_model *m = c->m;
     vae_acts *a = c->a;
     est_scratch *w = c->s->ws;
-    size_t n = (size_t)c->B * vae_zdim(&m->cfg);
-    float inv = 1.0f / lambda;
-    for (size_t i = 0; i < n; i++)
-        w->rb_y[i] = sigmoidf_stable(pre[i] * inv);
+    stoch_layer code = vae_code(&m->cfg);
+    stoch_probs_forward(&code, w->rb_y, pre, c->B, lambda);
     vae_decode(m, a, w->rb_y, c->B);
     vae_recon_loss(m, a, c->x, c->B);
     if (f)
         memcpy(f, a->recon, (size_t)c->B * sizeof(double));
     vae_decode_backward_rows(m, a, c->x, w->rb_y, c->B, NULL, 1.0f, w->grad_discard, w->rb_dy);
-    for (size_t i = 0; i < n; i++)
-        dl[i] = w->rb_dy[i] * w->rb_y[i] * (1.0f - w->rb_y[i]) * inv * (dpre ? dpre[i] : 1.0f);
+    stoch_probs_backward(&code, dl, w->rb_y, w->rb_dy, c->B, lambda);
+    if (dpre)
+        stoch_rebar_conditional_backward(&code, dl, dpre, w->zbar, dl, c->B);
 }
 
 /* REBAR's estimate (Tucker et al. 2017, Eq. 5 with the conditional
  * resample of Sec. 3) into g, per unit of example b:
  *   ([f(b) - eta f(s(zt))] (b - p) + eta (dl1 - dl2)) / B
- * with s = sigmoid(. / lambda), dl1 = d f(s(z)) / dl, dl2 = d f(s(zt)) / dl
+ * with s the relaxation at lambda (rebar_relaxed), dl1 = d f(s(z)) / dl,
+ * dl2 = d f(s(zt)) / dl
  * (zt through its reparameterisation); returns sum g^2.  RELAX (rt not
  * NULL) adds its surrogate r to the control variate: -rt[b] (b - p) + corr
  * with rt = r(zt) and corr = d r(z)/dl - d r(zt)/dl (relax_surrogate). */
@@ -621,31 +624,37 @@ static float *relax_params(const est_state *s)
 
 /* RELAX's surrogate on this draw: r and its input gradient at z (rb_z)
  * and at zt (rb_zt), and corr = d r(z)/dl - d r(zt)/dl per unit (z moves
- * one for one with l; zt by rb_dzt). */
+ * one for one with l; zt by the conditional resample's Jacobian, whose
+ * product leaves rx_dz2 holding d r(zt)/dl). */
 static void relax_surrogate(est_ctx *c)
 {
     est_scratch *w = c->s->ws;
     const float *P = relax_params(c->s);
-    int B = c->B, Z = vae_zdim(&c->m->cfg), D = c->m->cfg.D, H = w->rx_hidden;
-    surr_forward(P, Z, D, H, w->rb_z, c->x, B, w->rx_s1, w->rx_h1, w->rx_r1);
-    surr_input_grad(P, Z, D, H, w->rx_s1, w->rx_h1, B, w->rx_u1, w->rx_dz1);
-    surr_forward(P, Z, D, H, w->rb_zt, c->x, B, w->rx_s2, w->rx_h2, w->rx_r2);
-    surr_input_grad(P, Z, D, H, w->rx_s2, w->rx_h2, B, w->rx_u2, w->rx_dz2);
+    stoch_layer code = vae_code(&c->m->cfg);
+    int B = c->B, Z = stoch_dim(&code), D = c->m->cfg.D, H = w->rx_hidden;
+    surr_forward(P, &code, D, H, w->rb_z, c->x, B, w->rx_s1, w->rx_h1, w->rx_r1);
+    surr_input_grad(P, &code, D, H, w->rx_s1, w->rx_h1, B, w->rx_u1, w->rx_dz1);
+    surr_forward(P, &code, D, H, w->rb_zt, c->x, B, w->rx_s2, w->rx_h2, w->rx_r2);
+    surr_input_grad(P, &code, D, H, w->rx_s2, w->rx_h2, B, w->rx_u2, w->rx_dz2);
+    stoch_rebar_conditional_backward(&code, w->rx_dz2, w->rb_dzt, w->zbar, w->rx_dz2, B);
     for (size_t i = 0; i < (size_t)B * Z; i++)
-        w->rx_corr[i] = w->rx_dz1[i] - w->rx_dz2[i] * w->rb_dzt[i];
+        w->rx_corr[i] = w->rx_dz1[i] - w->rx_dz2[i];
 }
 
 /* d sum_i g_i^2 / d (r's parameters) into grad, g the estimate in
- * a->dlogits.  r enters g_i = (... - r(zt)) (b_i - p_i) / B + (dr(z)/dz_i -
- * dr(zt)/dz_i dzt_i) / B, so 2 g . dg is the parameter gradient of
- *   sum_b [alpha_b r(zt_b) + v1_b . dr(z_b)/dz + v2_b . dr(zt_b)/dz]
+ * a->dlogits.  r enters g = (... - r(zt)) (b - p) / B + (dr(z)/dz -
+ * J^T dr(zt)/dzt) / B, J = d zt / dl, so 2 g . dg is the parameter
+ * gradient of
+ *   sum_b [alpha_b r(zt_b) + v1_b . dr(z_b)/dz + v2_b . dr(zt_b)/dzt]
  * with alpha_b = -(2/B) sum_i g_i (b_i - p_i), v1 = (2/B) g and
- * v2 = -(2/B) g dzt: surr_param_grad at z and at zt. */
+ * v2 = -(2/B) J g (stoch_rebar_conditional_tangent; per unit -(2/B) g dzt
+ * for Bernoulli units): surr_param_grad at z and at zt. */
 static void relax_variance_grad(est_ctx *c, float *grad)
 {
     est_scratch *w = c->s->ws;
     const float *P = relax_params(c->s), *g = c->a->dlogits;
-    int B = c->B, Z = vae_zdim(&c->m->cfg), D = c->m->cfg.D, H = w->rx_hidden;
+    stoch_layer code = vae_code(&c->m->cfg);
+    int B = c->B, Z = stoch_dim(&code), D = c->m->cfg.D, H = w->rx_hidden;
     float two_b = 2.0f / (float)B;
     memset(grad, 0, w->nrx * sizeof(float));
     for (int b = 0; b < B; b++) {
@@ -657,17 +666,21 @@ static void relax_variance_grad(est_ctx *c, float *grad)
         }
         w->rx_alpha[b] = (float)(-two_b * sum);
     }
-    surr_param_grad(P, Z, D, H, w->rx_s1, c->x, w->rx_h1, w->rx_u1, NULL, w->rx_v, B, w->rx_sv,
-                    w->rx_t, w->rx_da, grad);
+    surr_param_grad(P, &code, D, H, w->rx_s1, c->x, w->rx_h1, w->rx_u1, NULL, w->rx_v, B,
+                    w->rx_sv, w->rx_t, w->rx_da, grad);
     for (size_t i = 0; i < (size_t)B * Z; i++)
-        w->rx_v[i] = -two_b * g[i] * w->rb_dzt[i];
-    surr_param_grad(P, Z, D, H, w->rx_s2, c->x, w->rx_h2, w->rx_u2, w->rx_alpha, w->rx_v, B,
+        w->rx_v[i] = -two_b * g[i];
+    stoch_rebar_conditional_tangent(&code, w->rx_v, w->rb_dzt, w->zbar, w->rx_v, B);
+    surr_param_grad(P, &code, D, H, w->rx_s2, c->x, w->rx_h2, w->rx_u2, w->rx_alpha, w->rx_v, B,
                     w->rx_sv, w->rx_t, w->rx_da, grad);
 }
 
-/* REBAR (Tucker et al. 2017), Bernoulli codes: z = l + logistic noise,
- * b = H(z) (a true sample, decoded for the decoder's gradient and a->recon),
- * zt ~ z | b (stoch_rebar_conditional); the encoder's estimate is
+/* REBAR (Tucker et al. 2017): z = l + logistic noise per Bernoulli unit
+ * (b = H(z), its sign) or l + Gumbel noise per categorical class (b the
+ * one-hot argmax per variable, Gumbel-Max), b a true sample, decoded for
+ * the decoder's gradient and a->recon; zt ~ z | b (stoch_rebar_conditional;
+ * the relaxation sigma_lambda is the code's probabilities at temperature
+ * lambda: sigmoid, or softmax per variable); the encoder's estimate is
  * rebar_assemble's, unbiased for any eta and lambda.  Unless frozen, one
  * Adam step then lowers sum g^2 (the estimate's second moment; its mean
  * does not depend on eta or lambda, so this is its variance): in eta by
@@ -696,11 +709,14 @@ static void run_rebar_family(est_ctx *c, int relax)
     float *rb = s->persist + w->rb_off;
     float eta = rb[0], lambda = expf(rb[1]);
     probs_at(c, 1.0f, w->zbar);
-    for (size_t i = 0; i < n; i++) {
-        float u = rng_uniformf_open(c->r);
-        w->rb_z[i] = logits[i] + logf(u) - log1pf(-u);
-        a->z[i] = w->rb_z[i] > 0.0f ? 1.0f : w->rb_z[i] == w->rb_z[i] ? 0.0f : w->rb_z[i];
-    }
+    if (lay.type == LATENT_CATEGORICAL)
+        stoch_sample_logits(&lay, a->z, logits, w->rb_z, B, c->r);
+    else
+        for (size_t i = 0; i < n; i++) {
+            float u = rng_uniformf_open(c->r);
+            w->rb_z[i] = logits[i] + logf(u) - log1pf(-u);
+            a->z[i] = w->rb_z[i] > 0.0f ? 1.0f : w->rb_z[i] == w->rb_z[i] ? 0.0f : w->rb_z[i];
+        }
     for (size_t i = 0; i < n; i++)
         w->rb_v[i] = rng_uniformf_open(c->r);
     stoch_rebar_conditional(&lay, w->rb_zt, w->rb_dzt, a->z, logits, w->rb_v, B);
@@ -975,12 +991,12 @@ static void rebar_init(est_state *s)
 /* RELAX's surrogate at its start (surr_init from its own generator, seeded
  * from the baseline's seed: r = 0, so RELAX starts as REBAR) and the Adam
  * state over it in persist: [params nrx][m nrx][v nrx][steps]. */
-static void relax_init(est_state *s, int Z, int D, uint64_t seed)
+static void relax_init(est_state *s, const stoch_layer *code, int D, uint64_t seed)
 {
     est_scratch *w = s->ws;
     rng_t r;
     rng_seed(&r, seed ^ 0x72656c6178000000ull);
-    surr_init(relax_params(s), Z, D, w->rx_hidden, &r);
+    surr_init(relax_params(s), code, D, w->rx_hidden, &r);
     w->rx_adam.n = w->nrx;
     w->rx_adam.m = relax_params(s) + w->nrx;
     w->rx_adam.v = relax_params(s) + 2 * w->nrx;
@@ -1017,7 +1033,8 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     if (t.cv >= EST_CV_REBAR)
         s->npersist += 2 * 3 + 1;
     t.rx_hidden = t.cv >= EST_CV_RELAX ? EST_RELAX_HIDDEN : 0;
-    t.nrx = t.cv >= EST_CV_RELAX ? surr_nparams((int)Z, (int)D, t.rx_hidden) : 0;
+    stoch_layer code = vae_code(cfg);
+    t.nrx = t.cv >= EST_CV_RELAX ? surr_nparams(&code, (int)D, t.rx_hidden) : 0;
     t.rx_off = s->npersist;
     if (t.cv >= EST_CV_RELAX)
         s->npersist += 3 * t.nrx + 1;
@@ -1067,7 +1084,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     if (t.cv >= EST_CV_REBAR)
         rebar_init(s);
     if (t.cv >= EST_CV_RELAX)
-        relax_init(s, (int)Z, (int)D, opts->baseline_seed);
+        relax_init(s, &code, (int)D, opts->baseline_seed);
     return 0;
 }
 

@@ -101,7 +101,7 @@ typedef struct {
      *   then, with est_options.learns_cv, REBAR's eta and log lambda, their
      *   Adam first and second moments (2 floats each) and its Adam steps;
      *   then, with EST_CV_RELAX, RELAX's surrogate network (nr =
-     *   surr_nparams(zdim, D, EST_RELAX_HIDDEN) floats, surrogate.h's layout),
+     *   surr_nparams(&code, D, EST_RELAX_HIDDEN) floats, surrogate.h's layout),
      *   its Adam first and second moments (nr each) and its Adam steps. */
     float *persist;
     size_t npersist;
