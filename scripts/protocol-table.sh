@@ -5,7 +5,8 @@
 #   row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r
 # (VAE: the test m = 1000 importance-weighted bound with hard samples,
 # test_neg_log_px_iw; SBN: test -log p(x_lower|x_upper) with 1000 samples,
-# test_nll; mean and sample sd over the seeds that finished), DIR/table1.md
+# test_nll; mean and sample sd over the seeds that finished; lr, anneal_N
+# and anneal_r "-" while the cell's sweep is not complete), DIR/table1.md
 # (the same beside the paper's values, for README.md), and the learning
 # curves of the final runs per row, DIR/figures/curves-{sbn,vae}.png.
 set -eu
@@ -19,6 +20,11 @@ csv=$dir/table1.csv
 md=$dir/table1.md
 echo "row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r" > "$csv.tmp"
 tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid nset run; do
+    # A choice made on part of the grid is no choice yet: its setting is
+    # left out ("-"), as protocol-jobs.sh runs no final for it.
+    grid=6
+    case $row-$est in vae-*-gumbel | vae-*-st-gumbel | vae-*-annealed-st) grid=24 ;; esac
+    [ "$nset" -lt $grid ] && lr=- N=- r=-
     key=test_neg_log_px_iw
     case $row in sbn-*) key=test_nll ;; esac
     for s in "$runs/$row-$est"-s*/summary.json; do
@@ -31,7 +37,8 @@ tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid nset run; do
         END {
             if (n == 0) { printf "%s,%s,,,0,%s,%s,%s,%s\n", row, est, paper, lr, N, r; exit }
             m = s / n; v = n > 1 ? (ss - n * m * m) / (n - 1) : 0; if (v < 0) v = 0
-            printf "%s,%s,%.2f,%.2f,%d,%s,%s,%s,%s\n", row, est, m, sqrt(v), n, paper, lr, N, r
+            sd = n > 1 ? sprintf("%.2f", sqrt(v)) : ""  # no sd of one seed
+            printf "%s,%s,%.2f,%s,%d,%s,%s,%s,%s\n", row, est, m, sd, n, paper, lr, N, r
         }'
 done >> "$csv.tmp"
 mv "$csv.tmp" "$csv"
@@ -40,7 +47,8 @@ mv "$csv.tmp" "$csv"
 awk -F, '
     NR == 1 { next }
     {
-        key = $1 SUBSEP $2; cell[key] = $5 > 0 ? sprintf("%s ± %s (n=%s)", $3, $4, $5) : "–"
+        key = $1 SUBSEP $2
+        cell[key] = $5 > 1 ? sprintf("%s ± %s (n=%s)", $3, $4, $5) : $5 == 1 ? sprintf("%s (n=1)", $3) : "–"
         paper[key] = $6; set[key] = $7 ($8 != "-" ? ", N " $8 ", r " $9 : "")
         if (!($1 in seenrow)) { seenrow[$1] = 1; rows[++nr] = $1 }
     }

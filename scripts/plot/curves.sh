@@ -48,8 +48,13 @@ panels=0
 for lt in bernoulli categorical; do
     plots="" notes=""
     for e in $PLOT_ESTIMATORS; do
-        set -- "$runs/$task-$lt-$e"-s*/log.csv
-        [ -f "$1" ] || continue
+        # The finished runs (a summary.json): a run still going would draw
+        # a line that stops short.
+        set --
+        for f in "$runs/$task-$lt-$e"-s*/summary.json; do
+            [ -f "$f" ] && set -- "$@" "${f%summary.json}log.csv"
+        done
+        [ $# -gt 0 ] || continue
         dat=$tmp/$lt-$e.dat
         plot_seed_mean "$col" "$@" > "$dat"
         [ -s "$dat" ] || continue
@@ -91,7 +96,8 @@ done
 
 note="{/*0.8 mean of $seeds_max seeds per line; step 0 (the untrained model) is left out}"
 if [ $task = sbn ]; then
-    s1=$(ls -d "$runs/sbn-"*-s1 2>/dev/null | head -n 1)
+    s1=$(ls -d "$runs/sbn-"*-s1/summary.json 2>/dev/null | head -n 1)
+    s1=${s1%/summary.json}
     m_eval=$(plot_json "$s1/summary.json" eval_samples)
     m_test=$(plot_json "$s1/summary.json" test_samples)
     [ -n "$m_eval" ] && [ -n "$m_test" ] &&
