@@ -30,20 +30,6 @@ static surr_blocks blocks(const float *params, int Z, int C, int H)
     return k;
 }
 
-/* out[B][Z] = J x per row, J the Jacobian of s(z) at its output s:
- * s (1 - s) x per unit, s (x - <s, x>) per variable (symmetric, so also
- * J^T x).  out may be x. */
-static void squash_jvp(const stoch_layer *code, float *out, const float *s, const float *x,
-                       int B)
-{
-    if (code->type == LATENT_CATEGORICAL) {
-        stoch_probs_backward(code, out, s, x, B, 1.0f);
-        return;
-    }
-    for (size_t i = 0; i < (size_t)B * code->N; i++)
-        out[i] = s[i] * (1.0f - s[i]) * x[i];
-}
-
 void surr_init(float *params, const stoch_layer *code, int C, int H, rng_t *r)
 {
     int Z = stoch_dim(code);
@@ -82,11 +68,13 @@ void surr_input_grad(const float *params, const stoch_layer *code, int C, int H,
         }
     /* d r / ds = u W1, then the squashing's Jacobian. */
     linear_backward_input(dz, u, k.W1, B, Z, H);
-    squash_jvp(code, dz, s, dz, B);
+    stoch_probs_backward(code, dz, s, dz, B, 1.0f); /* symmetric: J^T = J */
 }
 
 /* Per row, with a = W1 s + V x + b1, h = tanh(a), sv = J v (J the
- * squashing's Jacobian: s (1 - s) v per unit) and t = W1 sv (the directional derivative of a along v):
+ * squashing's Jacobian, stoch_probs_backward's at tau 1, symmetric:
+ * s (1 - s) v per unit, s (v - <s, v>) per variable) and t = W1 sv (the
+ * directional derivative of a along v):
  *   alpha r + v . dr/dz = alpha (w2 . h + b2) + sum_k w2_k (1 - h_k^2) t_k,
  * so d/db2 = alpha, d/dw2_k = alpha h_k + (1 - h_k^2) t_k, the gradient at
  * a_k is da_k = w2_k (1 - h_k^2) (alpha - 2 h_k t_k) (tanh'' = -2 h tanh')
@@ -99,7 +87,7 @@ void surr_param_grad(const float *params, const stoch_layer *code, int C, int H,
     int Z = stoch_dim(code);
     surr_blocks k = blocks(params, Z, C, H), g = blocks(grads, Z, C, H);
     if (v) {
-        squash_jvp(code, sv, s, v, B);
+        stoch_probs_backward(code, sv, s, v, B, 1.0f);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, Z, 1.0f, sv, Z, k.W1, Z, 0.0f,
                     t, H);
     }

@@ -181,6 +181,31 @@ static void baseline_forward(est_ctx *c)
     linear_forward(w->bl_out, w->bl_h, w2, b2, c->B, H, 1, 0);
 }
 
+/* The Adam states of the learned parts (the baseline network, REBAR's eta
+ * and temperature, RELAX's surrogate) keep everything in persist, so that
+ * a checkpoint of persist resumes them: n parameters' first moments at
+ * moments[0, n), second moments at moments[n, 2n), and the step count in
+ * the float slot *steps, which persist_adam_step reads and writes back.
+ * Adam's usual betas (0.9, 0.999) and eps 1e-8, one thread. */
+static void persist_adam_init(adam_state *a, float *moments, size_t n)
+{
+    a->n = n;
+    a->m = moments;
+    a->v = moments + n;
+    a->beta1 = 0.9f;
+    a->beta2 = 0.999f;
+    a->eps = 1e-8f;
+    a->threads = 1;
+}
+
+static void persist_adam_step(adam_state *a, float *params, const float *grads, float lr,
+                              float *steps)
+{
+    a->t = (long)*steps;
+    adam_update(a, params, grads, lr);
+    *steps = (float)a->t;
+}
+
 /* One Adam step on (1/2B) sum_b (C(x_b) - target_b)^2 with the target
  * f_b - mean, given u[b] = f_b - C(x_b) from baseline_forward's outputs:
  * the residual C(x_b) - (f_b - mean) is mean - u[b]. */
@@ -200,10 +225,7 @@ static void baseline_train(est_ctx *c, const double *u, double mean)
     for (size_t i = 0; i < (size_t)B * H; i++)
         w->bl_dh[i] *= 1.0f - w->bl_h[i] * w->bl_h[i];
     linear_backward(NULL, gW1, gb1, w->bl_dh, w->bl_h, c->x, W1, B, D, H, 0);
-    /* The step count lives in persist so that a checkpoint carries it. */
-    w->bl_adam.t = (long)s->persist[P_ADAM_T];
-    adam_update(&w->bl_adam, W1, w->bl_grads, w->bl_lr);
-    s->persist[P_ADAM_T] = (float)w->bl_adam.t;
+    persist_adam_step(&w->bl_adam, W1, w->bl_grads, w->bl_lr, s->persist + P_ADAM_T);
 }
 
 /* Centre the per-example learning signal u in place, NVIL style
@@ -746,15 +768,10 @@ static void run_rebar_family(est_ctx *c, int relax)
         double down = rebar_sumsq_at(c, eta, lambda * (float)exp(-h), relax);
         w->cv_grad[0] = (float)d_eta;
         w->cv_grad[1] = (float)((up - down) / (2 * h));
-        w->rb_adam.t = (long)rb[6];
-        adam_update(&w->rb_adam, rb, w->cv_grad, w->bl_lr);
-        rb[6] = (float)w->rb_adam.t;
-        if (relax) {
-            float *steps = s->persist + w->rx_off + 3 * w->nrx;
-            w->rx_adam.t = (long)*steps;
-            adam_update(&w->rx_adam, relax_params(s), w->cv_grad + 2, w->bl_lr);
-            *steps = (float)w->rx_adam.t;
-        }
+        persist_adam_step(&w->rb_adam, rb, w->cv_grad, w->bl_lr, rb + 6);
+        if (relax)
+            persist_adam_step(&w->rx_adam, relax_params(s), w->cv_grad + 2, w->bl_lr,
+                              relax_params(s) + 3 * w->nrx);
     }
     memcpy(a->recon, w->fbar, (size_t)B * sizeof(double));
 }
@@ -963,12 +980,7 @@ static void baseline_init(est_state *s, int D, uint64_t seed)
     rng_t r;
     rng_seed(&r, seed);
     linear_init_glorot(bl_params(s), D, w->bl_hidden, &r);
-    w->bl_adam.n = w->nbl;
-    w->bl_adam.m = s->persist + P_HEADER + w->nbl;
-    w->bl_adam.v = s->persist + P_HEADER + 2 * w->nbl;
-    w->bl_adam.beta1 = 0.9f;
-    w->bl_adam.beta2 = 0.999f;
-    w->bl_adam.eps = 1e-8f;
+    persist_adam_init(&w->bl_adam, s->persist + P_HEADER + w->nbl, w->nbl);
 }
 
 /* REBAR's eta and log lambda at their starting values, and the Adam state
@@ -979,13 +991,7 @@ static void rebar_init(est_state *s)
     float *rb = s->persist + w->rb_off;
     rb[0] = EST_REBAR_ETA0;
     rb[1] = logf(EST_REBAR_LAMBDA0);
-    w->rb_adam.n = 2;
-    w->rb_adam.m = rb + 2;
-    w->rb_adam.v = rb + 4;
-    w->rb_adam.beta1 = 0.9f;
-    w->rb_adam.beta2 = 0.999f;
-    w->rb_adam.eps = 1e-8f;
-    w->rb_adam.threads = 1;
+    persist_adam_init(&w->rb_adam, rb + 2, 2);
 }
 
 /* RELAX's surrogate at its start (surr_init from its own generator, seeded
@@ -997,13 +1003,7 @@ static void relax_init(est_state *s, const stoch_layer *code, int D, uint64_t se
     rng_t r;
     rng_seed(&r, seed ^ 0x72656c6178000000ull);
     surr_init(relax_params(s), code, D, w->rx_hidden, &r);
-    w->rx_adam.n = w->nrx;
-    w->rx_adam.m = relax_params(s) + w->nrx;
-    w->rx_adam.v = relax_params(s) + 2 * w->nrx;
-    w->rx_adam.beta1 = 0.9f;
-    w->rx_adam.beta2 = 0.999f;
-    w->rx_adam.eps = 1e-8f;
-    w->rx_adam.threads = 1;
+    persist_adam_init(&w->rx_adam, relax_params(s) + w->nrx, w->nrx);
 }
 
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
