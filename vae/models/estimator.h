@@ -35,8 +35,8 @@
 #define EST_REBAR_LAMBDA0 0.5f
 #define EST_REBAR_FD_STEP 0.05
 /* RELAX's learned surrogate r(z; x) (surrogate.h): one hidden layer of 200
- * tanh units on sigmoid(z) and the example's image x, added to REBAR's
- * eta f(sigma_lambda(z)). */
+ * tanh units on the code's probabilities at z (sigmoid per unit, softmax per
+ * variable) and the example's image x, added to REBAR's eta f(sigma_lambda(z)). */
 #define EST_RELAX_HIDDEN 200
 
 /* What an estimator's control variate trains as it runs (estimator.learns_cv,
