@@ -30,7 +30,7 @@ command -v gnuplot > /dev/null 2>&1 || { echo "curves.sh: gnuplot not found; $ou
 tmp=$(mktemp -d)
 trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
 gp=$tmp/plot.gp
-seeds_max=0
+seeds_max=0 seeds_min=0
 {
     echo "W = 1000; H = 1040"
     echo "load '$PLOT_DIR/style.gp'"
@@ -60,6 +60,7 @@ for lt in bernoulli categorical; do
         [ -s "$dat" ] || continue
         n=$#
         [ "$n" -gt "$seeds_max" ] && seeds_max=$n
+        { [ "$seeds_min" = 0 ] || [ "$n" -lt "$seeds_min" ]; } && seeds_min=$n
         last=$(tail -n 1 "$dat" | cut -d' ' -f1)
         final=$(plot_summary_mean "$col" "$runs/$task-$lt-$e"-s*/summary.json)
         final=${final%% *}
@@ -94,7 +95,9 @@ for lt in bernoulli categorical; do
 done
 [ $panels -gt 0 ] || { echo "curves.sh: no $task runs with a '$col' column under $runs" >&2; exit 1; }
 
-note="{/*0.8 mean of $seeds_max seeds per line; step 0 (the untrained model) is left out}"
+seeds=$seeds_max
+[ "$seeds_min" -lt "$seeds_max" ] && seeds="$seeds_min-$seeds_max"
+note="{/*0.8 mean of $seeds seeds per line; step 0 (the untrained model) is left out}"
 if [ $task = sbn ]; then
     s1=$(ls -d "$runs/sbn-"*-s1/summary.json 2>/dev/null | head -n 1)
     s1=${s1%/summary.json}
