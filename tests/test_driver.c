@@ -81,6 +81,30 @@ static char *log_without_seconds(const char *dir)
 
 /* The run in a equals the run in b: the same parameters, optimizer state,
  * task state, and log.csv but for the wall times. */
+/* DIR/summary.json without its lines of timings. */
+static char *summary_without_seconds(const char *dir)
+{
+    size_t len;
+    char *s = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    ck_assert_msg(s, "%s/summary.json: missing", dir);
+    char *w = s;
+    for (char *line = s; *line;) {
+        char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
+        char keep = line[n];
+        line[n] = '\0';
+        int timing = strstr(line, "second") != NULL; /* train_seconds, steps_per_second */
+        line[n] = keep;
+        if (!timing) {
+            memmove(w, line, n);
+            w += n;
+        }
+        line += n;
+    }
+    *w = '\0';
+    return s;
+}
+
 static void assert_same_run(const char *a, const char *b)
 {
     static const char *const secs[] = {"params", "adam_m", "adam_v", "estimator", "order"};
@@ -202,6 +226,17 @@ START_TEST(resume_is_exact)
     /* A finished run asks for more steps. */
     rc = gsvae("train --data %s --out %s --steps 80 --resume", data, b);
     ck_assert_msg(rc == 1 && testutil_contains(errout, "already at step 80"), "%s", errout);
+    /* A run stopped during its final evaluation (every step trained, no
+     * summary yet) is finished by --resume: the summary of the straight
+     * run, timings aside. */
+    ck_assert(remove(testutil_path(b, "summary.json")) == 0);
+    rc = gsvae("train --data %s --out %s --resume --quiet", data, b);
+    ck_assert_msg(rc == 0 && testutil_contains(errout, "writing the final evaluation"), "%s",
+                  errout);
+    char *sa = summary_without_seconds(a), *sb = summary_without_seconds(b);
+    ck_assert_msg(!strcmp(sa, sb), "%s: summary differs:\n%s\n---\n%s", task_name[_i], sa, sb);
+    free(sa);
+    free(sb);
 }
 END_TEST
 

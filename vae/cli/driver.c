@@ -119,7 +119,7 @@ void driver_flag_table(const task_ops *ops, run_opts *o, void *t, flag_def *d)
          "threads of the matrix products (OpenBLAS), the optimizer and the importance-sampled "
          "bound (0: every core)"},
         {"quiet", FLAG_BOOL, &o->quiet, NULL, "no progress output"},
-        {"resume", FLAG_BOOL, &o->resume, NULL, "continue the run in --out from its model.ckpt, exactly"},
+        {"resume", FLAG_BOOL, &o->resume, NULL, "continue the run in --out from its model.ckpt, exactly (or finish its final evaluation)"},
         {"force", FLAG_BOOL, &o->force, NULL, "replace a run already in --out"},
     };
     size_t n = sizeof common / sizeof common[0];
@@ -1198,11 +1198,18 @@ int cmd_train(int argc, char **argv)
         ckpt_free(resume);
         resume = NULL;
         last_ckpt = R->step;
-        if (R->step >= R->total_steps) {
+        if (R->step >= R->total_steps && rundir_finished(R->o.out_dir)) {
             fprintf(stderr, "gsvae train: %s: already at step %ld of %ld; raise --steps\n",
                     ckpt_path, R->step, R->total_steps);
             goto done;
         }
+    }
+    if (R->step >= R->total_steps) {
+        /* Every step was trained but the run was stopped before its
+         * summary was written (during the final evaluation): finish it. */
+        fprintf(stderr, "gsvae train: %s: at step %ld of %ld; writing the final evaluation\n",
+                ckpt_path, R->step, R->total_steps);
+        goto finish;
     }
     if (!R->o.quiet) {
         char what[256];
@@ -1232,6 +1239,7 @@ int cmd_train(int argc, char **argv)
         status = 128 + rc;
         goto done;
     }
+finish:
     if (write_summary(R, 0, err) != 0)
         goto fail_status;
     plot_curve(R);

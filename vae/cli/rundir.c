@@ -52,6 +52,20 @@ static void join(char *buf, size_t len, const char *dir, const char *name)
     snprintf(buf, len, "%s/%s", dir, name);
 }
 
+int rundir_finished(const char *dir)
+{
+    char path[4400], buf[4096];
+    join(path, sizeof path, dir, "summary.json");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The flag sits in the summary's head, before any figure. */
+    return strstr(buf, "\"interrupted\": false") != NULL;
+}
+
 int rundir_prepare(const char *dir, int resume, int force, char *err)
 {
     if (make_dir(dir, err) != 0)

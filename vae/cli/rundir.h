@@ -25,6 +25,12 @@ int rundir_prepare(const char *dir, int resume, int force, char *err);
  * unprivileged writer, else -1 with a line saying how much is missing. */
 int rundir_check_room(const char *dir, uint64_t bytes, char *err);
 
+/* 1 when dir/summary.json records a finished run (its "interrupted" is
+ * false), 0 when it is missing, unreadable or records a stopped one.  A run
+ * whose checkpoint holds every step but whose summary is not finished was
+ * stopped during its final evaluation: resuming it evaluates it. */
+int rundir_finished(const char *dir);
+
 /* Remove the PNG images of dir (a run stopped before its final outputs). */
 void rundir_remove_images(const char *dir);
 
