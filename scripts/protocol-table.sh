@@ -19,7 +19,14 @@ runs=$dir/final/runs
 csv=$dir/table1.csv
 md=$dir/table1.md
 echo "row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r" > "$csv.tmp"
-tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid nset run; do
+# Every cell of the paper's table, chosen or not yet.
+for row in sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical; do
+for est in sf darn muprop st annealed-st gumbel st-gumbel; do
+    lr=- N=- r=- nset=0
+    line=$(grep "^$row,$est," "$chosen" | head -n 1) || true
+    [ -n "$line" ] && IFS=, read -r _ _ lr N r _ nset _ <<EOF2
+$line
+EOF2
     # A choice made on part of the grid is no choice yet: its setting is
     # left out ("-"), as protocol-jobs.sh runs no final for it.
     grid=6
@@ -40,6 +47,7 @@ tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid nset run; do
             sd = n > 1 ? sprintf("%.2f", sqrt(v)) : ""  # no sd of one seed
             printf "%s,%s,%.2f,%s,%d,%s,%s,%s,%s\n", row, est, m, sd, n, paper, lr, N, r
         }'
+done
 done >> "$csv.tmp"
 mv "$csv.tmp" "$csv"
 
