@@ -106,22 +106,26 @@ const char *binarize_name(binarize_mode m)
 
 void dataset_example(const dataset *d, uint32_t i, binarize_mode m, rng_t *r, float *x)
 {
-    const uint8_t *p = d->pixels + (size_t)i * d->dim;
+    /* dim in a local and restrict pointers, so that the loops vectorise
+     * (a store to x could otherwise change d->dim for the compiler). */
+    const uint32_t dim = d->dim;
+    const uint8_t *restrict p = d->pixels + (size_t)i * dim;
+    float *restrict out = x;
     switch (m) {
     case BIN_DYNAMIC:
         /* u lies in (0,1) open, so intensity 0 never fires and 255
          * (p/255 == 1) always does. */
-        for (uint32_t j = 0; j < d->dim; j++)
-            x[j] = rng_uniformf_open(r) < (float)p[j] * (1.0f / 255.0f) ? 1.0f : 0.0f;
+        for (uint32_t j = 0; j < dim; j++)
+            out[j] = rng_uniformf_open(r) < (float)p[j] * (1.0f / 255.0f) ? 1.0f : 0.0f;
         break;
     case BIN_THRESHOLD:
-        for (uint32_t j = 0; j < d->dim; j++)
-            x[j] = p[j] > 127 ? 1.0f : 0.0f;
+        for (uint32_t j = 0; j < dim; j++)
+            out[j] = p[j] > 127 ? 1.0f : 0.0f;
         break;
     case BIN_NONE:
     default:
-        for (uint32_t j = 0; j < d->dim; j++)
-            x[j] = (float)p[j] / 255.0f;
+        for (uint32_t j = 0; j < dim; j++)
+            out[j] = (float)p[j] / 255.0f;
         break;
     }
 }

@@ -192,11 +192,13 @@ END_TEST
  * GATHER_TOL of their terms' magnitudes, weight gradients likewise. */
 START_TEST(sparse_linear_matches_dense)
 {
-    enum { B = 9, C = 70, OC = 33 };
+    /* OC = 64 + 16 + 1: a block of four registers, one of one, one
+     * output alone. */
+    enum { B = 9, C = 70, OC = 81 };
     static float w[OC * C], wt[C * OC], b[OC], in[B * C], val[B * C], out_d[B * OC],
-        out_s[B * OC], dout[B * OC], dout2[B * OC], dw_d[OC * C], dw_s[OC * C], dwt[C * OC],
-        db[OC];
-    int idx[B * C], nnz[B];
+        out_s[B * OC], dout[B * OC], dout2[B * OC], dw_d[OC * C], dw_s[OC * C],
+        db[OC], cval[B * C];
+    static int idx[B * C], nnz[B], start[C + 1], rows[B * C];
     rng_t r;
     rng_seed(&r, 21);
     fill_weights(w, OC * C, 1.0f, &r);
@@ -231,7 +233,14 @@ START_TEST(sparse_linear_matches_dense)
             linear_backward(NULL, dw_d, db, dout, out_d, in, w, B, C, OC, relu);
             memset(db, 0, sizeof db);
             linear_backward_bias(db, dout2, out_d, B, OC, relu);
-            sparse_linear_backward_weights(dw_s, dwt, dout2, idx, val, nnz, B, C, OC);
+            sparse_columns(start, rows, cval, idx, val, nnz, B, C);
+            for (int c = 0; c < C; c++)
+                for (int k = start[c]; k < start[c + 1]; k++) {
+                    ck_assert(k == start[c] || rows[k] > rows[k - 1]);
+                    ck_assert(in[rows[k] * C + c] == cval[k] && cval[k] != 0.0f);
+                }
+            ck_assert_int_eq(start[C], (int)total);
+            sparse_linear_backward_weights(dw_s, dout2, start, rows, cval, C, OC);
             for (int o = 0; o < OC; o++)
                 for (int c = 0; c < C; c++) {
                     double mag = 0.25;
@@ -252,8 +261,8 @@ START_TEST(sparse_linear_finite_differences)
 {
     enum { B = 3, C = 6, OC = 4 };
     float w[OC * C], wt[C * OC], b[OC], in[B * C], val[B * C], out[B * OC], proj[B * OC],
-        d[B * OC], dw[OC * C] = {0}, dwt[C * OC];
-    int idx[B * C], nnz[B];
+        d[B * OC], dw[OC * C] = {0}, cval[B * C];
+    int idx[B * C], nnz[B], start[C + 1], rows[B * C];
     rng_t r;
     rng_seed(&r, 22);
     fill_weights(w, OC * C, 1.0f, &r);
@@ -267,7 +276,8 @@ START_TEST(sparse_linear_finite_differences)
     memcpy(d, proj, sizeof d);
     float db[OC] = {0};
     linear_backward_bias(db, d, out, B, OC, 1);
-    sparse_linear_backward_weights(dw, dwt, d, idx, val, nnz, B, C, OC);
+    sparse_columns(start, rows, cval, idx, val, nnz, B, C);
+    sparse_linear_backward_weights(dw, d, start, rows, cval, C, OC);
     const float h = 1e-2f;
     for (int i = 0; i < OC * C; i++) {
         double L[2];

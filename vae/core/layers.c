@@ -246,6 +246,9 @@ void kl_categorical_prior_forward(double *kl, const float *logq, const float *lo
     }
 }
 
+/* The classes whose q kl_categorical_prior_backward keeps on the stack. */
+enum { KL_Q_MAX = 64 };
+
 void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *logq,
                                    const float *logp, int B, int N, int K, float scale,
                                    float prior_scale)
@@ -260,18 +263,25 @@ void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *l
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < N; i++) {
             const float *lq = logq + ((size_t)b * N + i) * K, *lp = logp + (size_t)i * K;
+            /* q = exp(log q) once per class for the K of a code (K up to
+             * KL_Q_MAX); the same value the three uses below each took. */
+            float q[KL_Q_MAX];
+            int cached = K <= KL_Q_MAX;
+            if (cached)
+                for (int k = 0; k < K; k++)
+                    q[k] = exp_nonpos(lq[k]);
             if (dlogits) {
                 float *d = dlogits + ((size_t)b * N + i) * K;
                 float klg = 0.0f;
                 for (int k = 0; k < K; k++)
-                    klg += exp_nonpos(lq[k]) * (lq[k] - lp[k]);
+                    klg += (cached ? q[k] : exp_nonpos(lq[k])) * (lq[k] - lp[k]);
                 for (int k = 0; k < K; k++)
-                    d[k] += scale * exp_nonpos(lq[k]) * (lq[k] - lp[k] - klg);
+                    d[k] += scale * (cached ? q[k] : exp_nonpos(lq[k])) * (lq[k] - lp[k] - klg);
             }
             if (dprior)
                 for (int k = 0; k < K; k++)
                     dprior[(size_t)i * K + k] +=
-                        prior_scale * (exp_nonpos(lp[k]) - exp_nonpos(lq[k]));
+                        prior_scale * (exp_nonpos(lp[k]) - (cached ? q[k] : exp_nonpos(lq[k])));
         }
     }
 }

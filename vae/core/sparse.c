@@ -33,18 +33,33 @@ size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C
 {
     size_t total = 0;
     for (int r = 0; r < B; r++) {
-        const float *x = in + (size_t)r * C;
-        int *ir = idx + (size_t)r * C, n = 0;
-        float *vr = val + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            if (x[c] != 0.0f) {
-                ir[n] = c;
-                vr[n++] = x[c];
-            }
+        const float *restrict x = in + (size_t)r * C;
+        int *restrict ir = idx + (size_t)r * C;
+        float *restrict vr = val + (size_t)r * C;
+        int n = 0;
+        /* Without a branch: every entry is written at the next free slot
+         * and the slot advances only past a nonzero one (a mispredicted
+         * branch per pixel cost more than the stores). */
+        for (int c = 0; c < C; c++) {
+            ir[n] = c;
+            vr[n] = x[c];
+            n += x[c] != 0.0f;
+        }
         nnz[r] = n;
         total += (size_t)n;
     }
     return total;
+}
+
+/* Sixteen floats as one vector (GCC's vector extension): one AVX-512
+ * register; the panels' columns below are one each. */
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
+
+static inline v16 load16(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
 void sparse_linear_forward(float *out, const float *wt, const float *b, const int *idx,
@@ -54,12 +69,42 @@ void sparse_linear_forward(float *out, const float *wt, const float *b, const in
         float *restrict o = out + (size_t)r * OC;
         const int *ir = idx + (size_t)r * C;
         const float *vr = val + (size_t)r * C;
-        memcpy(o, b, sizeof(float) * OC);
-        for (int t = 0; t < nnz[r]; t++) {
-            const float *restrict col = wt + (size_t)ir[t] * OC;
-            float v = vr[t];
-            for (int j = 0; j < OC; j++)
-                o[j] += v * col[j];
+        int n = nnz[r], j0 = 0;
+        /* 64 outputs at a time in four registers while the row's columns
+         * stream past; each output still sums the columns in increasing
+         * order, as the scalar tail does. */
+        for (; j0 + 64 <= OC; j0 += 64) {
+            v16 a0 = load16(b + j0), a1 = load16(b + j0 + 16), a2 = load16(b + j0 + 32),
+                a3 = load16(b + j0 + 48);
+            for (int t = 0; t < n; t++) {
+                const float *col = wt + (size_t)ir[t] * OC + j0;
+                v16 v = (v16){0} + vr[t];
+                a0 += v * load16(col);
+                a1 += v * load16(col + 16);
+                a2 += v * load16(col + 32);
+                a3 += v * load16(col + 48);
+            }
+            memcpy(o + j0, &a0, sizeof a0);
+            memcpy(o + j0 + 16, &a1, sizeof a1);
+            memcpy(o + j0 + 32, &a2, sizeof a2);
+            memcpy(o + j0 + 48, &a3, sizeof a3);
+        }
+        for (; j0 + 16 <= OC; j0 += 16) {
+            v16 a0 = load16(b + j0);
+            for (int t = 0; t < n; t++) {
+                v16 v = (v16){0} + vr[t];
+                a0 += v * load16(wt + (size_t)ir[t] * OC + j0);
+            }
+            memcpy(o + j0, &a0, sizeof a0);
+        }
+        if (j0 < OC) {
+            memcpy(o + j0, b + j0, sizeof(float) * (size_t)(OC - j0));
+            for (int t = 0; t < n; t++) {
+                const float *restrict col = wt + (size_t)ir[t] * OC;
+                float v = vr[t];
+                for (int j = j0; j < OC; j++)
+                    o[j] += v * col[j];
+            }
         }
         if (relu)
             for (int j = 0; j < OC; j++)
@@ -67,29 +112,73 @@ void sparse_linear_forward(float *out, const float *wt, const float *b, const in
     }
 }
 
-void sparse_linear_backward_weights(float *dw, float *dwt, const float *dout, const int *idx,
-                                    const float *val, const int *nnz, int B, int C, int OC)
+void sparse_columns(int *start, int *rows, float *vals, const int *idx, const float *val,
+                    const int *nnz, int B, int C)
 {
-    memset(dwt, 0, sizeof(float) * (size_t)C * OC);
-    for (int r = 0; r < B; r++) {
-        const float *restrict g = dout + (size_t)r * OC;
-        const int *ir = idx + (size_t)r * C;
-        const float *vr = val + (size_t)r * C;
+    memset(start, 0, sizeof(int) * ((size_t)C + 1));
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < nnz[r]; t++)
+            start[idx[(size_t)r * C + t] + 1]++;
+    for (int c = 0; c < C; c++)
+        start[c + 1] += start[c];
+    /* start[c] serves as column c's cursor, then is shifted back. */
+    for (int r = 0; r < B; r++)
         for (int t = 0; t < nnz[r]; t++) {
-            float *restrict acc = dwt + (size_t)ir[t] * OC;
-            float v = vr[t];
-            for (int j = 0; j < OC; j++)
-                acc[j] += v * g[j];
+            int pos = start[idx[(size_t)r * C + t]]++;
+            rows[pos] = r;
+            vals[pos] = val[(size_t)r * C + t];
+        }
+    for (int c = C; c > 0; c--)
+        start[c] = start[c - 1];
+    start[0] = 0;
+}
+
+void sparse_linear_backward_weights(float *dw, const float *dout, const int *start,
+                                    const int *rows, const float *vals, int C, int OC)
+{
+    /* Column c's gradient, dw[.][c], is the sum over its rows, in
+     * increasing row, of val * dout[row]: 64 outputs at a time in four
+     * registers, then added down the column of dw (stride C; the next
+     * column reuses the same cache lines).  A column without entries adds
+     * nothing. */
+    for (int c = 0; c < C; c++) {
+        int k0 = start[c], k1 = start[c + 1], j0 = 0;
+        if (k0 == k1)
+            continue;
+        float *restrict col = dw + c;
+        for (; j0 + 64 <= OC; j0 += 64) {
+            v16 a[4] = {{0}};
+            for (int k = k0; k < k1; k++) {
+                const float *g = dout + (size_t)rows[k] * OC + j0;
+                v16 v = (v16){0} + vals[k];
+                a[0] += v * load16(g);
+                a[1] += v * load16(g + 16);
+                a[2] += v * load16(g + 32);
+                a[3] += v * load16(g + 48);
+            }
+            float sum[64];
+            memcpy(sum, a, sizeof sum);
+            for (int j = 0; j < 64; j++)
+                col[(size_t)(j0 + j) * C] += sum[j];
+        }
+        for (; j0 + 16 <= OC; j0 += 16) {
+            v16 a0 = {0};
+            for (int k = k0; k < k1; k++) {
+                v16 v = (v16){0} + vals[k];
+                a0 += v * load16(dout + (size_t)rows[k] * OC + j0);
+            }
+            float sum[16];
+            memcpy(sum, &a0, sizeof sum);
+            for (int j = 0; j < 16; j++)
+                col[(size_t)(j0 + j) * C] += sum[j];
+        }
+        for (; j0 < OC; j0++) {
+            float sum = 0.0f;
+            for (int k = k0; k < k1; k++)
+                sum += vals[k] * dout[(size_t)rows[k] * OC + j0];
+            col[(size_t)j0 * C] += sum;
         }
     }
-    enum { T = 16 };
-    for (int o0 = 0; o0 < OC; o0 += T)
-        for (int c0 = 0; c0 < C; c0 += T) {
-            int o1 = o0 + T < OC ? o0 + T : OC, c1 = c0 + T < C ? c0 + T : C;
-            for (int o = o0; o < o1; o++)
-                for (int c = c0; c < c1; c++)
-                    dw[(size_t)o * C + c] += dwt[(size_t)c * OC + o];
-        }
 }
 
 /* acc[0..n) += n entries of each chosen column (rows of wt, stride OC),
@@ -138,16 +227,6 @@ void sparse_panels(float *wp, const float *w, int C, int OC)
             }
 }
 
-/* Sixteen floats as one vector (GCC's vector extension): the panels'
- * columns are 16 floats, one AVX-512 register. */
-typedef float v16 __attribute__((vector_size(BCE_LANES * sizeof(float))));
-
-static inline v16 load16(const float *p)
-{
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 /* Four rows' logits for one panel at once, l[q] += sgn[q] times their
  * columns (sgn +-1, so each product is exact), each row in its own order:

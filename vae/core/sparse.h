@@ -44,11 +44,17 @@ size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C
  * val * wt[idx], in increasing column, then max(0, .) when relu is set. */
 void sparse_linear_forward(float *out, const float *wt, const float *b, const int *idx,
                            const float *val, const int *nnz, int B, int C, int OC, int relu);
-/* linear_backward's weight gradient from in's nonzero entries: dw[OC][C]
- * += dout[B][OC]^T in[B][C], summed over the rows in order into dwt[C][OC]
- * (scratch, overwritten), then added into dw. */
-void sparse_linear_backward_weights(float *dw, float *dwt, const float *dout, const int *idx,
-                                    const float *val, const int *nnz, int B, int C, int OC);
+/* The same nonzero entries column by column: column c's rows at rows[k]
+ * and values at vals[k] for start[c] <= k < start[c + 1], in increasing
+ * row.  start: C + 1 ints; rows, vals: the batch's total (sparse_rows). */
+void sparse_columns(int *start, int *rows, float *vals, const int *idx, const float *val,
+                    const int *nnz, int B, int C);
+/* linear_backward's weight gradient from in's nonzero entries, column by
+ * column (sparse_columns): dw[OC][C] += dout[B][OC]^T in[B][C], each
+ * column's sum over its rows taken in increasing row, then added into dw
+ * (a column without entries adds nothing). */
+void sparse_linear_backward_weights(float *dw, const float *dout, const int *start,
+                                    const int *rows, const float *vals, int C, int OC);
 
 /* w's columns in panels of 16 outputs, wp[ceil(OC/16)][C][16] (the last
  * padded with 0), so that one panel of every column is one block of

@@ -203,7 +203,7 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
         widest = m->enc[i].out > widest ? m->enc[i].out : widest;
     int prior_logp = m->cfg.prior == VAE_PRIOR_LEARNED && m->cfg.latent == LATENT_CATEGORICAL;
     size_t D = (size_t)m->cfg.D, first = (size_t)m->enc[0].out;
-    enum { FIXED = 15 };
+    enum { FIXED = 17 };
     ws_buf bufs[FIXED + 2 * (VAE_MAX_HIDDEN + 1)] = {
         WS_BUF(a->logq, B * zdim),     WS_BUF(a->z, B * zdim),
         WS_BUF(a->dz, B * zdim),       WS_BUF(a->dlogits, B * zdim),
@@ -212,7 +212,8 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
         WS_BUF(a->prior_logp, prior_logp ? (size_t)zdim : 0),
         WS_BUF(a->in_idx, B * D),      WS_BUF(a->in_nnz, B),
         WS_BUF(a->in_val, B * D),      WS_BUF(a->enc_wt, D * first),
-        WS_BUF(a->enc_dwt, D * first),
+        WS_BUF(a->in_start, D + 1),    WS_BUF(a->in_rows, B * D),
+        WS_BUF(a->in_cval, B * D),
         WS_BUF(a->enc_dfirst, m->nenc > 1 ? B * first : 0),
     };
     /* Layers past nenc (ndec) get no buffer: their pointers stay NULL. */
@@ -353,6 +354,8 @@ void vae_encode_backward(vae_model *m, vae_acts *a, const float *x, int B)
                      a->enc[0], a->dlogits, d0, a->grad_a, a->grad_b, B);
     }
     linear_backward_bias(m->grads + L0->b, d0, a->enc[0], B, L0->out, m->nenc > 1);
-    sparse_linear_backward_weights(m->grads + L0->w, a->enc_dwt, d0, a->in_idx, a->in_val,
-                                   a->in_nnz, B, L0->in, L0->out);
+    sparse_columns(a->in_start, a->in_rows, a->in_cval, a->in_idx, a->in_val, a->in_nnz, B,
+                   L0->in);
+    sparse_linear_backward_weights(m->grads + L0->w, d0, a->in_start, a->in_rows,
+                                   a->in_cval, L0->in, L0->out);
 }

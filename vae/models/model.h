@@ -121,8 +121,10 @@ typedef struct vae_acts {
     int in_sparse;                   /* whether the last vae_encode took it */
     int *in_idx, *in_nnz;            /* [B][D], [B]: the nonzero pixels of each row */
     float *in_val;                   /* [B][D] their values */
-    float *enc_wt, *enc_dwt;         /* [D][enc[0].out]: the weight transposed, and
-                                        its gradient's scratch */
+    float *enc_wt;                   /* [D][enc[0].out]: the weight transposed */
+    int *in_start, *in_rows;         /* [D + 1], [B * D]: the nonzero pixels column by
+                                        column (sparse_columns), for the weight gradient */
+    float *in_cval;                  /* [B * D] their values */
     float *enc_dfirst;               /* [B][enc[0].out] gradient at the first layer's output
                                         (deep encoder) */
     void *block;                     /* the one allocation behind every buffer */
