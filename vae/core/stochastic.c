@@ -172,8 +172,15 @@ void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, fl
         onehot_argmax(z, noise, groups(s, R), s->K);
         return;
     }
+    /* The uniforms first, into z (the generator's state in a local), then
+     * the comparisons in a loop that vectorises: the draws of one loop
+     * doing both, in the same order. */
+    rng_t g = *r;
     for (size_t i = 0; i < n; i++)
-        z[i] = bernoulli_bit(rng_uniformf_open(r), sigmoidf_stable(logits[i]));
+        z[i] = rng_uniformf_open(&g);
+    *r = g;
+    for (size_t i = 0; i < n; i++)
+        z[i] = bernoulli_bit(z[i], sigmoidf_stable(logits[i]));
 }
 
 /* The class one variable draws from its K probabilities p and a uniform
