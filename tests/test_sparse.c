@@ -353,6 +353,73 @@ START_TEST(encoder_sparse_equals_dense)
 }
 END_TEST
 
+/* vae_decode and vae_decode_backward over a hard code's nonzero entries
+ * against the dense path, linear and deep, one-hot variables and 0/1
+ * units: the logits, every parameter gradient and the gradient at z. */
+START_TEST(decoder_sparse_equals_dense)
+{
+    enum { B = 16, PX = 60 };
+    char err[ERR_LEN] = "";
+    float x[B * PX];
+    rng_t r;
+    rng_seed(&r, 26);
+    for (int i = 0; i < B * PX; i++)
+        x[i] = rng_uniform_open(&r) < 0.3 ? 1.0f : 0.0f;
+    for (int bern = 0; bern < 2; bern++)
+        for (int nh = 0; nh <= 2; nh += 2) {
+            vae_config c = {.latent = bern ? LATENT_BERNOULLI : LATENT_CATEGORICAL,
+                            .N = bern ? 40 : 4, .K = bern ? 1 : 5, .D = PX, .nhidden = nh,
+                            .hidden = {24, 16}};
+            vae_model m;
+            vae_acts a;
+            ck_assert_msg(vae_init(&m, &c, &r, err) == 0, "%s", err);
+            ck_assert_msg(vae_acts_init(&a, &m, B, err) == 0, "%s", err);
+            int zdim = vae_zdim(&c);
+            float *z = calloc((size_t)B * zdim, sizeof(float));
+            for (int row = 0; row < B; row++)
+                for (int v = 0; v < c.N; v++)
+                    if (bern)
+                        z[row * zdim + v] = rng_uniform_open(&r) < 0.3 ? 1.0f : 0.0f;
+                    else
+                        z[row * zdim + v * c.K + (int)rng_below(&r, (uint32_t)c.K)] = 1.0f;
+            float *out[2], *grads[2], *dz[2];
+            for (int pass = 0; pass < 2; pass++) {
+                sparse_force(pass ? 1 : -1);
+                vae_zero_grads(&m);
+                vae_decode(&m, &a, z, B);
+                out[pass] = malloc(sizeof(float) * B * PX);
+                memcpy(out[pass], a.dec[m.ndec - 1], sizeof(float) * B * PX);
+                dz[pass] = malloc(sizeof(float) * B * zdim);
+                vae_decode_backward_rows(&m, &a, x, z, B, NULL, 0.5f, m.grads, dz[pass]);
+                grads[pass] = malloc(sizeof(float) * m.nparams);
+                memcpy(grads[pass], m.grads, sizeof(float) * m.nparams);
+            }
+            sparse_force(0);
+            double gmax = 0, dmax = 0;
+            for (size_t i = 0; i < m.nparams; i++)
+                gmax = fmax(gmax, fabs(grads[0][i]));
+            for (int i = 0; i < B * zdim; i++)
+                dmax = fmax(dmax, fabs(dz[0][i]));
+            ck_assert(gmax > 0 && dmax > 0);
+            for (int i = 0; i < B * PX; i++)
+                ck_assert_msg(fabs(out[1][i] - out[0][i]) <= 1e-5 * (1 + fabs(out[0][i])),
+                              "bern %d hidden %d logit %d", bern, nh, i);
+            for (size_t i = 0; i < m.nparams; i++)
+                ck_assert_msg(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * gmax,
+                              "bern %d hidden %d grad %zu: %.9g vs %.9g", bern, nh, i,
+                              grads[1][i], grads[0][i]);
+            for (int i = 0; i < B * zdim; i++)
+                ck_assert_msg(fabs(dz[1][i] - dz[0][i]) <= 1e-5 * dmax, "bern %d hidden %d dz %d",
+                              bern, nh, i);
+            for (int pass = 0; pass < 2; pass++)
+                free(out[pass]), free(grads[pass]), free(dz[pass]);
+            free(z);
+            vae_acts_free(&a);
+            vae_free(&m);
+        }
+}
+END_TEST
+
 /* A diverged weight must reach the loss as it does through sgemm (0 * NaN
  * is NaN) even when it sits where the inputs are 0: the sparse paths
  * check the weight and step aside. */
@@ -509,6 +576,7 @@ int main(void)
     tcase_add_test(tc, sparse_linear_matches_dense);
     tcase_add_test(tc, sparse_linear_finite_differences);
     tcase_add_test(tc, encoder_sparse_equals_dense);
+    tcase_add_test(tc, decoder_sparse_equals_dense);
     tcase_add_test(tc, nan_weights_still_show);
     tcase_add_test(tc, iw_sparse_equals_dense);
     tcase_add_test(tc, iw_same_for_any_threads_and_chunks);

@@ -322,3 +322,10 @@ int sparse_pays(size_t nnz, size_t total)
         return forced > 0;
     return (double)nnz <= SPARSE_MAX_DENSITY * (double)total;
 }
+
+int sparse_code_pays(size_t nnz, size_t total)
+{
+    if (forced)
+        return forced > 0;
+    return (double)nnz <= SPARSE_CODE_MAX_DENSITY * (double)total;
+}

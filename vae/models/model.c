@@ -202,8 +202,8 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
     for (int i = 0; i < m->nenc; i++)
         widest = m->enc[i].out > widest ? m->enc[i].out : widest;
     int prior_logp = m->cfg.prior == VAE_PRIOR_LEARNED && m->cfg.latent == LATENT_CATEGORICAL;
-    size_t D = (size_t)m->cfg.D, first = (size_t)m->enc[0].out;
-    enum { FIXED = 17 };
+    size_t D = (size_t)m->cfg.D, first = (size_t)m->enc[0].out, dfirst = (size_t)m->dec[0].out;
+    enum { FIXED = 25 };
     ws_buf bufs[FIXED + 2 * (VAE_MAX_HIDDEN + 1)] = {
         WS_BUF(a->logq, B * zdim),     WS_BUF(a->z, B * zdim),
         WS_BUF(a->dz, B * zdim),       WS_BUF(a->dlogits, B * zdim),
@@ -214,6 +214,11 @@ int vae_acts_init(vae_acts *a, const vae_model *m, int max_batch, char *err)
         WS_BUF(a->in_val, B * D),      WS_BUF(a->enc_wt, D * first),
         WS_BUF(a->in_start, D + 1),    WS_BUF(a->in_rows, B * D),
         WS_BUF(a->in_cval, B * D),
+        WS_BUF(a->z_idx, B * zdim),    WS_BUF(a->z_nnz, B),
+        WS_BUF(a->z_val, B * zdim),    WS_BUF(a->dec_wt, (size_t)zdim * dfirst),
+        WS_BUF(a->z_start, zdim + 1),  WS_BUF(a->z_rows, B * zdim),
+        WS_BUF(a->z_cval, B * zdim),
+        WS_BUF(a->dec_dfirst, m->ndec > 1 ? B * dfirst : 0),
         WS_BUF(a->enc_dfirst, m->nenc > 1 ? B * first : 0),
     };
     /* Layers past nenc (ndec) get no buffer: their pointers stay NULL. */
@@ -258,9 +263,32 @@ void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
     }
 }
 
+/* Whether the decoder's first layer takes code z over its nonzero entries
+ * (a hard code: one-hot variables, or 0/1 units), as the encoder takes the
+ * pixels that are on: by the measured density of z, and only with finite
+ * weights.  Leaves z's nonzero entries in a->z_idx, z_val, z_nnz. */
+static int code_sparse(const vae_model *m, vae_acts *a, const float *z, int B)
+{
+    const linear_layer *L0 = &m->dec[0];
+    size_t nnz = sparse_rows(a->z_idx, a->z_val, a->z_nnz, z, B, L0->in);
+    return sparse_code_pays(nnz, (size_t)B * L0->in) &&
+           sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out);
+}
+
 void vae_decode(const vae_model *m, vae_acts *a, const float *z, int B)
 {
-    mlp_forward(m->dec, m->ndec, MLP_RELU, m->params, a->dec, z, B);
+    const linear_layer *L0 = &m->dec[0];
+    if (!code_sparse(m, a, z, B)) {
+        mlp_forward(m->dec, m->ndec, MLP_RELU, m->params, a->dec, z, B);
+        return;
+    }
+    /* mlp_forward's first layer over the chosen classes (units that are
+     * on), then its other layers as it does them. */
+    sparse_transpose(a->dec_wt, m->params + L0->w, L0->in, L0->out);
+    sparse_linear_forward(a->dec[0], a->dec_wt, m->params + L0->b, a->z_idx, a->z_val, a->z_nnz,
+                          B, L0->in, L0->out, m->ndec > 1);
+    if (m->ndec > 1)
+        mlp_forward(m->dec + 1, m->ndec - 1, MLP_RELU, m->params, a->dec + 1, a->dec[0], B);
 }
 
 void vae_recon_loss(const vae_model *m, vae_acts *a, const float *x, int B)
@@ -286,8 +314,27 @@ void vae_decode_backward_rows(const vae_model *m, vae_acts *a, const float *x, c
         for (int r = 0; r < B; r++)
             bce_logits_backward(dtop + (size_t)r * D, logits + (size_t)r * D, x + (size_t)r * D,
                                 1, D, scale * row_scale[r]);
-    mlp_backward(m->dec, m->ndec, MLP_RELU, m->params, grads, a->dec, z, dtop, dz, a->grad_a,
-                 a->grad_b, B);
+    const linear_layer *L0 = &m->dec[0];
+    if (!code_sparse(m, a, z, B)) {
+        mlp_backward(m->dec, m->ndec, MLP_RELU, m->params, grads, a->dec, z, dtop, dz,
+                     a->grad_a, a->grad_b, B);
+        return;
+    }
+    /* Undoes vae_decode's sparse first layer: the layers above it as
+     * mlp_backward does them, then its bias, its weight over z's nonzero
+     * entries, and the gradient at z (dense: every class gets one). */
+    float *d0 = dtop;
+    if (m->ndec > 1) {
+        d0 = a->dec_dfirst;
+        mlp_backward(m->dec + 1, m->ndec - 1, MLP_RELU, m->params, grads, a->dec + 1, a->dec[0],
+                     dtop, d0, a->grad_a, a->grad_b, B);
+    }
+    linear_backward_bias(grads + L0->b, d0, a->dec[0], B, L0->out, m->ndec > 1);
+    sparse_columns(a->z_start, a->z_rows, a->z_cval, a->z_idx, a->z_val, a->z_nnz, B, L0->in);
+    sparse_linear_backward_weights(grads + L0->w, d0, a->z_start, a->z_rows, a->z_cval, L0->in,
+                                   L0->out);
+    if (dz)
+        linear_backward_input(dz, d0, m->params + L0->w, B, L0->in, L0->out);
 }
 
 void vae_kl(const vae_model *m, vae_acts *a, int B)

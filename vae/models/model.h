@@ -125,6 +125,15 @@ typedef struct vae_acts {
     int *in_start, *in_rows;         /* [D + 1], [B * D]: the nonzero pixels column by
                                         column (sparse_columns), for the weight gradient */
     float *in_cval;                  /* [B * D] their values */
+    /* The decoder's first layer over a hard code's nonzero entries, taken
+     * by the measured density of the code it is given (the same views): */
+    int *z_idx, *z_nnz;              /* [B][zdim], [B] */
+    float *z_val;                    /* [B][zdim] */
+    float *dec_wt;                   /* [zdim][dec[0].out] the weight transposed */
+    int *z_start, *z_rows;           /* [zdim + 1], [B * zdim] */
+    float *z_cval;                   /* [B * zdim] */
+    float *dec_dfirst;               /* [B][dec[0].out] gradient at the first layer's
+                                        output (deep decoder) */
     float *enc_dfirst;               /* [B][enc[0].out] gradient at the first layer's output
                                         (deep encoder) */
     void *block;                     /* the one allocation behind every buffer */
