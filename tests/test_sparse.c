@@ -298,6 +298,15 @@ START_TEST(sparse_linear_finite_differences)
 }
 END_TEST
 
+/* n pixels, each on with probability p, from generator r seeded with seed
+ * (left to the caller to draw on). */
+static void binary_pixels(float *x, int n, double p, uint64_t seed, rng_t *r)
+{
+    rng_seed(r, seed);
+    for (int i = 0; i < n; i++)
+        x[i] = rng_uniform_open(r) < p ? 1.0f : 0.0f;
+}
+
 /* vae_encode and vae_encode_backward over the nonzero pixels against the
  * dense path, linear and deep: the logits and every parameter gradient. */
 START_TEST(encoder_sparse_equals_dense)
@@ -306,9 +315,7 @@ START_TEST(encoder_sparse_equals_dense)
     char err[ERR_LEN] = "";
     float x[B * PX];
     rng_t r;
-    rng_seed(&r, 23);
-    for (int i = 0; i < B * PX; i++)
-        x[i] = rng_uniform_open(&r) < 0.13 ? 1.0f : 0.0f;
+    binary_pixels(x, B * PX, 0.13, 23, &r);
     for (int nh = 0; nh <= 2; nh += 2) {
         vae_config c = {.latent = LATENT_CATEGORICAL, .N = 4, .K = 5, .D = PX, .nhidden = nh,
                         .hidden = {24, 16}};
@@ -362,9 +369,7 @@ START_TEST(decoder_sparse_equals_dense)
     char err[ERR_LEN] = "";
     float x[B * PX];
     rng_t r;
-    rng_seed(&r, 26);
-    for (int i = 0; i < B * PX; i++)
-        x[i] = rng_uniform_open(&r) < 0.3 ? 1.0f : 0.0f;
+    binary_pixels(x, B * PX, 0.3, 26, &r);
     for (int bern = 0; bern < 2; bern++)
         for (int nh = 0; nh <= 2; nh += 2) {
             vae_config c = {.latent = bern ? LATENT_BERNOULLI : LATENT_CATEGORICAL,
