@@ -5,8 +5,9 @@
 #
 #   sweep  every row x estimator x learning rate of the paper's grid
 #          {3e-5, 1e-5, 3e-4, 1e-4, 3e-3, 1e-3}, and for the VAE's
-#          temperature estimators (gumbel, st-gumbel, annealed-st) the
-#          annealing grid N in {500, 1000} x r in {1e-5, 1e-4}; seed 1,
+#          temperature estimators (gumbel, st-gumbel) and annealed-ST in
+#          every row the annealing grid N in {500, 1000} x r in {1e-5, 1e-4}
+#          (protocol-lib.sh); seed 1,
 #          scored on the validation set (the last 10,000 training images).
 #          Row by row (SBN Bernoulli, SBN categorical, VAE Bernoulli, VAE
 #          categorical), so that a sweep run in order completes whole rows,
@@ -15,8 +16,8 @@
 #          seeds 1-3, scored on the test set (VAE: the m = 1000 importance
 #          weighted bound with hard samples; SBN: -log p(x_lower|x_upper)
 #          with 1000 samples).  Only the cells whose choice was made on
-#          the whole grid (n_settings 6, or 24 for the VAE's temperature
-#          estimators); PROTOCOL_PARTIAL=1 takes a partial sweep's choice too.
+#          the whole grid (n_settings 6, or 24 with the annealing grid);
+#          PROTOCOL_PARTIAL=1 takes a partial sweep's choice too.
 #          Seed 1 of every cell first, then seed 2, then seed 3.
 #
 # Every run: SGD with momentum 0.9 on the batch's summed loss (--batch-loss
@@ -54,13 +55,7 @@ row_flags() {
     esac
 }
 
-# uses_tau ROW EST: whether the VAE's annealing grid applies.
-uses_tau() {
-    case $1-$2 in
-    vae-*-gumbel | vae-*-st-gumbel | vae-*-annealed-st) return 0 ;;
-    esac
-    return 1
-}
+. "$(dirname "$0")/protocol-lib.sh"
 
 if [ "$mode" = sweep ]; then
     for row in $rows; do
@@ -71,7 +66,7 @@ if [ "$mode" = sweep ]; then
                 sbn-*) budget="--steps $sweep_steps --eval-every 5000 --eval-samples 20 --eval-images 1000 --test-samples 0" ;;
                 vae-*) budget="--steps $sweep_steps --eval-every 5000 --eval-images 1000 --iw-samples 0" ;;
                 esac
-                if uses_tau $row $est; then
+                if uses_anneal $row $est; then
                     for N in 500 1000; do
                         for r in 1e-5 1e-4; do
                             echo "$base --anneal-every $N --anneal-rate $r $budget --out $out/runs/$row-$est-lr$lr-N$N-r$r"
@@ -94,8 +89,7 @@ partial=${PROTOCOL_PARTIAL:-0}
 # any cell twice.  The notes on partial choices are printed once.
 for seed in 1 2 3; do
     tail -n +2 "$chosen" | while IFS=, read -r row est lr N r valid n run; do
-        grid=6
-        uses_tau $row $est && grid=24
+        grid=$(grid_size $row $est)
         if [ "$n" -lt $grid ] && [ "$partial" != 1 ]; then
             [ $seed = 1 ] && echo "protocol-jobs.sh: $row $est: chosen among $n of the $grid settings, no final yet (PROTOCOL_PARTIAL=1 runs it)" >&2
             continue

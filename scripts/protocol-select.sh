@@ -16,11 +16,12 @@
 #   row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run
 # The setting is read from the run's summary.json.  n_settings counts the
 # finished runs the choice was made among (the grid has 6 settings per
-# cell, 24 for the VAE's temperature estimators), so a choice made on a
+# cell, 24 with the annealing grid: protocol-lib.sh), so a choice made on a
 # partial sweep says so.  Runs that diverged (no summary) or were
 # interrupted are not candidates.
 set -eu
 dir=${1:?usage: scripts/protocol-select.sh SWEEPDIR}
+. "$(dirname "$0")/protocol-lib.sh"
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 iw=${PROTOCOL_SELECT_IW:-100}
@@ -50,9 +51,7 @@ for row in sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical; do
             *) v=$(json "$s" "$key") ;;
             esac
             [ -n "$v" ] || continue
-            tau=no
-            case $row-$est in vae-*-gumbel | vae-*-st-gumbel | vae-*-annealed-st) tau=yes ;; esac
-            if [ $tau = yes ]; then
+            if uses_anneal $row $est; then
                 N=$(json "$s" anneal_every)
                 r=$(json "$s" anneal_rate)
             else

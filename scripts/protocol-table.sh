@@ -12,6 +12,7 @@
 set -eu
 dir=${1:?usage: scripts/protocol-table.sh DIR}
 PLOT_DIR=$(dirname "$0")/plot
+. "$(dirname "$0")/protocol-lib.sh"
 . "$PLOT_DIR/lib.sh"
 chosen=$dir/chosen.csv
 runs=$dir/final/runs
@@ -29,8 +30,7 @@ $line
 EOF2
     # A choice made on part of the grid is no choice yet: its setting is
     # left out ("-"), as protocol-jobs.sh runs no final for it.
-    grid=6
-    case $row-$est in vae-*-gumbel | vae-*-st-gumbel | vae-*-annealed-st) grid=24 ;; esac
+    grid=$(grid_size $row $est)
     [ "$nset" -lt $grid ] && lr=- N=- r=-
     key=test_neg_log_px_iw
     case $row in sbn-*) key=test_nll ;; esac

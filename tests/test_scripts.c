@@ -372,6 +372,36 @@ START_TEST(protocol_selection_scores_the_validation_bound)
 }
 END_TEST
 
+/* The sweep's grid per cell (protocol-lib.sh): 6 learning rates, times the
+ * 4 annealing settings N x r for the VAE's temperature estimators and for
+ * annealed-ST in every row; the SBN's Gumbel-Softmax keeps tau = 1. */
+START_TEST(protocol_sweep_grid_per_cell)
+{
+    static const struct { const char *cell; int n; } cells[] = {
+        {"sbn-bernoulli-sf-lr", 6},          {"sbn-bernoulli-gumbel-lr", 6},
+        {"sbn-categorical-annealed-st-lr", 24}, {"vae-bernoulli-annealed-st-lr", 24},
+        {"vae-categorical-gumbel-lr", 24},   {"vae-categorical-st-gumbel-lr", 24},
+        {"vae-categorical-muprop-lr", 6},
+    };
+    int rc = sh("GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh sweep /tmp/sweep");
+    ck_assert_msg(rc == 0, "%s", errout);
+    int lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    /* 4 rows x 7 estimators x 6 rates; 8 of the 28 cells times 4. */
+    ck_assert_int_eq(lines, 28 * 6 + 8 * 6 * 3);
+    for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
+        int n = 0;
+        char want[96];
+        snprintf(want, sizeof want, "/runs/%s", cells[i].cell);
+        for (const char *p = out; (p = strstr(p, want)) != NULL; p++)
+            n++;
+        ck_assert_msg(n == cells[i].n, "%s: %d settings", cells[i].cell, n);
+    }
+    ck_assert(testutil_contains(out, "sbn-categorical-annealed-st-lr1e-3-N1000-r1e-5\n"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("scripts");
@@ -381,6 +411,7 @@ int main(void)
     tcase_add_test(tc, semisup_table2_in_two_steps);
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
+    tcase_add_test(tc, protocol_sweep_grid_per_cell);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
