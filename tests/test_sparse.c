@@ -184,6 +184,32 @@ START_TEST(density_rule)
 }
 END_TEST
 
+/* sparse_rows and sparse_count read "nonzero" as C's x != 0: a NaN is
+ * one (it must reach the product), -0 is not; across the blocks of 16 and
+ * the tail, in increasing column. */
+START_TEST(rows_take_nan_not_negative_zero)
+{
+    enum { C = 37 };
+    float in[2 * C] = {0}, val[2 * C];
+    int idx[2 * C], nnz[2];
+    const int want[] = {0, 5, 15, 16, 31, 36};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+        in[want[k]] = (float)(k + 1);
+    in[5] = NAN;
+    in[7] = -0.0f;
+    in[C + 33] = -2.0f;
+    ck_assert_uint_eq(sparse_rows(idx, val, nnz, in, 2, C), 7);
+    ck_assert_uint_eq(sparse_count(in, 2 * C), 7);
+    ck_assert_int_eq(nnz[0], 6);
+    ck_assert_int_eq(nnz[1], 1);
+    for (int k = 0; k < 6; k++) {
+        ck_assert_int_eq(idx[k], want[k]);
+        ck_assert(k == 1 ? isnan(val[k]) : val[k] == (float)(k + 1));
+    }
+    ck_assert(idx[C] == 33 && val[C] == -2.0f);
+}
+END_TEST
+
 /* ---- the first layer over the nonzero pixels (training) ---- */
 
 /* sparse_linear_forward and sparse_linear_backward_weights against
@@ -578,6 +604,7 @@ int main(void)
     tcase_add_test(tc, gather_forward_matches_dense);
     tcase_add_test(tc, gather_bce_matches_dense);
     tcase_add_test(tc, density_rule);
+    tcase_add_test(tc, rows_take_nan_not_negative_zero);
     tcase_add_test(tc, sparse_linear_matches_dense);
     tcase_add_test(tc, sparse_linear_finite_differences);
     tcase_add_test(tc, encoder_sparse_equals_dense);

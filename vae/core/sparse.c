@@ -2,6 +2,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "layers.h"
 
@@ -29,6 +32,14 @@ void sparse_transpose(float *wt, const float *w, int C, int OC)
         }
 }
 
+size_t sparse_count(const float *in, size_t n)
+{
+    size_t nnz = 0;
+    for (size_t i = 0; i < n; i++)
+        nnz += in[i] != 0.0f;
+    return nnz;
+}
+
 size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C)
 {
     size_t total = 0;
@@ -36,11 +47,26 @@ size_t sparse_rows(int *idx, float *val, int *nnz, const float *in, int B, int C
         const float *restrict x = in + (size_t)r * C;
         int *restrict ir = idx + (size_t)r * C;
         float *restrict vr = val + (size_t)r * C;
-        int n = 0;
+        int n = 0, c = 0;
+#ifdef __AVX512F__
+        /* Sixteen entries at a time: the nonzero ones (x != 0 as C has it:
+         * NaN is nonzero, -0 is not) packed to the front of a register and
+         * stored whole at the next free slot (n + 16 <= c + 16 <= C); the
+         * lanes past the packed ones are overwritten by the next store. */
+        const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (; c + 16 <= C; c += 16) {
+            __m512 v = _mm512_loadu_ps(x + c);
+            __mmask16 on = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            __m512i cols = _mm512_add_epi32(lanes, _mm512_set1_epi32(c));
+            _mm512_storeu_si512((void *)(ir + n), _mm512_maskz_compress_epi32(on, cols));
+            _mm512_storeu_ps(vr + n, _mm512_maskz_compress_ps(on, v));
+            n += __builtin_popcount((unsigned)on);
+        }
+#endif
         /* Without a branch: every entry is written at the next free slot
          * and the slot advances only past a nonzero one (a mispredicted
          * branch per pixel cost more than the stores). */
-        for (int c = 0; c < C; c++) {
+        for (; c < C; c++) {
             ir[n] = c;
             vr[n] = x[c];
             n += x[c] != 0.0f;

@@ -35,6 +35,9 @@ void sparse_gather_forward(float *out, const float *wt, const float *b, const in
  * once): the layer's output for an input of all 1s. */
 void sparse_bias_all(float *b_all, const float *w, const float *b, int C, int OC);
 
+/* The number of nonzero entries of in[n] (x != 0: NaN counts, -0 does
+ * not), for a density check before sparse_rows. */
+size_t sparse_count(const float *in, size_t n);
 /* A batch's nonzero entries, row by row: row r's columns at idx + r * C
  * and values at val + r * C (both [B][C]), in increasing column, their
  * count in nnz[r]; returns the batch's total. */

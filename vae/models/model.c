@@ -266,13 +266,18 @@ void vae_encode(const vae_model *m, vae_acts *a, const float *x, int B)
 /* Whether the decoder's first layer takes code z over its nonzero entries
  * (a hard code: one-hot variables, or 0/1 units), as the encoder takes the
  * pixels that are on: by the measured density of z, and only with finite
- * weights.  Leaves z's nonzero entries in a->z_idx, z_val, z_nnz. */
+ * weights.  When it does, leaves z's nonzero entries in a->z_idx, z_val,
+ * z_nnz. */
 static int code_sparse(const vae_model *m, vae_acts *a, const float *z, int B)
 {
     const linear_layer *L0 = &m->dec[0];
-    size_t nnz = sparse_rows(a->z_idx, a->z_val, a->z_nnz, z, B, L0->in);
-    return sparse_code_pays(nnz, (size_t)B * L0->in) &&
-           sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out);
+    size_t total = (size_t)B * L0->in;
+    /* A relaxed code (every entry nonzero) stops at the count. */
+    if (!sparse_code_pays(sparse_count(z, total), total) ||
+        !sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out))
+        return 0;
+    sparse_rows(a->z_idx, a->z_val, a->z_nnz, z, B, L0->in);
+    return 1;
 }
 
 void vae_decode(const vae_model *m, vae_acts *a, const float *z, int B)
