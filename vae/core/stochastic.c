@@ -192,13 +192,13 @@ static int draw_class(const float *p, int K, float u)
         total += p[k];
     if (total != total)
         return -1;
-    int pick = K - 1;
+    /* The first k with u < p[0] + ... + p[k], else K - 1: the partial
+     * sums never decrease (p >= 0), so that is the number of them (k <
+     * K - 1) that u reaches, counted without a branch. */
+    int pick = 0;
     for (int k = 0; k < K - 1; k++) {
         acc += p[k];
-        if (u < acc) {
-            pick = k;
-            break;
-        }
+        pick += u >= acc;
     }
     /* Rounding can leave u above the float total: take the last class
      * with mass, never one of probability 0. */
