@@ -10,7 +10,10 @@
 # the tables' figure) and the paper's value, which is also drawn as a
 # dashed line in the estimator's colour.  SBN runs evaluate with fewer
 # samples during training than at the end, so there the final figure is
-# also marked at the last step (a diamond): it sits below the curve.
+# also marked at the last step (a diamond): it sits below the curve.  VAE
+# runs that end with the importance-weighted bound (test_neg_log_px_iw,
+# the paper's figure) give that bound in the legend and as the diamond,
+# beside curves of the one-sample -ELBO; without it, the -ELBO's.
 set -eu
 [ $# -eq 3 ] || { echo "usage: scripts/plot/curves.sh RUNS sbn|vae OUT.png" >&2; exit 2; }
 runs=$1 task=$2 out=$3
@@ -30,7 +33,7 @@ command -v gnuplot > /dev/null 2>&1 || { echo "curves.sh: gnuplot not found; $ou
 tmp=$(mktemp -d)
 trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
 gp=$tmp/plot.gp
-seeds_max=0 seeds_min=0
+seeds_max=0 seeds_min=0 iw=no
 {
     echo "W = 1000; H = 1040"
     echo "load '$PLOT_DIR/style.gp'"
@@ -62,8 +65,18 @@ for lt in bernoulli categorical; do
         [ "$n" -gt "$seeds_max" ] && seeds_max=$n
         { [ "$seeds_min" = 0 ] || [ "$n" -lt "$seeds_min" ]; } && seeds_min=$n
         last=$(tail -n 1 "$dat" | cut -d' ' -f1)
-        final=$(plot_summary_mean "$col" "$runs/$task-$lt-$e"-s*/summary.json)
-        final=${final%% *}
+        mark=no
+        [ $task = sbn ] && mark=yes
+        final=""
+        if [ $task = vae ]; then
+            final=$(plot_summary_mean test_neg_log_px_iw "$runs/$task-$lt-$e"-s*/summary.json)
+            final=${final%% *}
+            [ -n "$final" ] && mark=yes iw=yes
+        fi
+        if [ -z "$final" ]; then
+            final=$(plot_summary_mean "$col" "$runs/$task-$lt-$e"-s*/summary.json)
+            final=${final%% *}
+        fi
         paper=$(plot_paper "$task-$lt" "$e")
         [ -n "$final" ] || final=$(tail -n 1 "$dat" | cut -d' ' -f2)
         lt_expr="est_lt('$e')"
@@ -72,7 +85,7 @@ for lt in bernoulli categorical; do
         if [ -n "$paper" ]; then
             plots="$plots, $paper with lines lt $lt_expr lw 1.8 dt PAPER notitle"
         fi
-        if [ $task = sbn ]; then
+        if [ $mark = yes ]; then
             echo "$last $final" > "$tmp/$lt-$e.final"
             plots="$plots, '$tmp/$lt-$e.final' using 1:2 with points lt $lt_expr pt 12 ps 2.2 lw 2 notitle"
         fi
@@ -105,6 +118,10 @@ if [ $task = sbn ]; then
     m_test=$(plot_json "$s1/summary.json" test_samples)
     [ -n "$m_eval" ] && [ -n "$m_test" ] &&
         note="$note\\n{/*0.8 curves: M = $m_eval samples per test image; final figure (◇ and legend): M = $m_test}"
+elif [ $iw = yes ]; then
+    s1=$(ls -d "$runs/vae-"*-s1/summary.json 2>/dev/null | head -n 1)
+    m_test=$(plot_json "$s1" iw_samples)
+    note="$note\\n{/*0.8 curves: -ELBO with one hard sample; final figure (◇ and legend): the importance-weighted bound, ${m_test:-1000} hard samples}"
 fi
 {
     printf 'set multiplot layout %d,1 title "Figure %s (counterpart): %s\\n%s" font ",15"\n' \
