@@ -2,9 +2,9 @@
 # Slurm job array over results/protocol/sweep/jobs.txt (written by scripts/reproduce.sh paper): task i
 # runs line i through scripts/run-job.sh, which skips a finished job.  Submit
 # from the repository root: sbatch results/protocol/sweep/slurm.sh (options given to sbatch,
-# e.g. --partition or --array=1-276%8, override those below).
+# e.g. --partition or --array=1-312%8, override those below).
 #SBATCH --job-name=gsvae-paper
-#SBATCH --array=1-276
+#SBATCH --array=1-312
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=1G
 #SBATCH --time=03:00:00
