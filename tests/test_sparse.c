@@ -333,6 +333,19 @@ static void binary_pixels(float *x, int n, double p, uint64_t seed, rng_t *r)
         x[i] = rng_uniform_open(r) < p ? 1.0f : 0.0f;
 }
 
+/* got[n] equals want[n] to 1e-5 of want's largest magnitude, which must
+ * not be 0 (a test of nothing); what names the array in a failure. */
+static void assert_close_to_max(const float *got, const float *want, size_t n, const char *what)
+{
+    double big = 0;
+    for (size_t i = 0; i < n; i++)
+        big = fmax(big, fabs(want[i]));
+    ck_assert_msg(big > 0, "%s: all zero", what);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * big, "%s[%zu]: %.9g vs %.9g", what, i,
+                      got[i], want[i]);
+}
+
 /* vae_encode and vae_encode_backward over the nonzero pixels against the
  * dense path, linear and deep: the logits and every parameter gradient. */
 START_TEST(encoder_sparse_equals_dense)
@@ -367,16 +380,10 @@ START_TEST(encoder_sparse_equals_dense)
         sparse_force(0);
         vae_encode(&m, &a, x, B);
         ck_assert(a.in_sparse); /* 13% of the pixels on */
-        double gmax = 0;
-        for (size_t i = 0; i < m.nparams; i++)
-            gmax = fmax(gmax, fabs(grads[0][i]));
-        ck_assert(gmax > 0);
         for (int i = 0; i < B * zdim; i++)
             ck_assert_msg(fabs(logits[1][i] - logits[0][i]) <= 1e-5 * (1 + fabs(logits[0][i])),
                           "hidden %d logit %d", nh, i);
-        for (size_t i = 0; i < m.nparams; i++)
-            ck_assert_msg(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * gmax,
-                          "hidden %d grad %zu: %.9g vs %.9g", nh, i, grads[1][i], grads[0][i]);
+        assert_close_to_max(grads[1], grads[0], m.nparams, nh ? "deep grads" : "linear grads");
         for (int pass = 0; pass < 2; pass++)
             free(logits[pass]), free(grads[pass]);
         free(dl);
@@ -426,22 +433,14 @@ START_TEST(decoder_sparse_equals_dense)
                 memcpy(grads[pass], m.grads, sizeof(float) * m.nparams);
             }
             sparse_force(0);
-            double gmax = 0, dmax = 0;
-            for (size_t i = 0; i < m.nparams; i++)
-                gmax = fmax(gmax, fabs(grads[0][i]));
-            for (int i = 0; i < B * zdim; i++)
-                dmax = fmax(dmax, fabs(dz[0][i]));
-            ck_assert(gmax > 0 && dmax > 0);
             for (int i = 0; i < B * PX; i++)
                 ck_assert_msg(fabs(out[1][i] - out[0][i]) <= 1e-5 * (1 + fabs(out[0][i])),
                               "bern %d hidden %d logit %d", bern, nh, i);
-            for (size_t i = 0; i < m.nparams; i++)
-                ck_assert_msg(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * gmax,
-                              "bern %d hidden %d grad %zu: %.9g vs %.9g", bern, nh, i,
-                              grads[1][i], grads[0][i]);
-            for (int i = 0; i < B * zdim; i++)
-                ck_assert_msg(fabs(dz[1][i] - dz[0][i]) <= 1e-5 * dmax, "bern %d hidden %d dz %d",
-                              bern, nh, i);
+            char what[64];
+            snprintf(what, sizeof what, "bern %d hidden %d grads", bern, nh);
+            assert_close_to_max(grads[1], grads[0], m.nparams, what);
+            snprintf(what, sizeof what, "bern %d hidden %d dz", bern, nh);
+            assert_close_to_max(dz[1], dz[0], (size_t)B * zdim, what);
             for (int pass = 0; pass < 2; pass++)
                 free(out[pass]), free(grads[pass]), free(dz[pass]);
             free(z);
