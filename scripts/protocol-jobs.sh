@@ -25,7 +25,8 @@
 # makes each 100 times our rate on the mean; results/protocol/README.md
 # gives the runs that chose this reading), batch 100, fixed binarization of
 # every image (the same in every run), --validation 10000.  The VAE is the
-# paper's linear one (--hidden none) with a learned prior.  Budgets
+# paper's linear one (--hidden none) with a learned prior, or with
+# PROTOCOL_READING=deep the same with hidden layers (protocol-lib.sh).  Budgets
 # (not stated in the paper; results/protocol/README.md says why):
 # PROTOCOL_SWEEP_STEPS and PROTOCOL_FINAL_STEPS.  GSVAE_BIN, GSVAE_DATA as
 # for reproduce.sh.  A budget raised after runs finished continues them
@@ -40,7 +41,6 @@ data=${GSVAE_DATA:-data/mnist}
 sweep_steps=${PROTOCOL_SWEEP_STEPS:-20000}
 final_steps=${PROTOCOL_FINAL_STEPS:-50000}
 estimators="sf darn muprop st annealed-st gumbel st-gumbel"
-rows="sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical"
 # Outward from the rate that did best in the budget runs (3e-4 on the sum;
 # results/protocol/README.md), so that a row stopped part-way has tried
 # each of its cells at the likeliest rates first.
@@ -51,14 +51,14 @@ common="--optimizer momentum --momentum 0.9 --batch-loss sum --batch 100 --binar
 row_flags() {
     case $1 in
     sbn-*) echo "--task sbn --latent-type ${1#sbn-}" ;;
-    vae-*) echo "--task vae --latent-type ${1#vae-} --hidden none --prior learned" ;;
+    vae-*) echo "--task vae --latent-type ${1#vae-} --hidden $vae_hidden --prior learned" ;;
     esac
 }
 
 . "$(dirname "$0")/protocol-lib.sh"
 
 if [ "$mode" = sweep ]; then
-    for row in $rows; do
+    for row in $protocol_rows; do
         for lr in $lrs; do
             for est in $estimators; do
                 base="$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $common --seed 1"

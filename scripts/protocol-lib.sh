@@ -1,6 +1,25 @@
 # protocol-lib.sh: the rules of the Table 1 protocol that protocol-jobs.sh,
 # protocol-select.sh and protocol-table.sh share (sourced, not run).
 
+# The reading of the paper's VAE, PROTOCOL_READING:
+#   linear  the default: 784-200-784 and 784-(20x10)-784 with no hidden
+#           layer (Sec. 4.2: "a single hidden layer with 200 Bernoulli
+#           variables or 20 categorical variables"; Figure 4's 784-200-784);
+#           every row of Table 1.
+#   deep    the other reading: deterministic hidden layers of 512 and 256
+#           in the encoder and (mirrored) the decoder, the authors'
+#           notebook's, under the same protocol otherwise; the VAE rows
+#           only (the SBN's layers are stochastic in either reading).
+#           Run into their own directory: scripts/reproduce.sh paper
+#           --out results/protocol/deep/sweep, and so on.
+# protocol_rows: the rows of Table 1 the reading covers; vae_hidden: the
+# VAE's --hidden.
+case ${PROTOCOL_READING:-linear} in
+linear) protocol_rows="sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical" vae_hidden=none ;;
+deep) protocol_rows="vae-bernoulli vae-categorical" vae_hidden=512,256 ;;
+*) echo "PROTOCOL_READING=$PROTOCOL_READING: expected linear or deep" >&2; exit 2 ;;
+esac
+
 # uses_anneal ROW EST: whether the cell's sweep covers the annealing grid
 # N in {500, 1000} x r in {1e-5, 1e-4} beside the learning rates: the VAE's
 # temperature estimators (the paper: "N in {500, 1000}, r in {1e-5, 1e-4},

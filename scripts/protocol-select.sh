@@ -39,7 +39,7 @@ valid_iw() {
     sed -n 's/^valid -log p(x) ~ \([0-9.]*\) nats.*/\1/p' "$f"
 }
 echo "row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run"
-for row in sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical; do
+for row in $protocol_rows; do
     key=valid_nll
     for est in sf darn muprop st annealed-st gumbel st-gumbel; do
         # "$row-st-lr*" does not match st-gumbel's runs.

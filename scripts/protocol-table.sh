@@ -21,7 +21,7 @@ csv=$dir/table1.csv
 md=$dir/table1.md
 echo "row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r" > "$csv.tmp"
 # Every cell of the paper's table, chosen or not yet.
-for row in sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical; do
+for row in $protocol_rows; do
 for est in sf darn muprop st annealed-st gumbel st-gumbel; do
     lr=- N=- r=- nset=0
     line=$(grep "^$row,$est," "$chosen" | head -n 1) || true
