@@ -36,11 +36,15 @@ static const char *const tiny[] = {
     "--eval-images 100 --threads 1 --quiet",
     "--task semisup --hidden 16 --latent 4 --unlabelled 2000 --batch 20 --labelled-batch 20 "
     "--eval-images 100 --threads 1 --quiet",
-    /* Only resume_is_exact runs this one: the conv networks of the paper. */
+    /* Only resume_is_exact runs the rest: the conv networks of the paper. */
     "--task semisup --net conv --estimator exact --latent 4 --unlabelled 2000 --batch 4 "
     "--labelled-batch 4 --eval-images 20 --threads 1 --quiet",
+    /* And this one: the SBN's learned baselines live in its persistent state. */
+    "--task sbn --latent-type bernoulli --latent 8 --estimator sf --baseline learned "
+    "--eval-samples 2 --test-samples 2 --eval-images 100 --threads 1 --quiet",
 };
-static const char *const task_name[] = {"vae", "sbn", "semisup", "semisup --net conv"};
+static const char *const task_name[] = {"vae", "sbn", "semisup", "semisup --net conv",
+                                        "sbn --baseline learned"};
 
 /* A checkpoint section, copied (caller frees). */
 static void *section_of(const char *path, const char *name, uint64_t *len)
@@ -676,7 +680,7 @@ int main(void)
     suite_add_tcase(s, flags);
     TCase *resume = tcase_create("resume");
     tcase_set_timeout(resume, 300);
-    tcase_add_loop_test(resume, resume_is_exact, 0, 4);
+    tcase_add_loop_test(resume, resume_is_exact, 0, 5);
     tcase_add_test(resume, semisup_net_in_checkpoint);
     tcase_add_loop_test(resume, nan_stops_every_task, 0, 3);
     tcase_add_test(resume, resume_merges_options_and_grows_the_log);

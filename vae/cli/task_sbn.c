@@ -48,7 +48,11 @@
  *   sf, muprop   baseline: a moving average of the learning signal (NVIL,
  *                decay 0.8; MuProp's "-C"), and variance normalisation,
  *                which JGP Sec. 4 found "necessary to obtain competitive
- *                performance for SF, DARN, and MuProp" (--var-norm 1).  DARN
+ *                performance for SF, DARN, and MuProp" (--var-norm 1).
+ *                --baseline learned adds NVIL's input-dependent baseline
+ *                (an MLP on the upper half per stochastic layer; sbn.h),
+ *                which JGP does not mention: results/protocol/causes/
+ *                measures what it moves.  DARN
  *                follows estimator.c's definition, which has no learning
  *                signal to normalise.
  *   data         JGP trains on a fixed binarization (Sec. 4); this task
@@ -85,7 +89,11 @@ typedef struct {
     sbn_model m;
     sbn_ws w;
     sbn_eval_ws ev;
-    sbn_baseline bl;
+    /* The persistent state (R->persist): the running statistics, then
+     * with --baseline learned the networks' sbn_learned_floats floats. */
+    unsigned char *persist;
+    sbn_baseline *bl;      /* at the head of persist */
+    sbn_learned lb;        /* its state after bl (lb.H 0: none) */
     float *x;              /* the batch, B x (D_in + D_out) */
 } sbn_task;
 
@@ -119,7 +127,9 @@ static int sbn_flags(void *t, flag_def *d)
          "each stochastic layer: NxK categorical variables (default 20x10) or N Bernoulli "
          "units (default 200)"},
         {"baseline", FLAG_STRING, &s->baseline, "MODE",
-         "sf/muprop signal centring: none or mean (moving average, decay 0.8)"},
+         "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ "
+         "NVIL's input-dependent baseline per layer: an MLP on the upper half, 100 tanh, Adam "
+         "at --lr)"},
         {"var-norm", FLAG_INT, &s->var_norm, "0|1",
          "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4)"},
         {"samples", FLAG_INT, &s->samples, "M", "samples m of the training loss (JGP Sec. 4.1)"},
@@ -169,8 +179,9 @@ static int sbn_check(run *R, char *err)
     if (stoch_estimator_check(id, SBN_ESTIMATORS, "sbn", s->cfg.latent, err) != 0)
         return -1;
     s->est = sbn_estimator_get(id);
-    if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean"))
-        return errf(err, "--baseline '%s': expected none or mean", s->baseline);
+    if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean") &&
+        strcmp(s->baseline, "learned"))
+        return errf(err, "--baseline '%s': expected none, mean or learned", s->baseline);
     if (s->var_norm != 0 && s->var_norm != 1)
         return errf(err, "--var-norm %d: expected 0 or 1", s->var_norm);
     if (R->tbin == TRAIN_BIN_NONE)
@@ -201,8 +212,21 @@ static int sbn_setup(run *R, char *err)
                     o->data_dir, R->train.rows, R->train.cols);
     s->cfg.D_in = (int)(R->train.rows / 2 * R->train.cols);
     s->cfg.D_out = (int)R->train.dim - s->cfg.D_in;
-    s->bl.centre = !strcmp(s->baseline, "mean");
-    s->bl.var_norm = s->var_norm;
+    int learned = !strcmp(s->baseline, "learned");
+    size_t bytes = sizeof(sbn_baseline) + (learned ? sbn_learned_floats(&s->cfg) * sizeof(float) : 0);
+    if (!(s->persist = xcalloc(bytes, 1, err, "SBN baseline")))
+        return -1;
+    s->bl = (sbn_baseline *)s->persist;
+    s->bl->centre = learned || !strcmp(s->baseline, "mean");
+    s->bl->var_norm = s->var_norm;
+    if (learned) {
+        /* The networks' own generator, so that the run's stream is the
+         * same with and without them. */
+        rng_t r;
+        rng_seed(&r, (uint64_t)o->seed ^ 0x6e76696c00000000ull);
+        sbn_learned_init(&s->lb, &s->cfg, (float *)(s->persist + sizeof(sbn_baseline)),
+                         (float)o->lr, &r);
+    }
     if (sbn_init(&s->m, &s->cfg, &R->rng, err) != 0 ||
         sbn_ws_init(&s->w, &s->m, o->batch, s->samples, err) != 0 ||
         sbn_eval_ws_init(&s->ev, &s->m, SBN_EVAL_ROWS, err) != 0)
@@ -212,8 +236,8 @@ static int sbn_setup(run *R, char *err)
     R->params = s->m.params;
     R->grads = s->m.grads;
     R->nparams = s->m.nparams;
-    R->persist = &s->bl;
-    R->persist_bytes = sizeof s->bl;
+    R->persist = s->persist;
+    R->persist_bytes = bytes;
     return 0;
 }
 
@@ -232,7 +256,8 @@ static double sbn_step(run *R, long step, float tau, double *figs)
     sbn_task *s = S(R);
     (void)step;
     batcher_next(&R->bt, R->bin, &R->rng, s->x, NULL);
-    sbn_ctx ctx = {&s->m, &s->w, &s->bl, s->est, s->x, R->o.batch, s->samples, tau, &R->rng};
+    sbn_ctx ctx = {&s->m, &s->w, s->bl, s->est, s->x, R->o.batch, s->samples, tau, &R->rng,
+                   s->lb.H ? &s->lb : NULL};
     figs[0] = sbn_gradient(&ctx);
     return figs[0];
 }
@@ -325,6 +350,7 @@ static void sbn_free_run(run *R)
     sbn_free(&s->m);
     sbn_ws_free(&s->w);
     sbn_eval_ws_free(&s->ev);
+    free(s->persist);
     free(s->x);
 }
 

@@ -71,3 +71,22 @@ void adam_update(adam_state *s, float *params, const float *grads, float lr)
      * alone, so the result does not depend on the split. */
     par_ranges(s->n, s->threads, adam_range, &j);
 }
+
+void adam_persist_init(adam_state *a, float *moments, size_t n)
+{
+    a->n = n;
+    a->m = moments;
+    a->v = moments + n;
+    a->t = 0;
+    a->beta1 = 0.9f;
+    a->beta2 = 0.999f;
+    a->eps = 1e-8f;
+    a->threads = 1;
+}
+
+void adam_persist_step(adam_state *a, float *params, const float *grads, float lr, float *steps)
+{
+    a->t = (long)*steps;
+    adam_update(a, params, grads, lr);
+    *steps = (float)a->t;
+}

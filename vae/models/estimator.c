@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baseline.h"
 #include "layers.h"
 #include "stochastic.h"
 #include "surrogate.h"
@@ -26,7 +27,7 @@ struct est_scratch {
     float *dzbar;         /* [B][Z] f'(zbar) per example */
     float *grad_discard;  /* [nparams] parameter gradients of passes that must not count */
 
-    /* Baseline network x -> tanh(W1 x + b1) -> w2 . h + b2, its nbl
+    /* Baseline network C(x) (baseline.h), its nbl
      * parameters in persist (baseline learned only; else NULL, 0). */
     int bl_hidden;        /* H */
     size_t nbl;           /* H D + H + H + 1 */
@@ -169,41 +170,11 @@ static float *bl_params(const est_state *s)
     return s->persist + P_HEADER;
 }
 
-/* C(x) for the batch into bl_out. */
+/* C(x) for the batch into bl_out (baseline.h). */
 static void baseline_forward(est_ctx *c)
 {
     est_scratch *w = c->s->ws;
-    int H = w->bl_hidden, D = c->m->cfg.D;
-    const float *W1 = bl_params(c->s), *b1 = W1 + (size_t)H * D, *w2 = b1 + H, *b2 = w2 + H;
-    linear_forward(w->bl_h, c->x, W1, b1, c->B, D, H, 0);
-    for (size_t i = 0; i < (size_t)c->B * H; i++)
-        w->bl_h[i] = tanhf(w->bl_h[i]);
-    linear_forward(w->bl_out, w->bl_h, w2, b2, c->B, H, 1, 0);
-}
-
-/* The Adam states of the learned parts (the baseline network, REBAR's eta
- * and temperature, RELAX's surrogate) keep everything in persist, so that
- * a checkpoint of persist resumes them: n parameters' first moments at
- * moments[0, n), second moments at moments[n, 2n), and the step count in
- * the float slot *steps, which persist_adam_step reads and writes back.
- * Adam's usual betas (0.9, 0.999) and eps 1e-8, one thread. */
-static void persist_adam_init(adam_state *a, float *moments, size_t n)
-{
-    a->n = n;
-    a->m = moments;
-    a->v = moments + n;
-    a->beta1 = 0.9f;
-    a->beta2 = 0.999f;
-    a->eps = 1e-8f;
-    a->threads = 1;
-}
-
-static void persist_adam_step(adam_state *a, float *params, const float *grads, float lr,
-                              float *steps)
-{
-    a->t = (long)*steps;
-    adam_update(a, params, grads, lr);
-    *steps = (float)a->t;
+    bnet_forward(bl_params(c->s), c->x, c->B, c->m->cfg.D, w->bl_hidden, w->bl_h, w->bl_out);
 }
 
 /* One Adam step on (1/2B) sum_b (C(x_b) - target_b)^2 with the target
@@ -213,19 +184,11 @@ static void baseline_train(est_ctx *c, const double *u, double mean)
 {
     est_state *s = c->s;
     est_scratch *w = s->ws;
-    int H = w->bl_hidden, D = c->m->cfg.D, B = c->B;
-    float *W1 = bl_params(s), *b1 = W1 + (size_t)H * D, *w2 = b1 + H;
-    float *gW1 = w->bl_grads, *gb1 = gW1 + (size_t)H * D, *gw2 = gb1 + H, *gb2 = gw2 + H;
-    memset(w->bl_grads, 0, w->nbl * sizeof(float));
-    for (int b = 0; b < B; b++)
-        w->bl_dout[b] = (float)((mean - u[b]) / B);
-    /* Undoes baseline_forward's second linear_forward, then its tanh, then
-     * its first linear_forward. */
-    linear_backward(w->bl_dh, gw2, gb2, w->bl_dout, w->bl_out, w->bl_h, w2, B, H, 1, 0);
-    for (size_t i = 0; i < (size_t)B * H; i++)
-        w->bl_dh[i] *= 1.0f - w->bl_h[i] * w->bl_h[i];
-    linear_backward(NULL, gW1, gb1, w->bl_dh, w->bl_h, c->x, W1, B, D, H, 0);
-    persist_adam_step(&w->bl_adam, W1, w->bl_grads, w->bl_lr, s->persist + P_ADAM_T);
+    for (int b = 0; b < c->B; b++)
+        w->bl_dout[b] = (float)((mean - u[b]) / c->B);
+    bnet_backward(bl_params(s), c->x, w->bl_h, w->bl_out, w->bl_dout, c->B, c->m->cfg.D,
+                  w->bl_hidden, w->bl_dh, w->bl_grads);
+    adam_persist_step(&w->bl_adam, bl_params(s), w->bl_grads, w->bl_lr, s->persist + P_ADAM_T);
 }
 
 /* Centre the per-example learning signal u in place, NVIL style
@@ -768,9 +731,9 @@ static void run_rebar_family(est_ctx *c, int relax)
         double down = rebar_sumsq_at(c, eta, lambda * (float)exp(-h), relax);
         w->cv_grad[0] = (float)d_eta;
         w->cv_grad[1] = (float)((up - down) / (2 * h));
-        persist_adam_step(&w->rb_adam, rb, w->cv_grad, w->bl_lr, rb + 6);
+        adam_persist_step(&w->rb_adam, rb, w->cv_grad, w->bl_lr, rb + 6);
         if (relax)
-            persist_adam_step(&w->rx_adam, relax_params(s), w->cv_grad + 2, w->bl_lr,
+            adam_persist_step(&w->rx_adam, relax_params(s), w->cv_grad + 2, w->bl_lr,
                               relax_params(s) + 3 * w->nrx);
     }
     memcpy(a->recon, w->fbar, (size_t)B * sizeof(double));
@@ -979,8 +942,8 @@ static void baseline_init(est_state *s, int D, uint64_t seed)
      * it has learned something. */
     rng_t r;
     rng_seed(&r, seed);
-    linear_init_glorot(bl_params(s), D, w->bl_hidden, &r);
-    persist_adam_init(&w->bl_adam, s->persist + P_HEADER + w->nbl, w->nbl);
+    bnet_init(bl_params(s), D, w->bl_hidden, &r);
+    adam_persist_init(&w->bl_adam, s->persist + P_HEADER + w->nbl, w->nbl);
 }
 
 /* REBAR's eta and log lambda at their starting values, and the Adam state
@@ -991,7 +954,7 @@ static void rebar_init(est_state *s)
     float *rb = s->persist + w->rb_off;
     rb[0] = EST_REBAR_ETA0;
     rb[1] = logf(EST_REBAR_LAMBDA0);
-    persist_adam_init(&w->rb_adam, rb + 2, 2);
+    adam_persist_init(&w->rb_adam, rb + 2, 2);
 }
 
 /* RELAX's surrogate at its start (surr_init from its own generator, seeded
@@ -1003,7 +966,7 @@ static void relax_init(est_state *s, const stoch_layer *code, int D, uint64_t se
     rng_t r;
     rng_seed(&r, seed ^ 0x72656c6178000000ull);
     surr_init(relax_params(s), code, D, w->rx_hidden, &r);
-    persist_adam_init(&w->rx_adam, relax_params(s) + w->nrx, w->nrx);
+    adam_persist_init(&w->rx_adam, relax_params(s) + w->nrx, w->nrx);
 }
 
 int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_options *opts,
@@ -1026,7 +989,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     int learned = s->baseline == EST_BASELINE_LEARNED;
     t.bl_hidden = learned ? EST_BASELINE_HIDDEN : 0;
     size_t H = (size_t)t.bl_hidden;
-    t.nbl = learned ? H * D + H + H + 1 : 0;
+    t.nbl = learned ? bnet_nparams((int)D, (int)H) : 0;
     s->npersist = P_HEADER + 3 * t.nbl;
     t.cv = opts->learns_cv;
     t.rb_off = s->npersist;

@@ -98,6 +98,29 @@ typedef struct {
     double scale[2];
 } sbn_baseline;
 
+/* NVIL's input-dependent baseline of sf and muprop (--baseline learned;
+ * Mnih & Gregor 2014, Sec. 3.3): per stochastic layer i a network C_i of
+ * the example's upper half x_in (baseline.h, SBN_BASELINE_HIDDEN tanh
+ * units), subtracted from layer i's signal before sbn_baseline's running
+ * centring and fitted to the signal it leaves (less the running mean) by
+ * squared error, one Adam step of rate lr per training step unless the
+ * sbn_baseline is frozen.  C_i depends on neither layer's samples, so the
+ * estimator stays unbiased.  Its state, sbn_learned_floats floats, is
+ * per layer [params n][Adam's m n][v n][steps 1], n = bnet_nparams(D_in,
+ * H): a task keeps it in its persistent state, so that a checkpoint
+ * resumes it. */
+#define SBN_BASELINE_HIDDEN 100
+typedef struct {
+    int H;         /* tanh units of each network */
+    float lr;      /* Adam's rate */
+    float *state;  /* sbn_learned_floats floats, not owned */
+} sbn_learned;
+
+size_t sbn_learned_floats(const sbn_config *c);
+/* lb over state (sbn_learned_floats floats): each network's first layer
+ * Glorot-uniform from r, the rest and Adam's state zero. */
+void sbn_learned_init(sbn_learned *lb, const sbn_config *c, float *state, float lr, rng_t *r);
+
 typedef struct sbn_ctx sbn_ctx;
 
 typedef enum { SBN_SAMPLE_HARD, SBN_SAMPLE_RELAXED, SBN_SAMPLE_ST_RELAXED } sbn_sample_mode;
@@ -122,6 +145,7 @@ struct sbn_ctx {
     int B, S;
     float tau;
     rng_t *r;
+    sbn_learned *lb;  /* NULL: no input-dependent baseline */
 };
 
 /* The implementation of estimator id; NULL when SBN_ESTIMATORS lacks it

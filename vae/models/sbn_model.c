@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adam.h"
+#include "baseline.h"
 #include "layers.h"
 #include "stochastic.h"
 #include "util.h"
@@ -51,6 +53,10 @@ struct sbn_scratch {
     float *mf_out, *mf_dout;          /* [B][D_out] */
     float *mf_g1, *mf_g2, *mf_dl2;    /* [B][Z] G1, G2, G2's backward to A2's output */
     double *mf_f;                     /* [B] f(xbar) */
+    /* The learned baseline's pass (sbn_learned), H = SBN_BASELINE_HIDDEN. */
+    float *bl_h, *bl_dh;              /* [B][H] tanh units and their gradient */
+    float *bl_out, *bl_dout;          /* [B] C_i(x_in) and its gradient */
+    float *bl_grads;                  /* [bnet_nparams(D_in, H)] */
 };
 
 /* sbn_eval_ws's scratch: R = rows (example, sample) rows. */
@@ -92,7 +98,7 @@ int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, c
     w->max_samples = max_samples;
     const sbn_config *c = &m->cfg;
     size_t B = (size_t)max_batch, R = B * (size_t)max_samples, Z = (size_t)sbn_zdim(c);
-    size_t Di = (size_t)c->D_in, Do = (size_t)c->D_out;
+    size_t Di = (size_t)c->D_in, Do = (size_t)c->D_out, H = SBN_BASELINE_HIDDEN;
     sbn_scratch t = {0};
     sbn_layer *L1 = &t.lay[0], *L2 = &t.lay[1];
     ws_buf bufs[] = {
@@ -111,6 +117,9 @@ int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, c
         WS_BUF(t.mf_out, B * Do),   WS_BUF(t.mf_dout, B * Do),
         WS_BUF(t.mf_g1, B * Z),     WS_BUF(t.mf_g2, B * Z),    WS_BUF(t.mf_dl2, B * Z),
         WS_BUF(t.mf_f, B),
+        WS_BUF(t.bl_h, B * H),      WS_BUF(t.bl_dh, B * H),
+        WS_BUF(t.bl_out, B),        WS_BUF(t.bl_dout, B),
+        WS_BUF(t.bl_grads, bnet_nparams((int)Di, (int)H)),
     };
     w->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "SBN activations");
     return w->ws ? 0 : -1;
@@ -217,6 +226,50 @@ static void mean_field_pass(sbn_ctx *c)
     linear_backward_input(w->mf_g1, w->mf_dl2, m->params + a2->w, B, Z, Z);
 }
 
+/* ---- the learned baseline (sbn_learned) ---- */
+
+size_t sbn_learned_floats(const sbn_config *c)
+{
+    return 2 * (3 * bnet_nparams(c->D_in, SBN_BASELINE_HIDDEN) + 1);
+}
+
+void sbn_learned_init(sbn_learned *lb, const sbn_config *c, float *state, float lr, rng_t *r)
+{
+    size_t n = bnet_nparams(c->D_in, SBN_BASELINE_HIDDEN);
+    lb->H = SBN_BASELINE_HIDDEN;
+    lb->lr = lr;
+    lb->state = state;
+    memset(state, 0, sbn_learned_floats(c) * sizeof(float));
+    for (int i = 0; i < 2; i++)
+        bnet_init(state + (size_t)i * (3 * n + 1), c->D_in, lb->H, r);
+}
+
+/* Subtracts C_i(x_in) from layer i's signal u (B examples) and, unless the
+ * statistics are frozen, takes one Adam step of C_i towards u - offset
+ * (offset: the running mean the centring will subtract next), on
+ * (1/2B) sum_b (C_i(x_b) - (u_b - offset))^2. */
+static void learned_baseline(sbn_ctx *c, int i, double *u, double offset)
+{
+    sbn_scratch *w = c->w->ws;
+    const sbn_learned *lb = c->lb;
+    int B = c->B, Di = c->m->cfg.D_in;
+    size_t n = bnet_nparams(Di, lb->H);
+    float *params = lb->state + (size_t)i * (3 * n + 1);
+    bnet_forward(params, w->xin, B, Di, lb->H, w->bl_h, w->bl_out);
+    for (int b = 0; b < B; b++)
+        u[b] -= w->bl_out[b];
+    if (c->bl->frozen)
+        return;
+    /* The residual C(x_b) - (u_b + C(x_b) - offset) is offset - u_b. */
+    for (int b = 0; b < B; b++)
+        w->bl_dout[b] = (float)((offset - u[b]) / B);
+    bnet_backward(params, w->xin, w->bl_h, w->bl_out, w->bl_dout, B, Di, lb->H, w->bl_dh,
+                  w->bl_grads);
+    adam_state a;
+    adam_persist_init(&a, params + n, n);
+    adam_persist_step(&a, params, w->bl_grads, lb->lr, params + 3 * n);
+}
+
 /* The learning signals of both layers into w->signal, centred. */
 static void learning_signals(sbn_ctx *c)
 {
@@ -241,6 +294,8 @@ static void learning_signals(sbn_ctx *c)
             }
             w->signal[i][b] = u;
         }
+        if (c->lb && c->bl && c->bl->centre)
+            learned_baseline(c, i, w->signal[i], stoch_nvil_offset(&c->bl->stat[i]));
         centre(c->bl, i, w->signal[i], B);
     }
 }
