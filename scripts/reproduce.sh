@@ -33,6 +33,10 @@
 #             results/protocol/chosen.csv) over seeds 1-3 on the test set
 #             (results/protocol/final/); then the table
 #             (scripts/protocol-table.sh, results/protocol/).
+#             PROTOCOL_READING=deep with --out DIR/sweep and DIR/final: the
+#             same two steps for the other reading of the paper's VAE
+#             (hidden layers of 512 and 256; scripts/protocol-lib.sh), the
+#             VAE rows only (results/protocol/deep/).
 # MODE semisup-paper: Table 2 with the paper's convolutional networks, step
 #             1: every estimator (exact, gumbel, st-gumbel) x alpha in
 #             {0.1, 0.2, 0.3, 0.8, 1.0}, seed 1, scored on validation and test

@@ -222,17 +222,15 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
  * decoder's first layer as a sum of the columns the codes pick when their
  * measured density makes that pay (the rest of a deep decoder by sgemm),
  * else the codes written out and decoded by sgemm; also then when the
- * first weight holds a NaN, so that it shows in the figure. */
-static void iw_decode(eval_ws *w, iw_rows *job, int rows)
+ * first weight holds a NaN (finite 0), so that it shows in the figure. */
+static void iw_decode(eval_ws *w, iw_rows *job, int rows, int finite)
 {
     const vae_model *m = job->m;
     int zdim = vae_zdim(&m->cfg), N = m->cfg.N;
     size_t nnz = 0;
     for (int row = 0; row < rows; row++)
         nnz += (size_t)w->nnz[row];
-    const linear_layer *L0 = &m->dec[0];
-    if (sparse_pays(nnz, (size_t)rows * zdim) &&
-        sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out)) {
+    if (finite && sparse_pays(nnz, (size_t)rows * zdim)) {
         if (m->ndec == 1) {
             job->pass = IW_FUSED;
             par_split((size_t)rows, w->threads, iw_rows_range, job);
@@ -267,6 +265,8 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
     else
         sparse_transpose(w->wt, m->params + L0->w, L0->in, L0->out);
     sparse_bias_all(w->bias_all, m->params + L0->w, m->params + L0->b, L0->in, L0->out);
+    /* Once a call, not once a chunk: the weights do not change within it. */
+    int finite = sparse_all_finite(m->params + L0->w, (size_t)L0->in * L0->out);
     /* Every row's stream forks from base; r moves on, so that the next
      * call draws afresh. */
     rng_t base = *r;
@@ -294,7 +294,7 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
             int rows = chunk * G;
             iw_rows job = {m, w, xb, chunk, start, done, S, &base, IW_DRAW};
             par_split((size_t)rows, w->threads, iw_rows_range, &job);
-            iw_decode(w, &job, rows);
+            iw_decode(w, &job, rows, finite);
             for (int row = 0; row < rows; row++) {
                 int g = row / chunk;
                 lse_push(&w->logw_max[g], &w->logw_sum[g], -w->rec[row] - w->ratio[row]);
