@@ -122,8 +122,11 @@ elif [ $iw = yes ]; then
     s1=$(ls -d "$runs/vae-"*-s1/summary.json 2>/dev/null | head -n 1)
     m_test=$(plot_json "$s1" iw_samples)
     note="$note\\n{/*0.8 curves: -ELBO with one hard sample; final figure (◇ and legend): the importance-weighted bound, ${m_test:-1000} hard samples}"
+    # The axis holds two figures then: the curves' and the diamonds'.
+    ylabel="test −ELBO (lines), −log p(x) (◇), nats"
 fi
 {
+    echo "set ylabel '$ylabel'"
     printf 'set multiplot layout %d,1 title "Figure %s (counterpart): %s\\n%s" font ",15"\n' \
         "$panels" "$fig" "$what" "$note"
     cat "$tmp"/panel-*.gp
