@@ -206,29 +206,51 @@ void kl_categorical_backward(float *dlogits, const float *logq, int B, int N, in
     }
 }
 
-void kl_bernoulli_forward(double *kl, const float *logits, int B, int N)
+/* The Bernoulli KL of each row of N units against the prior sigmoid(eta)
+ * per unit, or against 1/2 when eta is NULL; every log from a softplus:
+ * log s(x) = -softplus(-x), log(1 - s(x)) = -softplus(x).  The terms of a
+ * block of units first (a loop the compiler vectorises), then their sum
+ * in unit order (a chain it may not reorder): the same figure as one loop
+ * doing both, faster. */
+static void kl_bernoulli_rows(double *kl, const float *logits, const float *eta, int B, int N)
 {
-    /* q log q + (1-q) log(1-q) + log 2 with log q = -softplus(-l) and
-     * log(1-q) = -softplus(l). */
-    enum { KB = 64 }; /* terms by block, then summed in order: as below */
+    enum { KB = 64 };
     for (int b = 0; b < B; b++) {
         const float *l = logits + (size_t)b * N;
         double total = 0.0;
         for (int i0 = 0; i0 < N; i0 += KB) {
             int n = N - i0 < KB ? N - i0 : KB;
             double term[KB];
-            for (int j = 0; j < n; j++) {
-                float li = l[i0 + j];
-                double q = sigmoidf_stable(li);
-                double logq = -(double)softplusf_stable(-li);
-                double log1mq = -(double)softplusf_stable(li);
-                term[j] = q * logq + (1.0 - q) * log1mq + 0.6931471805599453;
-            }
+            /* Two loops, not a branch in one: each vectorises. */
+            if (eta)
+                for (int j = 0; j < n; j++) {
+                    float li = l[i0 + j], ei = eta[i0 + j];
+                    double q = sigmoidf_stable(li);
+                    double logq = -(double)softplusf_stable(-li);
+                    double log1mq = -(double)softplusf_stable(li);
+                    double logp = -(double)softplusf_stable(-ei);
+                    double log1mp = -(double)softplusf_stable(ei);
+                    term[j] = q * (logq - logp) + (1.0 - q) * (log1mq - log1mp);
+                }
+            else
+                for (int j = 0; j < n; j++) {
+                    float li = l[i0 + j];
+                    double q = sigmoidf_stable(li);
+                    double logq = -(double)softplusf_stable(-li);
+                    double log1mq = -(double)softplusf_stable(li);
+                    term[j] = q * logq + (1.0 - q) * log1mq + 0.6931471805599453;
+                }
             for (int j = 0; j < n; j++)
                 total += term[j];
         }
         kl[b] = total;
     }
+}
+
+void kl_bernoulli_forward(double *kl, const float *logits, int B, int N)
+{
+    /* q log q + (1-q) log(1-q) + log 2 */
+    kl_bernoulli_rows(kl, logits, NULL, B, N);
 }
 
 void kl_bernoulli_backward(float *dlogits, const float *logits, int B, int N, float scale)
@@ -297,32 +319,8 @@ void kl_categorical_prior_backward(float *dlogits, float *dprior, const float *l
 void kl_bernoulli_prior_forward(double *kl, const float *logits, const float *eta, int B, int N)
 {
     /* Per unit q (log q - log p) + (1-q) (log(1-q) - log(1-p)), q = sigmoid(l),
-     * p = sigmoid(eta), every log from a softplus: log s(x) = -softplus(-x),
-     * log(1 - s(x)) = -softplus(x). */
-    /* The terms of a block of units first (a loop the compiler
-     * vectorises), then their sum in unit order (a chain it may not
-     * reorder): the same figure as one loop doing both, faster. */
-    enum { KB = 64 };
-    for (int b = 0; b < B; b++) {
-        const float *l = logits + (size_t)b * N;
-        double total = 0.0;
-        for (int i0 = 0; i0 < N; i0 += KB) {
-            int n = N - i0 < KB ? N - i0 : KB;
-            double term[KB];
-            for (int j = 0; j < n; j++) {
-                float li = l[i0 + j], ei = eta[i0 + j];
-                double q = sigmoidf_stable(li);
-                double logq = -(double)softplusf_stable(-li);
-                double log1mq = -(double)softplusf_stable(li);
-                double logp = -(double)softplusf_stable(-ei);
-                double log1mp = -(double)softplusf_stable(ei);
-                term[j] = q * (logq - logp) + (1.0 - q) * (log1mq - log1mp);
-            }
-            for (int j = 0; j < n; j++)
-                total += term[j];
-        }
-        kl[b] = total;
-    }
+     * p = sigmoid(eta). */
+    kl_bernoulli_rows(kl, logits, eta, B, N);
 }
 
 void kl_bernoulli_prior_backward(float *dlogits, float *dprior, const float *logits,
