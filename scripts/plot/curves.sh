@@ -110,7 +110,9 @@ done
 
 seeds=$seeds_max
 [ "$seeds_min" -lt "$seeds_max" ] && seeds="$seeds_min-$seeds_max"
-note="{/*0.8 mean of $seeds seeds per line; step 0 (the untrained model) is left out}"
+word=seeds
+[ "$seeds" = 1 ] && word=seed
+note="{/*0.8 mean of $seeds $word per line; step 0 (the untrained model) is left out}"
 if [ $task = sbn ]; then
     s1=$(ls -d "$runs/sbn-"*-s1/summary.json 2>/dev/null | head -n 1)
     s1=${s1%/summary.json}
