@@ -31,10 +31,7 @@ struct est_scratch {
      * parameters in persist (baseline learned only; else NULL, 0). */
     int bl_hidden;        /* H */
     size_t nbl;           /* H D + H + H + 1 */
-    float *bl_h, *bl_dh;  /* [B][H] hidden units and their gradient */
-    float *bl_out;        /* [B] C(x) */
-    float *bl_dout;       /* [B] its gradient */
-    float *bl_grads;      /* [nbl] */
+    bnet_ws bl;           /* h, dh [B][H]; out, dout [B]; grads [nbl] */
     adam_state bl_adam;   /* m and v point into persist */
     float bl_lr;
 
@@ -170,25 +167,21 @@ static float *bl_params(const est_state *s)
     return s->persist + P_HEADER;
 }
 
-/* C(x) for the batch into bl_out (baseline.h). */
+/* C(x) for the batch into bl.out (baseline.h). */
 static void baseline_forward(est_ctx *c)
 {
     est_scratch *w = c->s->ws;
-    bnet_forward(bl_params(c->s), c->x, c->B, c->m->cfg.D, w->bl_hidden, w->bl_h, w->bl_out);
+    bnet_forward(bl_params(c->s), c->x, c->B, c->m->cfg.D, w->bl_hidden, &w->bl);
 }
 
-/* One Adam step on (1/2B) sum_b (C(x_b) - target_b)^2 with the target
- * f_b - mean, given u[b] = f_b - C(x_b) from baseline_forward's outputs:
- * the residual C(x_b) - (f_b - mean) is mean - u[b]. */
+/* One Adam step of the network towards the signal less mean (bnet_fit),
+ * given u[b] = f_b - C(x_b) from baseline_forward's outputs. */
 static void baseline_train(est_ctx *c, const double *u, double mean)
 {
     est_state *s = c->s;
     est_scratch *w = s->ws;
-    for (int b = 0; b < c->B; b++)
-        w->bl_dout[b] = (float)((mean - u[b]) / c->B);
-    bnet_backward(bl_params(s), c->x, w->bl_h, w->bl_out, w->bl_dout, c->B, c->m->cfg.D,
-                  w->bl_hidden, w->bl_dh, w->bl_grads);
-    adam_persist_step(&w->bl_adam, bl_params(s), w->bl_grads, w->bl_lr, s->persist + P_ADAM_T);
+    bnet_fit(bl_params(s), &w->bl_adam, s->persist + P_ADAM_T, w->bl_lr, c->x, u, mean, c->B,
+             c->m->cfg.D, w->bl_hidden, &w->bl);
 }
 
 /* Centre the per-example learning signal u in place, NVIL style
@@ -214,7 +207,7 @@ static void centre_signal(est_ctx *c, double *u)
     if (s->baseline == EST_BASELINE_LEARNED) {
         baseline_forward(c);
         for (int b = 0; b < c->B; b++)
-            u[b] -= s->ws->bl_out[b];
+            u[b] -= s->ws->bl.out[b];
         /* u is left as it is: the residuals are formed inside. */
         if (!s->frozen)
             baseline_train(c, u, stoch_nvil_offset(&stats));
@@ -1012,9 +1005,9 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
         WS_BUF(t.zpair, cfg->latent == LATENT_BERNOULLI ? B * Z : 0),
         WS_BUF(t.zbar, B * Z),        WS_BUF(t.dzbar, B * Z),
         WS_BUF(t.grad_discard, m->nparams),
-        WS_BUF(t.bl_h, B * H),        WS_BUF(t.bl_dh, B * H),
-        WS_BUF(t.bl_out, learned ? B : 0), WS_BUF(t.bl_dout, learned ? B : 0),
-        WS_BUF(t.bl_grads, t.nbl),
+        WS_BUF(t.bl.h, B * H),        WS_BUF(t.bl.dh, B * H),
+        WS_BUF(t.bl.out, learned ? B : 0), WS_BUF(t.bl.dout, learned ? B : 0),
+        WS_BUF(t.bl.grads, t.nbl),
         WS_BUF(t.rows_z, E * Z),      WS_BUF(t.rows_x, E * D),
         WS_BUF(t.row_scale, E),       WS_BUF(t.row_w, E),
         WS_BUF(t.acc_fz, E * Z),      WS_BUF(t.acc_f, E),

@@ -54,9 +54,7 @@ struct sbn_scratch {
     float *mf_g1, *mf_g2, *mf_dl2;    /* [B][Z] G1, G2, G2's backward to A2's output */
     double *mf_f;                     /* [B] f(xbar) */
     /* The learned baseline's pass (sbn_learned), H = SBN_BASELINE_HIDDEN. */
-    float *bl_h, *bl_dh;              /* [B][H] tanh units and their gradient */
-    float *bl_out, *bl_dout;          /* [B] C_i(x_in) and its gradient */
-    float *bl_grads;                  /* [bnet_nparams(D_in, H)] */
+    bnet_ws bl;                       /* h, dh [B][H]; out, dout [B]; grads [bnet_nparams(D_in, H)] */
 };
 
 /* sbn_eval_ws's scratch: R = rows (example, sample) rows. */
@@ -117,9 +115,9 @@ int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, c
         WS_BUF(t.mf_out, B * Do),   WS_BUF(t.mf_dout, B * Do),
         WS_BUF(t.mf_g1, B * Z),     WS_BUF(t.mf_g2, B * Z),    WS_BUF(t.mf_dl2, B * Z),
         WS_BUF(t.mf_f, B),
-        WS_BUF(t.bl_h, B * H),      WS_BUF(t.bl_dh, B * H),
-        WS_BUF(t.bl_out, B),        WS_BUF(t.bl_dout, B),
-        WS_BUF(t.bl_grads, bnet_nparams((int)Di, (int)H)),
+        WS_BUF(t.bl.h, B * H),      WS_BUF(t.bl.dh, B * H),
+        WS_BUF(t.bl.out, B),        WS_BUF(t.bl.dout, B),
+        WS_BUF(t.bl.grads, bnet_nparams((int)Di, (int)H)),
     };
     w->ws = ws_alloc(bufs, WS_COUNT(bufs), &t, sizeof t, err, "SBN activations");
     return w->ws ? 0 : -1;
@@ -245,9 +243,9 @@ void sbn_learned_init(sbn_learned *lb, const sbn_config *c, float *state, float 
 }
 
 /* Subtracts C_i(x_in) from layer i's signal u (B examples) and, unless the
- * statistics are frozen, takes one Adam step of C_i towards u - offset
- * (offset: the running mean the centring will subtract next), on
- * (1/2B) sum_b (C_i(x_b) - (u_b - offset))^2. */
+ * statistics are frozen, takes one Adam step of C_i towards the signal
+ * less offset, the running mean the centring will subtract next
+ * (bnet_fit). */
 static void learned_baseline(sbn_ctx *c, int i, double *u, double offset)
 {
     sbn_scratch *w = c->w->ws;
@@ -255,19 +253,14 @@ static void learned_baseline(sbn_ctx *c, int i, double *u, double offset)
     int B = c->B, Di = c->m->cfg.D_in;
     size_t n = bnet_nparams(Di, lb->H);
     float *params = lb->state + (size_t)i * (3 * n + 1);
-    bnet_forward(params, w->xin, B, Di, lb->H, w->bl_h, w->bl_out);
+    bnet_forward(params, w->xin, B, Di, lb->H, &w->bl);
     for (int b = 0; b < B; b++)
-        u[b] -= w->bl_out[b];
+        u[b] -= w->bl.out[b];
     if (c->bl->frozen)
         return;
-    /* The residual C(x_b) - (u_b + C(x_b) - offset) is offset - u_b. */
-    for (int b = 0; b < B; b++)
-        w->bl_dout[b] = (float)((offset - u[b]) / B);
-    bnet_backward(params, w->xin, w->bl_h, w->bl_out, w->bl_dout, B, Di, lb->H, w->bl_dh,
-                  w->bl_grads);
     adam_state a;
     adam_persist_init(&a, params + n, n);
-    adam_persist_step(&a, params, w->bl_grads, lb->lr, params + 3 * n);
+    bnet_fit(params, &a, params + 3 * n, lb->lr, w->xin, u, offset, B, Di, lb->H, &w->bl);
 }
 
 /* The learning signals of both layers into w->signal, centred. */
