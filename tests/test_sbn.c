@@ -11,7 +11,8 @@
  *   and 3, tau = 1 and 0.5, both latent types.  Bound per coordinate:
  *   |g - n| <= 1e-4 max_j |n_j| + 1e-4 |n|; the loss itself within 1e-5
  *   relative.
- * - sf (baseline none, and a frozen constant baseline) and muprop: the mean
+ * - sf (baseline none, and a frozen constant baseline) and muprop (its
+ *   mean-field Taylor point and the rollout's, sbn_ctx.rollout): the mean
  *   of 40000 draws of the gradient matches the exact gradient of the
  *   expected S-sample loss (S = 1 and 2), sum over tuples t of
  *   P(t) [dL(t) + L(t) dlog P(t)], per coordinate within 4.5 standard errors
@@ -330,7 +331,7 @@ static void check_gumbel_fd(int categorical, int S, float tau)
     ck_assert_msg(sbn_ws_init(&w, &m, B, S, err) == 0, "%s", err);
     rng_t r;
     rng_seed(&r, 5);
-    sbn_ctx ctx = {&m, &w, NULL, sbn_estimator_find("gumbel"), tiny_x, B, S, tau, &r, NULL};
+    sbn_ctx ctx = {&m, &w, NULL, sbn_estimator_find("gumbel"), tiny_x, B, S, tau, &r, NULL, 0};
     double loss = sbn_gradient(&ctx);
     int np = (int)m.nparams;
     double p[MAXP] = {0}, fd[MAXP], scale = 0.0;
@@ -374,7 +375,7 @@ typedef struct {
 } bias_report;
 
 static void measure_bias(const char *name, int categorical, int S, sbn_baseline *bl,
-                         sbn_learned *lb, bias_report *rep)
+                         sbn_learned *lb, int rollout, bias_report *rep)
 {
     char err[ERR_LEN];
     sbn_model m;
@@ -385,7 +386,7 @@ static void measure_bias(const char *name, int categorical, int S, sbn_baseline 
     double sum[MAXP] = {0}, sumsq[MAXP] = {0}, expected_loss;
     rng_t r;
     rng_seed(&r, 99);
-    sbn_ctx ctx = {&m, &w, bl, sbn_estimator_find(name), tiny_x, B, S, 1.0f, &r, lb};
+    sbn_ctx ctx = {&m, &w, bl, sbn_estimator_find(name), tiny_x, B, S, 1.0f, &r, lb, rollout};
     ck_assert_ptr_nonnull(ctx.e);
     for (int d = 0; d < DRAWS; d++) {
         sbn_gradient(&ctx);
@@ -416,29 +417,31 @@ static void measure_bias(const char *name, int categorical, int S, sbn_baseline 
 }
 
 static void check_unbiased(const char *name, int categorical, int S, sbn_baseline *bl,
-                           sbn_learned *lb)
+                           sbn_learned *lb, int rollout)
 {
     bias_report rep;
-    measure_bias(name, categorical, S, bl, lb, &rep);
+    measure_bias(name, categorical, S, bl, lb, rollout, &rep);
     int i = rep.worst;
     ck_assert_msg(rep.failures == 0,
-                  "%s %s S=%d: %d coordinates past %.1f SE; worst %d: mean %.6g exact %.6g SE %.3g",
-                  name, categorical ? "categorical" : "bernoulli", S, rep.failures, SE_BOUND, i,
-                  rep.mean[i], rep.exact[i], rep.se[i]);
+                  "%s%s %s S=%d: %d coordinates past %.1f SE; worst %d: mean %.6g exact %.6g SE %.3g",
+                  name, rollout ? " (rollout)" : "", categorical ? "categorical" : "bernoulli", S,
+                  rep.failures, SE_BOUND, i, rep.mean[i], rep.exact[i], rep.se[i]);
 }
 
 START_TEST(sf_unbiased)
 {
     /* _i: bit 0 categorical, bit 1 S = 2, bit 2 a frozen constant baseline. */
     sbn_baseline bl = {.centre = 1, .frozen = 1, .stat = {{40.0, 0.0, 1}, {40.0, 0.0, 1}}};
-    check_unbiased("sf", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL, NULL);
+    check_unbiased("sf", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL, NULL, 0);
 }
 END_TEST
 
 START_TEST(muprop_unbiased)
 {
+    /* _i: bit 0 categorical, bit 1 S = 2, bit 2 a frozen constant
+     * baseline, bit 3 the rollout's Taylor point. */
     sbn_baseline bl = {.centre = 1, .frozen = 1, .stat = {{3.0, 0.0, 1}, {-2.0, 0.0, 1}}};
-    check_unbiased("muprop", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL, NULL);
+    check_unbiased("muprop", _i & 1, _i & 2 ? 2 : 1, _i & 4 ? &bl : NULL, NULL, _i >> 3);
 }
 END_TEST
 
@@ -469,7 +472,7 @@ START_TEST(learned_baseline_unbiased)
     sbn_learned lb;
     float *state = tiny_learned(&lb, _i & 1, 2.0f);
     sbn_baseline bl = {.centre = 1, .frozen = 1, .stat = {{1.0, 0.0, 1}, {-1.0, 0.0, 1}}};
-    check_unbiased(_i & 2 ? "muprop" : "sf", _i & 1, 1, &bl, &lb);
+    check_unbiased(_i & 2 ? "muprop" : "sf", _i & 1, 1, &bl, &lb, 0);
     free(state);
 }
 END_TEST
@@ -479,7 +482,7 @@ static double sf_variance(sbn_model *m, sbn_ws *w, sbn_baseline *bl, sbn_learned
                           rng_t *r)
 {
     double sum[MAXP] = {0}, sumsq[MAXP] = {0}, total = 0.0;
-    sbn_ctx ctx = {m, w, bl, sbn_estimator_find("sf"), tiny_x, B, 1, 1.0f, r, lb};
+    sbn_ctx ctx = {m, w, bl, sbn_estimator_find("sf"), tiny_x, B, 1, 1.0f, r, lb, 0};
     for (int d = 0; d < n; d++) {
         sbn_gradient(&ctx);
         for (size_t i = 0; i < m->nparams; i++) {
@@ -539,7 +542,7 @@ START_TEST(muprop_normalised)
     sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1,
                        .stat = {{3.0, 16.0, 1}, {-2.0, 16.0, 1}}};
     bias_report rep;
-    measure_bias("muprop", categorical, 1, &bl, NULL, &rep);
+    measure_bias("muprop", categorical, 1, &bl, NULL, 0, &rep);
     sbn_model m;
     tiny_model(&m, categorical, 21 + (uint64_t)categorical, 1.5f);
     const linear_layer *top = &m.lay[SBN_A3];
@@ -559,7 +562,7 @@ END_TEST
 START_TEST(test_sees_st_bias)
 {
     bias_report rep;
-    measure_bias("st", _i, 1, NULL, NULL, &rep);
+    measure_bias("st", _i, 1, NULL, NULL, 0, &rep);
     ck_assert_msg(rep.max_z > 10.0, "st looks unbiased (max z %.2f): the test has no power",
                   rep.max_z);
 }
@@ -703,7 +706,7 @@ START_TEST(every_estimator_runs)
             sbn_baseline bl = {.centre = 1, .var_norm = 1};
             rng_t r;
             rng_seed(&r, 1);
-            sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r, NULL};
+            sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r, NULL, 0};
             for (int step = 0; step < 3; step++) {
                 double loss = sbn_gradient(&ctx);
                 ck_assert_msg(isfinite(loss), "%s: loss %g", name, loss);
@@ -820,6 +823,8 @@ START_TEST(e2e_bad_flags)
         {"--optimizer sgd", "--optimizer"},
         {"--baseline bogus", "--baseline 'bogus': expected none, mean or learned"},
         {"--var-norm 2", "--var-norm"},
+        {"--estimator muprop --muprop-rollout 2", "--muprop-rollout 2: expected 0 or 1"},
+        {"--estimator st --muprop-rollout 1", "--muprop-rollout 1: only for --estimator muprop"},
         {"--binarize none", "--binarize"},
         {"--anneal-rate -2", "--anneal-rate"},
         {"--test-samples -1", "--test-samples"},
@@ -870,7 +875,7 @@ static Suite *sbn_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, gumbel_matches_finite_differences, 0, 8);
     tcase_add_loop_test(tc, sf_unbiased, 0, 8);
-    tcase_add_loop_test(tc, muprop_unbiased, 0, 8);
+    tcase_add_loop_test(tc, muprop_unbiased, 0, 16);
     tcase_add_loop_test(tc, muprop_normalised, 0, 2);
     tcase_add_loop_test(tc, learned_baseline_unbiased, 0, 4);
     tcase_add_loop_test(tc, learned_baseline_lowers_variance, 0, 2);

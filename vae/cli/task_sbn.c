@@ -52,7 +52,10 @@
  *                --baseline learned adds NVIL's input-dependent baseline
  *                (an MLP on the upper half per stochastic layer; sbn.h),
  *                which JGP does not mention: results/protocol/causes/
- *                measures what it moves.  DARN
+ *                measures what it moves.  --muprop-rollout 1 expands
+ *                the upper layer's signal around mu_2(h1), its mean given
+ *                the sampled lower layer (MuProp Fig. 1, "MuProp with
+ *                rollout"); JGP does not say which MuProp it ran.  DARN
  *                follows estimator.c's definition, which has no learning
  *                signal to normalise.
  *   data         JGP trains on a fixed binarization (Sec. 4); this task
@@ -82,7 +85,7 @@
 typedef struct {
     /* flags */
     const char *latent_type, *latent, *baseline;
-    int samples, test_samples, eval_samples, var_norm;
+    int samples, test_samples, eval_samples, var_norm, rollout;
     /* set by the checks and setup */
     sbn_config cfg;
     const sbn_estimator *est;
@@ -130,6 +133,9 @@ static int sbn_flags(void *t, flag_def *d)
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ "
          "NVIL's input-dependent baseline per layer: an MLP on the upper half, 100 tanh, Adam "
          "at --lr)"},
+        {"muprop-rollout", FLAG_INT, &s->rollout, "0|1",
+         "muprop: expand the upper layer's signal around its mean given the sampled lower "
+         "layer (MuProp with rollout) instead of the mean-field point (default 0)"},
         {"var-norm", FLAG_INT, &s->var_norm, "0|1",
          "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4)"},
         {"samples", FLAG_INT, &s->samples, "M", "samples m of the training loss (JGP Sec. 4.1)"},
@@ -184,6 +190,10 @@ static int sbn_check(run *R, char *err)
         return errf(err, "--baseline '%s': expected none, mean or learned", s->baseline);
     if (s->var_norm != 0 && s->var_norm != 1)
         return errf(err, "--var-norm %d: expected 0 or 1", s->var_norm);
+    if (s->rollout != 0 && s->rollout != 1)
+        return errf(err, "--muprop-rollout %d: expected 0 or 1", s->rollout);
+    if (s->rollout && id != STOCH_MUPROP)
+        return errf(err, "--muprop-rollout 1: only for --estimator muprop, not %s", o->estimator);
     if (R->tbin == TRAIN_BIN_NONE)
         return errf(err, "--binarize none: the SBN predicts binary pixels; expected dynamic, "
                          "fixed or threshold");
@@ -257,7 +267,7 @@ static double sbn_step(run *R, long step, float tau, double *figs)
     (void)step;
     batcher_next(&R->bt, R->bin, &R->rng, s->x, NULL);
     sbn_ctx ctx = {&s->m, &s->w, s->bl, s->est, s->x, R->o.batch, s->samples, tau, &R->rng,
-                   s->lb.H ? &s->lb : NULL};
+                   s->lb.H ? &s->lb : NULL, s->rollout};
     figs[0] = sbn_gradient(&ctx);
     return figs[0];
 }

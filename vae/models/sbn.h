@@ -33,7 +33,9 @@
  *   darn                hard samples; the 1/2 estimator at each layer
  *   sf                  score function of both layers with the S-sample loss
  *   muprop              sf minus the Taylor control variate around the
- *                       mean-field pass through both layers */
+ *                       mean-field pass through both layers (or, with
+ *                       sbn_ctx.rollout, the upper layer's around its
+ *                       mean given the sampled lower one) */
 #ifndef GSVAE_SBN_H
 #define GSVAE_SBN_H
 
@@ -146,6 +148,12 @@ struct sbn_ctx {
     float tau;
     rng_t *r;
     sbn_learned *lb;  /* NULL: no input-dependent baseline */
+    /* muprop only: 1 expands the upper layer's signal around its mean
+     * given the sampled lower layer, mu_2(h1), instead of the mean-field
+     * point mu_2(mu_1(x)) (Gu et al. 2016's "MuProp with rollout", Fig.
+     * 1): the control variate then follows each draw of h1.  Unbiased
+     * either way; the lower layer's expansion is the same in both. */
+    int rollout;
 };
 
 /* The implementation of estimator id; NULL when SBN_ESTIMATORS lacks it

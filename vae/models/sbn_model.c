@@ -53,6 +53,11 @@ struct sbn_scratch {
     float *mf_out, *mf_dout;          /* [B][D_out] */
     float *mf_g1, *mf_g2, *mf_dl2;    /* [B][Z] G1, G2, G2's backward to A2's output */
     double *mf_f;                     /* [B] f(xbar) */
+    /* MuProp with rollout (sbn_ctx.rollout): the upper layer's Taylor
+     * point is each row's own mean q2 = mu_2(h1). */
+    float *rf_out, *rf_dout;          /* [R][D_out] A3(q2) and df/d of it */
+    float *rf_g;                      /* [R][Z] df/dq2 per row */
+    double *rf_f, *rf_w;              /* [R] f(q2) per row; softmax_j(-f) within an example */
     /* The learned baseline's pass (sbn_learned), H = SBN_BASELINE_HIDDEN. */
     bnet_ws bl;                       /* h, dh [B][H]; out, dout [B]; grads [bnet_nparams(D_in, H)] */
 };
@@ -115,6 +120,8 @@ int sbn_ws_init(sbn_ws *w, const sbn_model *m, int max_batch, int max_samples, c
         WS_BUF(t.mf_out, B * Do),   WS_BUF(t.mf_dout, B * Do),
         WS_BUF(t.mf_g1, B * Z),     WS_BUF(t.mf_g2, B * Z),    WS_BUF(t.mf_dl2, B * Z),
         WS_BUF(t.mf_f, B),
+        WS_BUF(t.rf_out, R * Do),   WS_BUF(t.rf_dout, R * Do), WS_BUF(t.rf_g, R * Z),
+        WS_BUF(t.rf_f, R),          WS_BUF(t.rf_w, R),
         WS_BUF(t.bl.h, B * H),      WS_BUF(t.bl.dh, B * H),
         WS_BUF(t.bl.out, B),        WS_BUF(t.bl.dout, B),
         WS_BUF(t.bl.grads, bnet_nparams((int)Di, (int)H)),
@@ -224,6 +231,38 @@ static void mean_field_pass(sbn_ctx *c)
     linear_backward_input(w->mf_g1, w->mf_dl2, m->params + a2->w, B, Z, Z);
 }
 
+/* MuProp with rollout: the upper layer's Taylor point is each row's mean
+ * q2 = mu_2(h1) given its own sampled h1.  The S-sample loss at the point,
+ * Lbar = -log (1/S) sum_j exp(-f_j) with f_j = f(q2_j), and its gradient
+ * w_j G_j (w = softmax_j(-f), G_j = df/dq2_j) per row. */
+static void rollout_pass(sbn_ctx *c)
+{
+    const sbn_model *m = c->m;
+    sbn_scratch *w = c->w->ws;
+    int B = c->B, S = c->S, R = B * S, Z = sbn_zdim(&m->cfg), Do = m->cfg.D_out;
+    const linear_layer *a3 = &m->lay[SBN_A3];
+    linear_forward(w->rf_out, w->lay[1].probs, m->params + a3->w, m->params + a3->b, R, Z, Do, 0);
+    for (int r = 0; r < R; r++) {
+        const float *xout = w->xout + (size_t)(r / S) * Do;
+        bce_logits_forward(&w->rf_f[r], w->rf_out + (size_t)r * Do, xout, 1, Do);
+        bce_logits_backward(w->rf_dout + (size_t)r * Do, w->rf_out + (size_t)r * Do, xout, 1, Do,
+                            1.0f);
+    }
+    /* Undoes A3 at the point, from the loss to q2. */
+    linear_backward_input(w->rf_g, w->rf_dout, m->params + a3->w, R, Z, Do);
+    for (int b = 0; b < B; b++) {
+        double mx = -w->rf_f[b * S], sum = 0.0;
+        for (int j = 1; j < S; j++)
+            mx = fmax(mx, -w->rf_f[b * S + j]);
+        for (int j = 0; j < S; j++)
+            sum += w->rf_w[b * S + j] = exp(-w->rf_f[b * S + j] - mx);
+        for (int j = 0; j < S; j++)
+            w->rf_w[b * S + j] /= sum;
+        /* Lbar of example b, kept in its first row's f. */
+        w->rf_f[b * S] = -(mx + log(sum / S));
+    }
+}
+
 /* ---- the learned baseline (sbn_learned) ---- */
 
 size_t sbn_learned_floats(const sbn_config *c)
@@ -271,7 +310,20 @@ static void learning_signals(sbn_ctx *c)
     for (int i = 0; i < 2; i++) {
         for (int b = 0; b < B; b++) {
             double u = w->loss[b];
-            if (c->e->mean_field) {
+            if (c->e->mean_field && i == 1 && c->rollout) {
+                /* Lbar + sum_j w_j G_j . (h2_j - q2_j): the expansion of
+                 * the S-sample loss around the rows' own means. */
+                double lin = 0.0;
+                for (int j = 0; j < S; j++) {
+                    size_t row = (size_t)(b * S + j) * Z;
+                    const float *G = w->rf_g + row, *h = w->lay[1].h + row, *q = w->lay[1].probs + row;
+                    double d = 0.0;
+                    for (int k = 0; k < Z; k++)
+                        d += (double)G[k] * (h[k] - q[k]);
+                    lin += w->rf_w[b * S + j] * d;
+                }
+                u -= w->rf_f[b * S] + lin;
+            } else if (c->e->mean_field) {
                 /* Subtract the first-order Taylor expansion of the S-sample
                  * loss around the mean-field point, where every sample sits
                  * at xbar and dL/dh^(j) = G / S. */
@@ -357,9 +409,17 @@ static void bw_muprop(sbn_ctx *c, int i)
     double norm = c->bl && c->bl->centre ? c->bl->scale[i] : 1.0;
     float scale = (float)(norm / ((double)S * c->B));
     /* dh is free here (no pathwise gradient flows in this estimator). */
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < Z; k++)
-            L->dh[(size_t)r * Z + k] = G[(size_t)(r / S) * Z + k] * scale;
+    if (i == 1 && c->rollout) {
+        /* d Lbar / dq2 of each row: w_r G_r (rollout_pass). */
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < Z; k++)
+                L->dh[(size_t)r * Z + k] =
+                    (float)(w->rf_w[r] * w->rf_g[(size_t)r * Z + k] * norm / c->B);
+    } else {
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < Z; k++)
+                L->dh[(size_t)r * Z + k] = G[(size_t)(r / S) * Z + k] * scale;
+    }
     stoch_probs_backward(&code, L->dl, L->probs, L->dh, R, 1.0f);
     add_score(c, L, w->signal[i]);
 }
@@ -483,6 +543,8 @@ static void batch_backward(sbn_ctx *c)
                     m->params + a3->w, R, Z, Do, 0);
     if (e->mean_field)
         mean_field_pass(c);
+    if (e->mean_field && c->rollout)
+        rollout_pass(c);
     if (e->uses_baseline)
         learning_signals(c);
     /* Undoes the second draw, then A2, then the first draw. */
