@@ -28,7 +28,8 @@
 # paper's linear one (--hidden none) with a learned prior, or with
 # PROTOCOL_READING=deep the same with hidden layers (protocol-lib.sh).  Budgets
 # (not stated in the paper; results/protocol/README.md says why):
-# PROTOCOL_SWEEP_STEPS and PROTOCOL_FINAL_STEPS.  GSVAE_BIN, GSVAE_DATA as
+# PROTOCOL_SWEEP_STEPS, and the finals' per row (protocol-lib.sh's
+# final_steps).  GSVAE_BIN, GSVAE_DATA as
 # for reproduce.sh.  A budget raised after runs finished continues them
 # from their checkpoints (scripts/run-job.sh).
 set -eu
@@ -39,7 +40,6 @@ out=${2:-}
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 sweep_steps=${PROTOCOL_SWEEP_STEPS:-20000}
-final_steps=${PROTOCOL_FINAL_STEPS:-50000}
 estimators="sf darn muprop st annealed-st gumbel st-gumbel"
 # Outward from the rate that did best in the budget runs (3e-4 on the sum;
 # results/protocol/README.md), so that a row stopped part-way has tried
@@ -97,8 +97,8 @@ for seed in 1 2 3; do
         anneal=""
         [ "$N" != "-" ] && anneal="--anneal-every $N --anneal-rate $r"
         case $row in
-        sbn-*) budget="--steps $final_steps --eval-every 5000 --eval-samples 20 --test-samples 1000" ;;
-        vae-*) budget="--steps $final_steps --eval-every 5000 --iw-samples 1000" ;;
+        sbn-*) budget="--steps $(final_steps $row) --eval-every 5000 --eval-samples 20 --test-samples 1000" ;;
+        vae-*) budget="--steps $(final_steps $row) --eval-every 5000 --iw-samples 1000" ;;
         esac
         echo "$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"
     done

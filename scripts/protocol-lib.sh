@@ -38,3 +38,16 @@ uses_anneal() {
 grid_size() {
     if uses_anneal "$1" "$2"; then echo 24; else echo 6; fi
 }
+
+# final_steps ROW: the budget of the row's final runs.  The paper states
+# none; each is chosen from validation curves (results/protocol/README.md,
+# "The final budget"): the SBN rows 50,000 steps, the VAE rows 150,000 (their
+# Gumbel-Softmax validation bound still fell by 1.7 nats from 50,000 to
+# 100,000 steps and by 0.6 from 100,000 to 150,000).  PROTOCOL_SBN_FINAL_STEPS
+# and PROTOCOL_VAE_FINAL_STEPS set them, PROTOCOL_FINAL_STEPS both.
+final_steps() {
+    case $1 in
+    sbn-*) echo "${PROTOCOL_SBN_FINAL_STEPS:-${PROTOCOL_FINAL_STEPS:-50000}}" ;;
+    *) echo "${PROTOCOL_VAE_FINAL_STEPS:-${PROTOCOL_FINAL_STEPS:-150000}}" ;;
+    esac
+}

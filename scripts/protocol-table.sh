@@ -5,7 +5,9 @@
 #   row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r
 # (VAE: the test m = 1000 importance-weighted bound with hard samples,
 # test_neg_log_px_iw; SBN: test -log p(x_lower|x_upper) with 1000 samples,
-# test_nll; mean and sample sd over the seeds that finished; lr, anneal_N
+# test_nll; mean and sample sd over the seeds that finished the row's final
+# budget, protocol-lib.sh's final_steps, so that a cell never mixes budgets
+# while its runs are continued to a raised one; lr, anneal_N
 # and anneal_r "-" while the cell's sweep is not complete), DIR/table1.md
 # (the same beside the paper's values, for README.md), and the learning
 # curves of the final runs per row, DIR/figures/curves-{sbn,vae}.png.
@@ -34,9 +36,11 @@ EOF2
     [ "$nset" -lt $grid ] && lr=- N=- r=-
     key=test_neg_log_px_iw
     case $row in sbn-*) key=test_nll ;; esac
+    steps=$(final_steps $row)
     for s in "$runs/$row-$est"-s*/summary.json; do
         [ -f "$s" ] || continue
         grep -q '"interrupted": true' "$s" && continue
+        [ "$(plot_json "$s" steps_done)" -ge "$steps" ] || continue
         plot_json "$s" "$key"
     done | awk -v row="$row" -v est="$est" -v paper="$(plot_paper "$row" "$est")" \
         -v lr="$lr" -v N="$N" -v r="$r" '

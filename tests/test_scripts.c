@@ -369,6 +369,47 @@ START_TEST(protocol_selection_scores_the_validation_bound)
     ck_assert(testutil_contains(out, "--estimator gumbel"));
     ck_assert(testutil_contains(out, "--iw-samples 1000"));
     ck_assert(testutil_contains(out, "--seed 3"));
+    /* Each row's final budget (protocol-lib.sh's final_steps). */
+    ck_assert_msg(testutil_contains(out, "--estimator st ") &&
+                      testutil_contains(out, "--steps 50000 --eval-every 5000 --eval-samples 20"),
+                  "%s", out);
+    ck_assert_msg(testutil_contains(out, "--steps 150000 --eval-every 5000 --iw-samples 1000"),
+                  "%s", out);
+}
+END_TEST
+
+/* The table (scripts/protocol-table.sh) counts a seed only when it ran the
+ * row's final budget: a run still at a smaller one (being continued to a
+ * raised budget) is left out, so a cell never mixes budgets. */
+START_TEST(protocol_table_counts_full_budget_runs)
+{
+    const char *dir = testutil_tmpdir();
+    static const struct { const char *run; long steps; double iw; } runs[] = {
+        {"vae-bernoulli-gumbel-s1", 150000, 100.0},
+        {"vae-bernoulli-gumbel-s2", 150000, 102.0},
+        {"vae-bernoulli-gumbel-s3", 50000, 200.0},
+        {"vae-bernoulli-sf-s1", 50000, 300.0},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        int rc = sh("mkdir -p %s/final/runs/%s && printf '{\n  \"steps_done\": %ld,\n  "
+                    "\"interrupted\": false,\n  \"test_neg_log_px_iw\": %f\n}\n' "
+                    "> %s/final/runs/%s/summary.json",
+                    dir, runs[i].run, runs[i].steps, runs[i].iw, dir, runs[i].run);
+        ck_assert_msg(rc == 0, "%s", errout);
+    }
+    int rc = sh("printf 'row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run\n"
+                "vae-bernoulli,gumbel,0.0003,1000,0.0001,110,24,x\n' > %s/chosen.csv && "
+                "sh scripts/protocol-table.sh %s && cat %s/table1.csv",
+                dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(out, "vae-bernoulli,gumbel,101.00,1.41,2,105.0,0.0003,1000,"
+                                         "0.0001\n"),
+                  "%s", out);
+    ck_assert_msg(testutil_contains(out, "vae-bernoulli,sf,,,0,"), "%s", out);
+    rc = sh("PROTOCOL_VAE_FINAL_STEPS=50000 sh scripts/protocol-table.sh %s && cat %s/table1.csv",
+            dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(out, "vae-bernoulli,sf,300.00,,1,"), "%s", out);
 }
 END_TEST
 
@@ -412,6 +453,7 @@ int main(void)
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     tcase_add_test(tc, protocol_sweep_grid_per_cell);
+    tcase_add_test(tc, protocol_table_counts_full_budget_runs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
