@@ -7,6 +7,13 @@
 # "interrupted": true, and holds the steps the line asks for (--steps), so a
 # budget raised in the job list after a job finished continues that job
 # from its checkpoint instead of starting it again.
+# A run whose summary.json records other settings than its line asks for
+# (the flags of the line against summary.json's "flags", all but --out,
+# --steps, --data, --threads, --quiet and --resume; numbers equal to 1e-6
+# relative; a flag the summary does not record, as older versions' lack
+# some, is taken to agree) is stale: a choice that moved after its finals ran, say.  It is
+# neither skipped nor continued: its directory and .out file are moved
+# aside to DIR.stale-TIME (nothing is deleted) and the job runs afresh.
 # The job's output goes to its directory's .out file beside it.  Exit status:
 # the job's (0 when skipped).  Then one progress line for the whole grid.
 #
@@ -30,11 +37,52 @@ hms() {
     awk -v s="$1" 'BEGIN { printf "%d:%02d:%02d", s / 3600, (s % 3600) / 60, s % 60 }'
 }
 
+# stale_flag LINE SUMMARY: the first flag of the line whose value the
+# summary's "flags" records otherwise, as "--flag: line V, run W";
+# nothing, and status 1, when every recorded flag agrees.
+stale_flag() {
+    flags=$(grep '"flags":' "$2" | head -n 1)
+    printf '%s\n' "$1" | awk -v flags="$flags" '
+    function num(v) { return v ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/ }
+    {
+        # A flag given twice takes its last value, as gsvae does.
+        n = 0
+        for (i = 1; i <= NF; i++) {
+            if ($i !~ /^--/) continue
+            name = substr($i, 3)
+            if (!(name in val)) order[++n] = name
+            val[name] = (i < NF && $(i + 1) !~ /^--/) ? $(i + 1) : "1"
+        }
+        for (k = 1; k <= n; k++) {
+            name = order[k]
+            if (name ~ /^(out|steps|data|threads|quiet|resume)$/) continue
+            key = name; gsub(/-/, "_", key)
+            pat = "\"" key "\": "
+            at = index(flags, pat)
+            if (at == 0) continue
+            got = substr(flags, at + length(pat))
+            if (got ~ /^"/) { got = substr(got, 2); sub(/".*/, "", got) }
+            else sub(/[,}].*/, "", got)
+            if (got == "true") got = 1; else if (got == "false") got = 0
+            v = val[name]
+            if (num(v) && num(got)) {
+                a = v + 0; b = got + 0; d = a - b; if (d < 0) d = -d
+                m = a < 0 ? -a : a; if ((b < 0 ? -b : b) > m) m = b < 0 ? -b : b
+                if (d <= 1e-6 * m) continue
+            } else if (v == got) continue
+            printf "--%s: line %s, run %s\n", name, v, got
+            exit 0
+        }
+        exit 1
+    }'
+}
+
 # job_done LINE: whether the job of that job-list line is finished.
 job_done() {
     s=${1##*--out }/summary.json
     [ -f "$s" ] || return 1
     grep -q '"interrupted": true' "$s" && return 1
+    stale_flag "$1" "$s" > /dev/null && return 1
     want=$(printf '%s\n' "$1" | sed -n 's/.* --steps \([0-9][0-9]*\).*/\1/p')
     [ -z "$want" ] && return 0
     got=$(sed -n 's/.*"steps_done": *\([0-9][0-9]*\).*/\1/p' "$s" | head -n 1)
@@ -91,6 +139,11 @@ rc=0
 if job_done "$cmd"; then
     echo "skip (done): $out"
 else
+    if [ -f "$out/summary.json" ] && why=$(stale_flag "$cmd" "$out/summary.json"); then
+        aside=$out.stale-$(date -u +%Y%m%dT%H%M%S)
+        echo "stale: $out ran other settings ($why); moved to $aside" >&2
+        mv "$out" "$aside" && { [ ! -f "$out.out" ] || mv "$out.out" "$aside.out"; } || exit 1
+    fi
     mkdir -p "$out"
     # A job stopped part-way (a signal, a kill, a lost node), or finished
     # under a smaller budget, left its checkpoint: continue it rather than

@@ -5,6 +5,7 @@
  * must document every flag that each command's --help lists.  Run from the
  * repository root, as `make test` does. */
 #include <check.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,26 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert_msg(rc == 0, "%s", errout);
     ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
     ck_assert_msg(atol(out) == raised, "steps_done %s, want %ld", out, raised);
+
+    /* A setting changed in the list after a job finished (a choice that
+     * moved): the run is stale, neither done nor continued; running it
+     * moves the old directory aside and runs the line afresh. */
+    rc = sh("sed '1s/ --out / --lr 0.001 --out /' %s > %s.new && mv %s.new %s", jobs, jobs, jobs,
+            jobs);
+    ck_assert_msg(rc == 0, "%s", errout);
+    rc = sh("sh scripts/run-job.sh %s --done", dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1 > /dev/null && sed -n 's/.*\"lr\": "
+            "\\([0-9.e-]*\\).*/\\1/p' $(sed -n '1s/.*--out //p' %s)/summary.json && "
+            "ls -d $(sed -n '1s/.*--out //p' %s).stale-*",
+            testutil_bin(), dir, jobs, jobs);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(errout, "stale: ") && testutil_contains(errout, "--lr: line 0.001"),
+                  "%s", errout);
+    ck_assert_msg(fabs(atof(out) - 0.001) < 1e-9, "lr %s", out);
+    ck_assert_msg(testutil_contains(out, ".stale-"), "%s", out);
+    rc = sh("sh scripts/run-job.sh %s --done", dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "1\n2\n3\n"), "%d: %s", rc, out);
 
     /* A job that fails (a file stands where its directory goes) fails the
      * grid; the rerun retries it, and it alone.  The log keeps the failure:
