@@ -40,7 +40,6 @@ out=${2:-}
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 sweep_steps=${PROTOCOL_SWEEP_STEPS:-20000}
-estimators="sf darn muprop st annealed-st gumbel st-gumbel"
 # Outward from the rate that did best in the budget runs (3e-4 on the sum;
 # results/protocol/README.md), so that a row stopped part-way has tried
 # each of its cells at the likeliest rates first.
@@ -60,8 +59,8 @@ row_flags() {
 if [ "$mode" = sweep ]; then
     for row in $protocol_rows; do
         for lr in $lrs; do
-            for est in $estimators; do
-                base="$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $common --seed 1"
+            for est in $(row_estimators $row); do
+                base="$bin train $(row_flags $row) --data $data $(estimator_flags $est) --lr $lr $common --seed 1"
                 case $row in
                 sbn-*) budget="--steps $sweep_steps --eval-every 5000 --eval-samples 20 --eval-images 1000 --test-samples 0" ;;
                 vae-*) budget="--steps $sweep_steps --eval-every 5000 --eval-images 1000 --iw-samples 0" ;;
@@ -100,6 +99,6 @@ for seed in 1 2 3; do
         sbn-*) budget="--steps $(final_steps $row) --eval-every 5000 --eval-samples 20 --test-samples 1000" ;;
         vae-*) budget="--steps $(final_steps $row) --eval-every 5000 --iw-samples 1000" ;;
         esac
-        echo "$bin train $(row_flags $row) --data $data --estimator $est --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"
+        echo "$bin train $(row_flags $row) --data $data $(estimator_flags $est) --lr $lr $anneal $common --seed $seed $budget --out $out/runs/$row-$est-s$seed"
     done
 done

@@ -12,13 +12,38 @@
 #           only (the SBN's layers are stochastic in either reading).
 #           Run into their own directory: scripts/reproduce.sh paper
 #           --out results/protocol/deep/sweep, and so on.
-# protocol_rows: the rows of Table 1 the reading covers; vae_hidden: the
-# VAE's --hidden.
+#   beyond  not a reading of the paper: the estimators that came after it
+#           (arm, disarm, rebar, relax, vimco on its 5-sample bound) on the
+#           paper's linear VAE under the same protocol, the VAE rows only
+#           (results/estimators-beyond/; --out ... as for deep).
+# protocol_rows: the rows the reading covers; vae_hidden: the VAE's
+# --hidden.
 case ${PROTOCOL_READING:-linear} in
 linear) protocol_rows="sbn-bernoulli sbn-categorical vae-bernoulli vae-categorical" vae_hidden=none ;;
 deep) protocol_rows="vae-bernoulli vae-categorical" vae_hidden=512,256 ;;
-*) echo "PROTOCOL_READING=$PROTOCOL_READING: expected linear or deep" >&2; exit 2 ;;
+beyond) protocol_rows="vae-bernoulli vae-categorical" vae_hidden=none ;;
+*) echo "PROTOCOL_READING=$PROTOCOL_READING: expected linear, deep or beyond" >&2; exit 2 ;;
 esac
+
+# row_estimators ROW: the cells of a row, as --estimator names: the paper's
+# seven, or with PROTOCOL_READING=beyond the later estimators defined for
+# the row's latent type (ARM and DisARM are Bernoulli-only).
+row_estimators() {
+    case ${PROTOCOL_READING:-linear}-$1 in
+    beyond-vae-bernoulli) echo "arm disarm rebar relax vimco" ;;
+    beyond-*) echo "rebar relax vimco" ;;
+    *) echo "sf darn muprop st annealed-st gumbel st-gumbel" ;;
+    esac
+}
+
+# estimator_flags EST: the flags that make the cell's estimator: vimco
+# trains the K = 5 sample bound (Mnih & Rezende 2016 use 5 among others).
+estimator_flags() {
+    case $1 in
+    vimco) echo "--estimator vimco --samples 5" ;;
+    *) echo "--estimator $1" ;;
+    esac
+}
 
 # uses_anneal ROW EST: whether the cell's sweep covers the annealing grid
 # N in {500, 1000} x r in {1e-5, 1e-4} beside the learning rates: the VAE's

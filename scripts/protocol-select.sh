@@ -41,8 +41,9 @@ valid_iw() {
 echo "row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run"
 for row in $protocol_rows; do
     key=valid_nll
-    for est in sf darn muprop st annealed-st gumbel st-gumbel; do
-        # "$row-st-lr*" does not match st-gumbel's runs.
+    for est in $(row_estimators $row); do
+        # "$row-st-lr*" does not match st-gumbel's runs, nor "$row-arm-lr*"
+        # disarm's.
         for s in "$dir"/runs/"$row-$est"-lr*/summary.json; do
             [ -f "$s" ] || continue
             grep -q '"interrupted": true' "$s" && continue

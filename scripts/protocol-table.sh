@@ -24,7 +24,7 @@ md=$dir/table1.md
 echo "row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r" > "$csv.tmp"
 # Every cell of the paper's table, chosen or not yet.
 for row in $protocol_rows; do
-for est in sf darn muprop st annealed-st gumbel st-gumbel; do
+for est in $(row_estimators $row); do
     lr=- N=- r=- nset=0
     line=$(grep "^$row,$est," "$chosen" | head -n 1) || true
     [ -n "$line" ] && IFS=, read -r _ _ lr N r _ nset _ <<EOF2
@@ -55,8 +55,11 @@ done
 done >> "$csv.tmp"
 mv "$csv.tmp" "$csv"
 
-# The Markdown table: one line per row, ours (mean ± sd, n) above the paper's.
-awk -F, '
+# The Markdown table: one line per row, ours (mean ± sd, n) above the paper's;
+# one column per estimator of the first row (the other rows' cells in the
+# same columns; a cell a row lacks is "–").
+cols=$(row_estimators ${protocol_rows%% *})
+awk -F, -v cols="$cols" '
     NR == 1 { next }
     {
         key = $1 SUBSEP $2
@@ -65,16 +68,22 @@ awk -F, '
         if (!($1 in seenrow)) { seenrow[$1] = 1; rows[++nr] = $1 }
     }
     END {
-        split("sf darn muprop st annealed-st gumbel st-gumbel", E, " ")
-        printf "| row | SF | DARN | MuProp | ST | Annealed ST | Gumbel-S. | ST Gumbel-S. |\n"
-        printf "|---|---|---|---|---|---|---|---|\n"
+        nc = split(cols, E, " ")
+        split("sf darn muprop st annealed-st gumbel st-gumbel", P, " ")
+        split("SF|DARN|MuProp|ST|Annealed ST|Gumbel-S.|ST Gumbel-S.", PN, "|")
+        for (j = 1; j <= 7; j++) name[P[j]] = PN[j]
+        printf "| row |"
+        for (j = 1; j <= nc; j++) printf " %s |", (E[j] in name) ? name[E[j]] : E[j]
+        printf "\n|---|"
+        for (j = 1; j <= nc; j++) printf "---|"
+        printf "\n"
         for (i = 1; i <= nr; i++) {
             printf "| %s (ours) |", rows[i]
-            for (j = 1; j <= 7; j++) printf " %s |", cell[rows[i], E[j]]
+            for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], E[j]) in cell) ? cell[rows[i], E[j]] : "–"
             printf "\n| %s (paper) |", rows[i]
-            for (j = 1; j <= 7; j++) printf " %s |", paper[rows[i], E[j]]
+            for (j = 1; j <= nc; j++) printf " %s |", paper[rows[i], E[j]]
             printf "\n| chosen lr (N, r) |"
-            for (j = 1; j <= 7; j++) printf " %s |", set[rows[i], E[j]]
+            for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], E[j]) in set) ? set[rows[i], E[j]] : "–"
             printf "\n"
         }
     }' "$csv" > "$md.tmp"
@@ -83,7 +92,7 @@ mv "$md.tmp" "$md"
 mkdir -p "$dir/figures"
 for task in sbn vae; do
     ls "$runs"/$task-*/log.csv > /dev/null 2>&1 || continue
-    sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
+    PLOT_CURVES=$(row_estimators vae-bernoulli) sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
         echo "protocol-table.sh: curves-$task.png not drawn" >&2
 done
 echo "protocol-table.sh: $csv, $md"

@@ -33,10 +33,13 @@
 #             results/protocol/chosen.csv) over seeds 1-3 on the test set
 #             (results/protocol/final/); then the table
 #             (scripts/protocol-table.sh, results/protocol/).
-#             PROTOCOL_READING=deep with --out DIR/sweep and DIR/final: the
-#             same two steps for the other reading of the paper's VAE
-#             (hidden layers of 512 and 256; scripts/protocol-lib.sh), the
-#             VAE rows only (results/protocol/deep/).
+#             PROTOCOL_READING=deep: the same two steps for the other
+#             reading of the paper's VAE (hidden layers of 512 and 256;
+#             scripts/protocol-lib.sh), the VAE rows only, into
+#             results/protocol/deep/{sweep,final}.  PROTOCOL_READING=beyond:
+#             the same for the estimators after the paper (arm, disarm,
+#             rebar, relax, vimco) on the paper's linear VAE, into
+#             results/estimators-beyond/{sweep,final}.
 # MODE semisup-paper: Table 2 with the paper's convolutional networks, step
 #             1: every estimator (exact, gumbel, st-gumbel) x alpha in
 #             {0.1, 0.2, 0.3, 0.8, 1.0}, seed 1, scored on validation and test
@@ -84,8 +87,16 @@ cd "$(dirname "$0")/.."
 if [ -z "$out" ]; then
     case $mode in
     full) out=results/full ;;
-    paper) out=results/protocol/sweep ;;
-    paper-final) out=results/protocol/final ;;
+    paper | paper-final)
+        # The reading's own directory (scripts/protocol-lib.sh).
+        case ${PROTOCOL_READING:-linear} in
+        deep) base=results/protocol/deep ;;
+        beyond) base=results/estimators-beyond ;;
+        *) base=results/protocol ;;
+        esac
+        step=sweep
+        [ $mode = paper-final ] && step=final
+        out=$base/$step ;;
     semisup-paper) out=results/semisup/sweep ;;
     semisup-paper-final) out=results/semisup/final ;;
     *) out=runs/reproduce-$mode ;;
@@ -187,7 +198,15 @@ if [ -n "$only" ]; then
     mv "$joblist.only" "$joblist.tmp"
 fi
 total=$(grep -c . "$joblist.tmp" || true)
-[ "$total" -gt 0 ] || { echo "reproduce.sh: no job matches --only '$only'" >&2; rm -f "$joblist.tmp"; exit 2; }
+if [ "$total" -eq 0 ]; then
+    if [ -n "$only" ]; then
+        echo "reproduce.sh: no job matches --only '$only'" >&2
+    else
+        echo "reproduce.sh: no jobs to list (for $mode: nothing chosen on a whole sweep yet?)" >&2
+    fi
+    rm -f "$joblist.tmp"
+    exit 2
+fi
 # The job log numbers the jobs of one list: a different list starts afresh.
 if [ -f "$joblist" ] && ! cmp -s "$joblist" "$joblist.tmp"; then
     rm -f "$out/joblog"

@@ -436,7 +436,8 @@ END_TEST
 
 /* The sweep's grid per cell (protocol-lib.sh): 6 learning rates, times the
  * 4 annealing settings N x r for the VAE's temperature estimators and for
- * annealed-ST in every row; the SBN's Gumbel-Softmax keeps tau = 1. */
+ * annealed-ST in every row; the SBN's Gumbel-Softmax keeps tau = 1.  And
+ * the grid of PROTOCOL_READING=beyond. */
 START_TEST(protocol_sweep_grid_per_cell)
 {
     static const struct { const char *cell; int n; } cells[] = {
@@ -461,6 +462,20 @@ START_TEST(protocol_sweep_grid_per_cell)
         ck_assert_msg(n == cells[i].n, "%s: %d settings", cells[i].cell, n);
     }
     ck_assert(testutil_contains(out, "sbn-categorical-annealed-st-lr1e-3-N1000-r1e-5\n"));
+
+    /* The estimators after the paper on its linear VAE: ARM and DisARM on
+     * the Bernoulli row only, VIMCO on its 5-sample bound. */
+    rc = sh("PROTOCOL_READING=beyond GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh sweep /tmp/sweep");
+    ck_assert_msg(rc == 0, "%s", errout);
+    lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    ck_assert_int_eq(lines, (5 + 3) * 6);
+    ck_assert(!testutil_contains(out, "vae-categorical-arm") && !testutil_contains(out, "sbn-"));
+    ck_assert(testutil_contains(out, "--hidden none --prior learned"));
+    ck_assert_msg(testutil_contains(out, "--estimator vimco --samples 5 --lr 1e-5 ") &&
+                      testutil_contains(out, "/runs/vae-categorical-vimco-lr1e-5\n"),
+                  "%s", out);
 }
 END_TEST
 

@@ -50,7 +50,7 @@ seeds_max=0 seeds_min=0 iw=no
 panels=0
 for lt in bernoulli categorical; do
     plots="" notes=""
-    for e in $PLOT_ESTIMATORS; do
+    for e in $PLOT_CURVES; do
         # The finished runs (a summary.json): a run still going would draw
         # a line that stops short.
         set --

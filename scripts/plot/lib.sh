@@ -2,6 +2,8 @@
 # PLOT_DIR must name this directory.
 
 PLOT_ESTIMATORS="sf darn muprop st annealed-st gumbel st-gumbel"
+# The estimators curves.sh draws, in this order (the paper's by default).
+PLOT_CURVES=${PLOT_CURVES:-$PLOT_ESTIMATORS}
 
 # plot_json FILE KEY: the number after "KEY": in a flat summary.json.
 plot_json() {
