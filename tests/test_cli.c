@@ -270,6 +270,8 @@ START_TEST(bad_flags_fail_before_any_work)
     expect_flag_error("--threads -1", "--threads -1");
     expect_flag_error("--task nope", "--task 'nope'");
     expect_flag_error("--st-slope sideways", "--st-slope 'sideways'");
+    expect_flag_error("--estimator darn --darn-point third", "--darn-point 'third': expected centre or half");
+    expect_flag_error("--estimator st --darn-point half", "--darn-point half: only for --estimator darn");
     expect_flag_error("--st-slope posterior", "--st-slope posterior: only with --estimator "
                                               "annealed-st, not gumbel");
     int rc = gsvae("train --help");

@@ -6,7 +6,8 @@
  *   d/dl of <v, p(l)> for a random v, step 1e-5.  Both latent types, tau
  *   1, 0.5 and 2.5.  Bound per coordinate: |a - n| <= 1e-4 max_j |n_j| +
  *   1e-6 (float arithmetic against double differences).
- * - DARN's categorical form at K = 2 equals the Bernoulli form; the score
+ * - DARN's categorical form at K = 2 equals the Bernoulli form, and at
+ *   another expansion point its formula; the score
  *   term against its formula with S rows per example.
  * - The hard samplers draw from the layer's law (chi-square at the 0.999
  *   quantile on fixed seeds), never pick a class of probability 0, and
@@ -177,12 +178,38 @@ START_TEST(darn_categorical_k2_is_bernoulli)
         p1[i] = p2[2 * i];
         dz1[i] = dz2[2 * i] - dz2[2 * i + 1];
     }
-    stoch_darn_backward(&cat, dl2, z2, p2, dz2, 1);
-    stoch_darn_backward(&bern, dl1, z1, p1, dz1, 1);
+    stoch_darn_backward(&cat, dl2, z2, p2, dz2, 1, STOCH_DARN_CENTRE);
+    stoch_darn_backward(&bern, dl1, z1, p1, dz1, 1, STOCH_DARN_CENTRE);
     for (int i = 0; i < 3; i++) {
         ck_assert_msg(fabsf(dl2[2 * i] - dl1[i]) <= 1e-6f, "unit %d: %g vs %g", i,
                       (double)dl2[2 * i], (double)dl1[i]);
         ck_assert(fabsf(dl2[2 * i] + dl2[2 * i + 1]) <= 1e-6f);
+    }
+}
+END_TEST
+
+/* Another expansion point for every categorical entry: the signal
+ * <dz, z - zbar> with zbar = 1/2 here, against the formula written out. */
+START_TEST(darn_categorical_point)
+{
+    stoch_layer cat = {LATENT_CATEGORICAL, 2, 3};
+    const float z[6] = {0, 1, 0, 1, 0, 0}, p[6] = {0.2f, 0.5f, 0.3f, 0.6f, 0.1f, 0.3f};
+    const float dz[6] = {0.4f, -1.2f, 2.0f, 0.5f, -0.3f, -0.1f};
+    float dl[6], centre[6];
+    stoch_darn_backward(&cat, dl, z, p, dz, 1, 0.5f);
+    stoch_darn_backward(&cat, centre, z, p, dz, 1, STOCH_DARN_CENTRE);
+    for (int g = 0; g < 2; g++) {
+        double half = 0.0, third = 0.0;
+        for (int k = 0; k < 3; k++) {
+            half += dz[3 * g + k] * (z[3 * g + k] - 0.5);
+            third += dz[3 * g + k] * (z[3 * g + k] - 1.0 / 3);
+        }
+        for (int k = 0; k < 3; k++) {
+            int i = 3 * g + k;
+            ck_assert_msg(fabs(dl[i] - half * (z[i] - p[i])) <= 1e-6, "entry %d: %g", i, (double)dl[i]);
+            ck_assert_msg(fabs(centre[i] - third * (z[i] - p[i])) <= 1e-6, "entry %d: %g", i,
+                          (double)centre[i]);
+        }
     }
 }
 END_TEST
@@ -628,6 +655,7 @@ static Suite *stochastic_suite(void)
     tcase_add_loop_test(tc, probs_backward_matches_finite_differences, 0, 2);
     tcase_add_loop_test(tc, relaxed_backward_matches_finite_differences, 0, 2);
     tcase_add_test(tc, darn_categorical_k2_is_bernoulli);
+    tcase_add_test(tc, darn_categorical_point);
     tcase_add_test(tc, score_add_formula);
     tcase_add_test(tc, sample_probs_law);
     tcase_add_test(tc, sample_index_is_sample_probs);

@@ -26,6 +26,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->hidden = "512,256";
     v->baseline = "mean";
     v->st_slope = "backward";
+    v->darn_point = "centre";
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
@@ -39,6 +40,9 @@ static int vae_flags(void *t, flag_def *d)
         {"st-slope", FLAG_STRING, &v->st_slope, "WHERE",
          "annealed-st: the slope 1/tau acts on the backward pass only (backward), or tempers "
          "q(z|x) = softmax(logits / tau) itself, sample, KL and evaluation included (posterior)"},
+        {"darn-point", FLAG_STRING, &v->darn_point, "P",
+         "darn on categorical codes: expand every entry at centre (1/K, the simplex's centre) "
+         "or half (1/2, the Bernoulli unit's point; the paper defines it for those only)"},
         {"latent-type", FLAG_STRING, &v->latent_type, "TYPE", "categorical or bernoulli"},
         {"latent", FLAG_STRING, &v->latent, "SPEC",
          "NxK categorical variables (default 20x10) or N Bernoulli units (default 200)"},
@@ -101,6 +105,10 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
     if (strcmp(v->st_slope, "backward") && strcmp(v->st_slope, "posterior"))
         return errf(err, "--st-slope '%s': expected backward or posterior", v->st_slope);
     v->slope_posterior = !strcmp(v->st_slope, "posterior");
+    if (strcmp(v->darn_point, "centre") && strcmp(v->darn_point, "half"))
+        return errf(err, "--darn-point '%s': expected centre or half", v->darn_point);
+    if (!strcmp(v->darn_point, "half") && strcmp(est, "darn"))
+        return errf(err, "--darn-point half: only for --estimator darn, not %s", est);
     if (v->slope_posterior && strcmp(est, "annealed-st"))
         return errf(err, "--st-slope posterior: only with --estimator annealed-st, not %s", est);
     /* Annealed ST with the slope in q is ST on the tempered posterior: the
@@ -154,6 +162,7 @@ void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
     eo->baseline_lr = (float)o->lr;
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;
+    eo->darn_point = strcmp(v->darn_point, "half") ? STOCH_DARN_CENTRE : 0.5f;
     eo->learns_cv = v->step_est->learns_cv;
 }
 

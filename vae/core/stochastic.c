@@ -308,7 +308,7 @@ void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const
 }
 
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
-                         const float *dz, int R)
+                         const float *dz, int R, float zbar)
 {
     if (s->type == LATENT_BERNOULLI) {
         size_t n = units(s, R);
@@ -317,12 +317,12 @@ void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, c
         return;
     }
     int K = s->K;
-    float inv_k = 1.0f / (float)K;
+    float point = zbar == STOCH_DARN_CENTRE ? 1.0f / (float)K : zbar;
     for (long g = 0; g < (long)groups(s, R); g++) {
         size_t o = (size_t)g * K;
         float sig = 0.0f;
         for (int k = 0; k < K; k++)
-            sig += dz[o + k] * (z[o + k] - inv_k);
+            sig += dz[o + k] * (z[o + k] - point);
         for (int k = 0; k < K; k++)
             dlogits[o + k] = sig * (z[o + k] - p[o + k]);
     }

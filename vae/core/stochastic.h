@@ -138,10 +138,14 @@ void stoch_score_sum(const stoch_layer *s, float *dlogits, const float *z, const
                      const double *u, int G, int S, double scale);
 /* DARN (Gregor et al. 2014) at a hard sample z with probabilities p, from
  * dz, the loss's gradient at z: per unit dz (z - 1/2) (z - p), per variable
- * <dz, z - 1/K> (z - p) (overwrites dlogits).  Exact for a quadratic loss,
- * biased otherwise; for K = 2 the categorical form is the Bernoulli one. */
+ * <dz, z - zbar> (z - p) (overwrites dlogits), zbar the expansion point of
+ * every categorical entry: 1/K, the simplex's centre (STOCH_DARN_CENTRE),
+ * or another value such as 1/2, the Bernoulli unit's point taken entry by
+ * entry.  Exact for a quadratic loss, biased otherwise; for K = 2 and the
+ * centre the categorical form is the Bernoulli one. */
+#define STOCH_DARN_CENTRE (-1.0f)
 void stoch_darn_backward(const stoch_layer *s, float *dlogits, const float *z, const float *p,
-                         const float *dz, int R);
+                         const float *dz, int R, float zbar);
 
 /* ---- antithetic pairs of Bernoulli units (ARM, DisARM) ---- */
 

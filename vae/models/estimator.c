@@ -109,6 +109,7 @@ void est_options_default(est_options *o)
     o->baseline_lr = 1e-3f;
     o->baseline_seed = 0;
     o->samples = 1;
+    o->darn_point = STOCH_DARN_CENTRE;
     o->learns_cv = 0;
 }
 
@@ -337,7 +338,9 @@ static void run_muprop(est_ctx *c)
  * q(1-q) (f'(1) + f'(0))/2: exact when f is quadratic, biased otherwise.
  * Categorical analogue: per variable, zbar = 1/K (the centre of the
  * simplex, which is 1/2 again for K = 2), signal f'(z) . (z - 1/K), times
- * z - q (stoch_darn_backward). */
+ * z - q (stoch_darn_backward); est_options.darn_point sets another zbar
+ * for every entry (1/2: the Bernoulli point, entry by entry), since the
+ * paper defines zbar for Bernoulli units only. */
 static void run_darn(est_ctx *c)
 {
     stoch_layer code = vae_code(&c->m->cfg);
@@ -345,7 +348,7 @@ static void run_darn(est_ctx *c)
     hard_sample(c);
     decode_and_backward(c, c->a->z); /* a->dz = f'(z) / B */
     probs_at(c, 1.0f, zbar);
-    stoch_darn_backward(&code, c->a->dlogits, c->a->z, zbar, c->a->dz, c->B);
+    stoch_darn_backward(&code, c->a->dlogits, c->a->z, zbar, c->a->dz, c->B, c->s->darn_point);
 }
 
 /* Straight-through (Bengio et al. 2013): the decoder sees a hard sample of
@@ -976,6 +979,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     s->samples = opts->samples;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
+    s->darn_point = opts->darn_point;
     const vae_config *cfg = &m->cfg;
     size_t B = (size_t)max_batch, Z = (size_t)vae_zdim(cfg), D = (size_t)cfg->D;
     est_scratch t = {.bl_lr = opts->baseline_lr, .exact_configs = est_count_configs(cfg)};

@@ -61,11 +61,14 @@ typedef struct {
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
     int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
+    float darn_point;       /* darn: each categorical entry's expansion point
+                             * (STOCH_DARN_CENTRE: 1/K) */
     int learns_cv;          /* EST_CV_*: room for what the control variate trains
                              * (estimator.learns_cv); a larger kind serves the smaller */
 } est_options;
 
-/* baseline mean, variance normalisation on, lr 1e-3, seed 0, 1 sample. */
+/* baseline mean, variance normalisation on, lr 1e-3, seed 0, 1 sample,
+ * DARN at the simplex's centre. */
 void est_options_default(est_options *o);
 
 /* The estimators run on the VAE: all of stochastic.h's list. */
@@ -83,6 +86,7 @@ typedef struct {
     int samples;
     est_baseline baseline;
     int var_norm;           /* as est_options; may be changed between steps */
+    float darn_point;       /* as est_options */
     /* Set to use the persistent state without updating it, so that
      * repeated draws are independent (gradvar, tests). */
     int frozen;

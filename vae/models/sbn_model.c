@@ -382,7 +382,7 @@ static void bw_darn(sbn_ctx *c, int i)
 {
     stoch_layer code = sbn_code(&c->m->cfg);
     sbn_layer *L = &c->w->ws->lay[i];
-    stoch_darn_backward(&code, L->dl, L->h, L->probs, L->dh, c->B * c->S);
+    stoch_darn_backward(&code, L->dl, L->h, L->probs, L->dh, c->B * c->S, STOCH_DARN_CENTRE);
 }
 
 static void bw_sf(sbn_ctx *c, int i)
