@@ -1,7 +1,8 @@
 #!/bin/sh
 # protocol-table.sh DIR: Table 1 under the paper's protocol from DIR/chosen.csv
 # (protocol-select.sh) and DIR/final/runs/*/summary.json (protocol-jobs.sh
-# final): DIR/table1.csv with the columns
+# final; PROTOCOL_RUNS names another runs directory): DIR/table1.csv with
+# the columns
 #   row,estimator,mean,sd,n,paper,lr,anneal_N,anneal_r
 # (VAE: the test m = 1000 importance-weighted bound with hard samples,
 # test_neg_log_px_iw; SBN: test -log p(x_lower|x_upper) with 1000 samples,
@@ -17,7 +18,7 @@ PLOT_DIR=$(dirname "$0")/plot
 . "$(dirname "$0")/protocol-lib.sh"
 . "$PLOT_DIR/lib.sh"
 chosen=$dir/chosen.csv
-runs=$dir/final/runs
+runs=${PROTOCOL_RUNS:-$dir/final/runs}
 [ -f "$chosen" ] || { echo "protocol-table.sh: $chosen missing" >&2; exit 2; }
 csv=$dir/table1.csv
 md=$dir/table1.md
