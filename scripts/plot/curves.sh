@@ -14,6 +14,9 @@
 # runs that end with the importance-weighted bound (test_neg_log_px_iw,
 # the paper's figure) give that bound in the legend and as the diamond,
 # beside curves of the one-sample -ELBO; without it, the -ELBO's.
+# PLOT_MIN_STEPS (default 0): only the runs whose summary.json records at
+# least that many steps, so that no line mixes budgets (runs being
+# continued to a raised one keep their shorter summary meanwhile).
 set -eu
 [ $# -eq 3 ] || { echo "usage: scripts/plot/curves.sh RUNS sbn|vae OUT.png" >&2; exit 2; }
 runs=$1 task=$2 out=$3
@@ -54,8 +57,13 @@ for lt in bernoulli categorical; do
         # The finished runs (a summary.json): a run still going would draw
         # a line that stops short.
         set --
+        sums=""
         for f in "$runs/$task-$lt-$e"-s*/summary.json; do
-            [ -f "$f" ] && set -- "$@" "${f%summary.json}log.csv"
+            [ -f "$f" ] || continue
+            [ "$(plot_json "$f" steps_done)" -ge "${PLOT_MIN_STEPS:-0}" ] 2>/dev/null ||
+                [ "${PLOT_MIN_STEPS:-0}" = 0 ] || continue
+            set -- "$@" "${f%summary.json}log.csv"
+            sums="$sums $f"
         done
         [ $# -gt 0 ] || continue
         dat=$tmp/$lt-$e.dat
@@ -69,12 +77,12 @@ for lt in bernoulli categorical; do
         [ $task = sbn ] && mark=yes
         final=""
         if [ $task = vae ]; then
-            final=$(plot_summary_mean test_neg_log_px_iw "$runs/$task-$lt-$e"-s*/summary.json)
+            final=$(plot_summary_mean test_neg_log_px_iw $sums)
             final=${final%% *}
             [ -n "$final" ] && mark=yes iw=yes
         fi
         if [ -z "$final" ]; then
-            final=$(plot_summary_mean "$col" "$runs/$task-$lt-$e"-s*/summary.json)
+            final=$(plot_summary_mean "$col" $sums)
             final=${final%% *}
         fi
         paper=$(plot_paper "$task-$lt" "$e")
