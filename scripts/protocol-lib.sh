@@ -27,6 +27,28 @@ esac
 # PROTOCOL_ROWS: a subset of them (e.g. "vae-bernoulli vae-categorical").
 protocol_rows=${PROTOCOL_ROWS:-$protocol_rows}
 
+# reference ROW ESTIMATOR: the published figure a cell is set beside, empty
+# if none: the paper's Table 1 for the readings of the paper; for beyond,
+# the ARM paper's (Yin & Zhou 2019, Table 2, the linear 200-unit Bernoulli
+# VAE on statically binarized MNIST, test -log p(x)), which has arm and
+# rebar (its Concrete and NVIL figures are for estimators not in the beyond
+# rows).  reference_name: what the figures are, for a table's labels.
+# Uses plot_paper (scripts/plot/lib.sh).
+reference() {
+    case ${PROTOCOL_READING:-linear} in
+    beyond)
+        case $1-$2 in
+        vae-bernoulli-arm) echo 107.2 ;;
+        vae-bernoulli-rebar) echo 107.7 ;;
+        esac ;;
+    *) plot_paper "$1" "$2" ;;
+    esac
+}
+case ${PROTOCOL_READING:-linear} in
+beyond) reference_name="ARM paper" ;;
+*) reference_name=paper ;;
+esac
+
 # row_estimators ROW: the cells of a row, as --estimator names: the paper's
 # seven, or with PROTOCOL_READING=beyond the later estimators defined for
 # the row's latent type (ARM and DisARM are Bernoulli-only).

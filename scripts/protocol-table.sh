@@ -9,8 +9,10 @@
 # test_nll; mean and sample sd over the seeds that finished the row's final
 # budget, protocol-lib.sh's final_steps, so that a cell never mixes budgets
 # while its runs are continued to a raised one; lr, anneal_N
-# and anneal_r "-" while the cell's sweep is not complete), DIR/table1.md
-# (the same beside the paper's values, for README.md), and the learning
+# and anneal_r "-" while the cell's sweep is not complete; paper: the
+# published figure, protocol-lib.sh's reference, which for
+# PROTOCOL_READING=beyond is the ARM paper's), DIR/table1.md
+# (the same beside the published values, for README.md), and the learning
 # curves of the final runs per row, DIR/figures/curves-{sbn,vae}.png.
 set -eu
 dir=${1:?usage: scripts/protocol-table.sh DIR}
@@ -43,7 +45,7 @@ EOF2
         grep -q '"interrupted": true' "$s" && continue
         [ "$(plot_json "$s" steps_done)" -ge "$steps" ] || continue
         plot_json "$s" "$key"
-    done | awk -v row="$row" -v est="$est" -v paper="$(plot_paper "$row" "$est")" \
+    done | awk -v row="$row" -v est="$est" -v paper="$(reference "$row" "$est")" \
         -v lr="$lr" -v N="$N" -v r="$r" '
         $1 != "" { s += $1; ss += $1 * $1; n++ }
         END {
@@ -60,7 +62,7 @@ mv "$csv.tmp" "$csv"
 # one column per estimator of the first row (the other rows' cells in the
 # same columns; a cell a row lacks is "–").
 cols=$(row_estimators ${protocol_rows%% *})
-awk -F, -v cols="$cols" '
+awk -F, -v cols="$cols" -v refname="$reference_name" '
     NR == 1 { next }
     {
         key = $1 SUBSEP $2
@@ -81,7 +83,7 @@ awk -F, -v cols="$cols" '
         for (i = 1; i <= nr; i++) {
             printf "| %s (ours) |", rows[i]
             for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], E[j]) in cell) ? cell[rows[i], E[j]] : "–"
-            printf "\n| %s (paper) |", rows[i]
+            printf "\n| %s (%s) |", rows[i], refname
             for (j = 1; j <= nc; j++) printf " %s |", paper[rows[i], E[j]]
             printf "\n| chosen lr (N, r) |"
             for (j = 1; j <= nc; j++) printf " %s |", ((rows[i], E[j]) in set) ? set[rows[i], E[j]] : "–"

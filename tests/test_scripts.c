@@ -448,6 +448,23 @@ START_TEST(protocol_table_counts_full_budget_runs)
             dir, dir, dir, dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
     ck_assert_msg(testutil_contains(out, "vae-bernoulli,sf,300.00,,1,"), "%s", out);
+    /* The estimators beyond the paper stand beside the ARM paper's figures,
+     * where it has one, and the Markdown table says whose they are. */
+    rc = sh("mkdir -p %s/beyond/final/runs/vae-bernoulli-arm-s1 && "
+            "printf '{\n  \"steps_done\": 50000,\n  \"interrupted\": false,\n  "
+            "\"test_neg_log_px_iw\": 108.5\n}\n' "
+            "> %s/beyond/final/runs/vae-bernoulli-arm-s1/summary.json && "
+            "printf 'row,estimator,lr,anneal_N,anneal_r,valid,n_settings,run\n"
+            "vae-bernoulli,arm,0.0003,-,-,110,6,x\n' > %s/beyond/chosen.csv && "
+            "PROTOCOL_READING=beyond PROTOCOL_VAE_FINAL_STEPS=50000 sh scripts/protocol-table.sh "
+            "%s/beyond && cat %s/beyond/table1.csv %s/beyond/table1.md",
+            dir, dir, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(out, "vae-bernoulli,arm,108.50,,1,107.2,0.0003,-,-\n"), "%s",
+                  out);
+    ck_assert_msg(testutil_contains(out, "vae-bernoulli,rebar,,,0,107.7,"), "%s", out);
+    ck_assert_msg(testutil_contains(out, "vae-categorical,rebar,,,0,,"), "%s", out);
+    ck_assert_msg(testutil_contains(out, "| vae-bernoulli (ARM paper) | 107.2 |"), "%s", out);
 }
 END_TEST
 
