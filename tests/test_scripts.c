@@ -35,6 +35,15 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* Lines of a string: its newlines. */
+static int count_text_lines(const char *text)
+{
+    int n = 0;
+    for (const char *c = text; *c; c++)
+        n += *c == '\n';
+    return n;
+}
+
 /* Lines of a file (0 when it cannot be read). */
 static int count_lines(const char *path)
 {
@@ -383,9 +392,7 @@ START_TEST(protocol_selection_scores_the_validation_bound)
             "%s/chosen.csv",
             dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
-    int lines = 0;
-    for (const char *c = out; *c; c++)
-        lines += *c == '\n';
+    int lines = count_text_lines(out);
     ck_assert_int_eq(lines, 6);
     ck_assert(testutil_contains(out, "--estimator gumbel"));
     ck_assert(testutil_contains(out, "--iw-samples 1000"));
@@ -482,9 +489,7 @@ START_TEST(protocol_sweep_grid_per_cell)
     };
     int rc = sh("GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh sweep /tmp/sweep");
     ck_assert_msg(rc == 0, "%s", errout);
-    int lines = 0;
-    for (const char *c = out; *c; c++)
-        lines += *c == '\n';
+    int lines = count_text_lines(out);
     /* 4 rows x 7 estimators x 6 rates; 8 of the 28 cells times 4. */
     ck_assert_int_eq(lines, 28 * 6 + 8 * 6 * 3);
     for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
@@ -501,10 +506,7 @@ START_TEST(protocol_sweep_grid_per_cell)
      * the Bernoulli row only, VIMCO on its 5-sample bound. */
     rc = sh("PROTOCOL_READING=beyond GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh sweep /tmp/sweep");
     ck_assert_msg(rc == 0, "%s", errout);
-    lines = 0;
-    for (const char *c = out; *c; c++)
-        lines += *c == '\n';
-    ck_assert_int_eq(lines, (5 + 3) * 6);
+    ck_assert_int_eq(count_text_lines(out), (5 + 3) * 6);
     ck_assert(!testutil_contains(out, "vae-categorical-arm") && !testutil_contains(out, "sbn-"));
     ck_assert(testutil_contains(out, "--hidden none --prior learned"));
     ck_assert_msg(testutil_contains(out, "--estimator vimco --samples 5 --lr 1e-5 ") &&
