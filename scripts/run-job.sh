@@ -13,7 +13,8 @@
 # relative; a flag the summary does not record, as older versions' lack
 # some, is taken to agree) is stale: a choice that moved after its finals ran, say.  It is
 # neither skipped nor continued: its directory and .out file are moved
-# aside to DIR.stale-TIME (nothing is deleted) and the job runs afresh.
+# aside to .stale/RUN-TIME beside it (nothing is deleted; hidden, so that
+# the tables' globs over RUN-s* never count it) and the job runs afresh.
 # The job's output goes to its directory's .out file beside it.  Exit status:
 # the job's (0 when skipped).  Then one progress line for the whole grid.
 #
@@ -140,9 +141,10 @@ if job_done "$cmd"; then
     echo "skip (done): $out"
 else
     if [ -f "$out/summary.json" ] && why=$(stale_flag "$cmd" "$out/summary.json"); then
-        aside=$out.stale-$(date -u +%Y%m%dT%H%M%S)
+        aside=$(dirname "$out")/.stale/$(basename "$out")-$(date -u +%Y%m%dT%H%M%S)
         echo "stale: $out ran other settings ($why); moved to $aside" >&2
-        mv "$out" "$aside" && { [ ! -f "$out.out" ] || mv "$out.out" "$aside.out"; } || exit 1
+        mkdir -p "$(dirname "$aside")" && mv "$out" "$aside" &&
+            { [ ! -f "$out.out" ] || mv "$out.out" "$aside.out"; } || exit 1
     fi
     mkdir -p "$out"
     # A job stopped part-way (a signal, a kill, a lost node), or finished
