@@ -13,8 +13,9 @@
 #           Run into their own directory: scripts/reproduce.sh paper
 #           --out results/protocol/deep/sweep, and so on.
 #   beyond  not a reading of the paper: the estimators that came after it
-#           (arm, disarm, rebar, relax, vimco on its 5-sample bound) on the
-#           paper's linear VAE under the same protocol, the VAE rows only
+#           (arm, disarm, rebar, relax, vimco on its 5-sample bound) and
+#           Gumbel-Softmax on the same bound and with a learned temperature,
+#           on the paper's linear VAE under the same protocol, the VAE rows only
 #           (results/estimators-beyond/; --out ... as for deep).
 # protocol_rows: the rows the reading covers; vae_hidden: the VAE's
 # --hidden.
@@ -54,17 +55,22 @@ esac
 # the row's latent type (ARM and DisARM are Bernoulli-only).
 row_estimators() {
     case ${PROTOCOL_READING:-linear}-$1 in
-    beyond-vae-bernoulli) echo "arm disarm rebar relax vimco" ;;
-    beyond-*) echo "rebar relax vimco" ;;
+    beyond-vae-bernoulli) echo "arm disarm rebar relax vimco gumbel-k5 gumbel-taulearned" ;;
+    beyond-*) echo "rebar relax vimco gumbel-k5 gumbel-taulearned" ;;
     *) echo "sf darn muprop st annealed-st gumbel st-gumbel" ;;
     esac
 }
 
 # estimator_flags EST: the flags that make the cell's estimator: vimco
-# trains the K = 5 sample bound (Mnih & Rezende 2016 use 5 among others).
+# trains the K = 5 sample bound (Mnih & Rezende 2016 use 5 among others),
+# gumbel-k5 the Concrete relaxation of the same bound (the issue's
+# comparison for VIMCO), gumbel-taulearned the ELBO with the temperature a
+# trained parameter instead of the schedule.
 estimator_flags() {
     case $1 in
     vimco) echo "--estimator vimco --samples 5" ;;
+    gumbel-k5) echo "--estimator gumbel --samples 5" ;;
+    gumbel-taulearned) echo "--estimator gumbel --tau learned" ;;
     *) echo "--estimator $1" ;;
     esac
 }
@@ -78,7 +84,7 @@ estimator_flags() {
 # Gumbel-Softmax keeps tau = 1, as the paper says.
 uses_anneal() {
     case $1-$2 in
-    vae-*-gumbel | vae-*-st-gumbel | *-annealed-st) return 0 ;;
+    vae-*-gumbel | vae-*-st-gumbel | vae-*-gumbel-k5 | *-annealed-st) return 0 ;;
     esac
     return 1
 }

@@ -507,10 +507,18 @@ START_TEST(protocol_sweep_grid_per_cell)
     ck_assert(testutil_contains(out, "sbn-categorical-annealed-st-lr1e-3-N1000-r1e-5\n"));
 
     /* The estimators after the paper on its linear VAE: ARM and DisARM on
-     * the Bernoulli row only, VIMCO on its 5-sample bound. */
+     * the Bernoulli row only, VIMCO on its 5-sample bound, Gumbel-Softmax
+     * on the same bound (with the annealing grid) and with a learned
+     * temperature (without). */
     rc = sh("PROTOCOL_READING=beyond GSVAE_BIN=gsvae sh scripts/protocol-jobs.sh sweep /tmp/sweep");
     ck_assert_msg(rc == 0, "%s", errout);
-    ck_assert_int_eq(count_text_lines(out), (5 + 3) * 6);
+    ck_assert_int_eq(count_text_lines(out), (5 + 3) * 6 + 2 * (24 + 6));
+    ck_assert_msg(testutil_contains(out, "--estimator gumbel --samples 5 --lr 3e-4 ") &&
+                      testutil_contains(out, "/runs/vae-categorical-gumbel-k5-lr3e-4-N500-r1e-4\n"),
+                  "%s", out);
+    ck_assert_msg(testutil_contains(out, "--estimator gumbel --tau learned --lr 1e-3 ") &&
+                      testutil_contains(out, "/runs/vae-bernoulli-gumbel-taulearned-lr1e-3\n"),
+                  "%s", out);
     ck_assert(!testutil_contains(out, "vae-categorical-arm") && !testutil_contains(out, "sbn-"));
     ck_assert(testutil_contains(out, "--hidden none --prior learned"));
     ck_assert_msg(testutil_contains(out, "--estimator vimco --samples 5 --lr 1e-5 ") &&
