@@ -331,7 +331,7 @@ static void check_gumbel_fd(int categorical, int S, float tau)
     ck_assert_msg(sbn_ws_init(&w, &m, B, S, err) == 0, "%s", err);
     rng_t r;
     rng_seed(&r, 5);
-    sbn_ctx ctx = {&m, &w, NULL, sbn_estimator_find("gumbel"), tiny_x, B, S, tau, &r, NULL, 0};
+    sbn_ctx ctx = {&m, &w, NULL, sbn_estimator_find("gumbel"), tiny_x, B, S, tau, &r, NULL, 0, 0};
     double loss = sbn_gradient(&ctx);
     int np = (int)m.nparams;
     double p[MAXP] = {0}, fd[MAXP], scale = 0.0;
@@ -386,7 +386,7 @@ static void measure_bias(const char *name, int categorical, int S, sbn_baseline 
     double sum[MAXP] = {0}, sumsq[MAXP] = {0}, expected_loss;
     rng_t r;
     rng_seed(&r, 99);
-    sbn_ctx ctx = {&m, &w, bl, sbn_estimator_find(name), tiny_x, B, S, 1.0f, &r, lb, rollout};
+    sbn_ctx ctx = {&m, &w, bl, sbn_estimator_find(name), tiny_x, B, S, 1.0f, &r, lb, rollout, 0};
     ck_assert_ptr_nonnull(ctx.e);
     for (int d = 0; d < DRAWS; d++) {
         sbn_gradient(&ctx);
@@ -445,6 +445,74 @@ START_TEST(muprop_unbiased)
 }
 END_TEST
 
+/* One muprop estimate of the tiny model's gradient, with the frozen
+ * running statistics (mean 3, variance var: a divisor 1 / max(1,
+ * sqrt(var))), the rng seeded by seed; into g. */
+static void muprop_estimate(sbn_model *m, sbn_ws *w, double var, int norm_residual,
+                            uint64_t seed, double *g)
+{
+    sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1,
+                       .stat = {{3.0, var, 1}, {-2.0, var, 1}}};
+    rng_t r;
+    rng_seed(&r, seed);
+    sbn_ctx ctx = {m, w, &bl, sbn_estimator_find("muprop"), tiny_x, B, 1, 1.0f, &r, NULL, 0,
+                   norm_residual};
+    sbn_gradient(&ctx);
+    for (size_t i = 0; i < m->nparams; i++)
+        g[i] = m->grads[i];
+}
+
+/* --muprop-norm residual: the variance normalisation divides the residual's
+ * score term alone.  Without a divisor (variance <= 1) it is the unbiased
+ * estimator to the bit; with one, the output layer's gradient is
+ * untouched, and as the divisor grows the lower stochastic layer's
+ * gradient tends to the analytic term, which the sample does not change
+ * (its Taylor point and mean-field pass depend on x alone), where the whole
+ * normalisation takes it to 0. */
+START_TEST(muprop_norm_residual)
+{
+    char err[ERR_LEN];
+    sbn_model m;
+    sbn_ws w;
+    tiny_model(&m, _i, 31 + (uint64_t)_i, 1.5f);
+    ck_assert_msg(sbn_ws_init(&w, &m, B, 1, err) == 0, "%s", err);
+    int np = (int)m.nparams;
+    double whole[MAXP], resid[MAXP], resid2[MAXP];
+    muprop_estimate(&m, &w, 1.0, 0, 7, whole);
+    muprop_estimate(&m, &w, 1.0, 1, 7, resid);
+    for (int i = 0; i < np; i++)
+        ck_assert_msg(whole[i] == resid[i], "%d: %.9g against %.9g", i, whole[i], resid[i]);
+    const linear_layer *out = &m.lay[SBN_A3], *low = &m.lay[SBN_A1];
+    muprop_estimate(&m, &w, 1e16, 0, 7, whole);
+    muprop_estimate(&m, &w, 1e16, 1, 7, resid);
+    for (size_t i = out->w; i < out->b + (size_t)out->out; i++)
+        ck_assert_msg(whole[i] == resid[i], "output %zu: %.9g against %.9g", i, whole[i],
+                      resid[i]);
+    double scale = 0.0;
+    for (size_t i = low->w; i < low->b + (size_t)low->out; i++)
+        scale = fmax(scale, fabs(resid[i]));
+    ck_assert(scale > 1e-3);
+    for (int seed = 8; seed < 12; seed++) {
+        muprop_estimate(&m, &w, 1e16, 1, (uint64_t)seed, resid2);
+        for (size_t i = low->w; i < low->b + (size_t)low->out; i++) {
+            ck_assert_msg(fabs(resid2[i] - resid[i]) <= 1e-4 * scale,
+                          "seed %d, lower layer %zu: %.9g against %.9g", seed, i, resid2[i],
+                          resid[i]);
+            ck_assert_msg(fabs(whole[i]) <= 1e-4 * scale, "whole %zu: %.9g", i, whole[i]);
+        }
+    }
+    /* With the residual at full size the draws differ. */
+    double spread = 0.0;
+    muprop_estimate(&m, &w, 1.0, 1, 7, resid);
+    muprop_estimate(&m, &w, 1.0, 1, 8, resid2);
+    for (size_t i = low->w; i < low->b + (size_t)low->out; i++)
+        spread = fmax(spread, fabs(resid2[i] - resid[i]));
+    ck_assert_msg(spread > 1e-2 * scale, "spread %.3g", spread);
+    sbn_ws_free(&w);
+    sbn_free(&m);
+}
+END_TEST
+
 /* A learned baseline of the tiny model's input: as sbn_learned_init
  * leaves it (gain 0), or every parameter of both networks uniform in
  * (-gain, gain) (the output layer too, so that C_i(x) is far from 0 and
@@ -482,7 +550,7 @@ static double sf_variance(sbn_model *m, sbn_ws *w, sbn_baseline *bl, sbn_learned
                           rng_t *r)
 {
     double sum[MAXP] = {0}, sumsq[MAXP] = {0}, total = 0.0;
-    sbn_ctx ctx = {m, w, bl, sbn_estimator_find("sf"), tiny_x, B, 1, 1.0f, r, lb, 0};
+    sbn_ctx ctx = {m, w, bl, sbn_estimator_find("sf"), tiny_x, B, 1, 1.0f, r, lb, 0, 0};
     for (int d = 0; d < n; d++) {
         sbn_gradient(&ctx);
         for (size_t i = 0; i < m->nparams; i++) {
@@ -706,7 +774,7 @@ START_TEST(every_estimator_runs)
             sbn_baseline bl = {.centre = 1, .var_norm = 1};
             rng_t r;
             rng_seed(&r, 1);
-            sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r, NULL, 0};
+            sbn_ctx ctx = {&m, &w, &bl, e, tiny_x, B, 2, 0.7f, &r, NULL, 0, 0};
             for (int step = 0; step < 3; step++) {
                 double loss = sbn_gradient(&ctx);
                 ck_assert_msg(isfinite(loss), "%s: loss %g", name, loss);
@@ -825,6 +893,8 @@ START_TEST(e2e_bad_flags)
         {"--var-norm 2", "--var-norm"},
         {"--estimator muprop --muprop-rollout 2", "--muprop-rollout 2: expected 0 or 1"},
         {"--estimator st --muprop-rollout 1", "--muprop-rollout 1: only for --estimator muprop"},
+        {"--estimator muprop --muprop-norm half", "--muprop-norm 'half': expected whole or residual"},
+        {"--estimator sf --muprop-norm residual", "--muprop-norm residual: only for --estimator muprop"},
         {"--binarize none", "--binarize"},
         {"--anneal-rate -2", "--anneal-rate"},
         {"--test-samples -1", "--test-samples"},
@@ -876,6 +946,7 @@ static Suite *sbn_suite(void)
     tcase_add_loop_test(tc, gumbel_matches_finite_differences, 0, 8);
     tcase_add_loop_test(tc, sf_unbiased, 0, 8);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 16);
+    tcase_add_loop_test(tc, muprop_norm_residual, 0, 2);
     tcase_add_loop_test(tc, muprop_normalised, 0, 2);
     tcase_add_loop_test(tc, learned_baseline_unbiased, 0, 4);
     tcase_add_loop_test(tc, learned_baseline_lowers_variance, 0, 2);

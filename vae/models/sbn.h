@@ -96,7 +96,8 @@ typedef struct {
     stoch_nvil stat[2];  /* the running mean and variance per layer */
     /* The divisor of this step's signal per layer, 1 / max(1, sqrt(v)) (1
      * without var_norm); MuProp's analytic term is divided by it too, so
-     * that the normalisation rescales the layer's whole gradient. */
+     * that the normalisation rescales the layer's whole gradient (unless
+     * sbn_ctx.norm_residual). */
     double scale[2];
 } sbn_baseline;
 
@@ -154,6 +155,12 @@ struct sbn_ctx {
      * 1): the control variate then follows each draw of h1.  Unbiased
      * either way; the lower layer's expansion is the same in both. */
     int rollout;
+    /* muprop only: 1 divides the residual's score term alone by the
+     * signal's variance normalisation and leaves the analytic term at full
+     * size (biased: the two parts of the estimate no longer add up to the
+     * gradient's direction); 0 divides both, the unbiased estimator's
+     * gradient scaled.  Without normalisation the two agree. */
+    int norm_residual;
 };
 
 /* The implementation of estimator id; NULL when SBN_ESTIMATORS lacks it
