@@ -951,7 +951,7 @@ END_TEST
  * analytic KL) / 4 within SE_BOUND standard errors.  Dividing the score
  * term alone leaves 3/4 of the KL's gradient over, which outweighs the
  * reconstruction and collapses q(z|x) onto the prior in training. */
-static void check_normalised(latent_type lt, const char *name)
+static void check_normalised(latent_type lt, const char *name, int signal)
 {
     fixture f;
     fixture_init(&f, lt, EST_BASELINE_MEAN);
@@ -966,16 +966,18 @@ static void check_normalised(latent_type lt, const char *name)
     vae_kl_backward(&f.m, &f.a, B, 1.0f / B, 1.0f / B);
     for (int i = 0; i < n; i++) {
         kl_size = fmax(kl_size, fabs(f.a.dlogits[i]));
-        ex[i] = (ex[i] + f.a.dlogits[i]) / 4.0;
+        /* signal (sf): the score term divided, the analytic KL whole. */
+        ex[i] = signal ? ex[i] / 4.0 + f.a.dlogits[i] : (ex[i] + f.a.dlogits[i]) / 4.0;
     }
     f.s.var_norm = 1;
+    f.s.norm_signal = signal;
     est_ctx c = fixture_ctx(&f, 1.0f);
     for (int w = 0; w < 500; w++)
         est_elbo_gradient(e, &c);
     f.s.frozen = 1;
     f.s.persist[1] = 16.0f; /* the running variance: divisor 4 */
     draw_stats_of(&f, e, 1.0f, DRAWS, 1, mean, var);
-    ck_assert_float_eq(f.s.enc_scale, 0.25f);
+    ck_assert_float_eq(f.s.enc_scale, signal ? 1.0f : 0.25f);
     double worst = 0.0, worst_kl = 0.0;
     for (int i = 0; i < n; i++) {
         double se = sqrt(var[i] / DRAWS), dev = fabs(mean[i] - ex[i]);
@@ -994,8 +996,17 @@ static void check_normalised(latent_type lt, const char *name)
 START_TEST(normalisation_scales_whole_gradient)
 {
     latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
-    check_normalised(lt, "sf");
-    check_normalised(lt, "muprop");
+    check_normalised(lt, "sf", 0);
+    check_normalised(lt, "muprop", 0);
+}
+END_TEST
+
+/* --var-norm-scope signal: the divisor scales the score term alone; for sf
+ * the mean is then the exact reconstruction term / 4 plus the whole
+ * analytic KL. */
+START_TEST(normalisation_of_the_signal_alone)
+{
+    check_normalised(_i ? LATENT_BERNOULLI : LATENT_CATEGORICAL, "sf", 1);
 }
 END_TEST
 
@@ -1756,6 +1767,7 @@ static Suite *estimators_suite(void)
     tcase_add_loop_test(tc, gumbel_bound_gradient, 0, 2);
     tcase_add_test(tc, arm_refused_on_categorical);
     tcase_add_loop_test(tc, normalisation_scales_whole_gradient, 0, 2);
+    tcase_add_loop_test(tc, normalisation_of_the_signal_alone, 0, 2);
     tcase_add_loop_test(tc, unbiased_while_learning, 0, 2);
     tcase_add_test(tc, formulas_categorical);
     tcase_add_test(tc, formulas_bernoulli);

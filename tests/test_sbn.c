@@ -448,7 +448,7 @@ END_TEST
 /* One muprop estimate of the tiny model's gradient, with the frozen
  * running statistics (mean 3, variance var: a divisor 1 / max(1,
  * sqrt(var))), the rng seeded by seed; into g. */
-static void muprop_estimate(sbn_model *m, sbn_ws *w, double var, int norm_residual,
+static void muprop_estimate(sbn_model *m, sbn_ws *w, double var, int norm_signal,
                             uint64_t seed, double *g)
 {
     sbn_baseline bl = {.centre = 1, .var_norm = 1, .frozen = 1,
@@ -456,20 +456,20 @@ static void muprop_estimate(sbn_model *m, sbn_ws *w, double var, int norm_residu
     rng_t r;
     rng_seed(&r, seed);
     sbn_ctx ctx = {m, w, &bl, sbn_estimator_find("muprop"), tiny_x, B, 1, 1.0f, &r, NULL, 0,
-                   norm_residual};
+                   norm_signal};
     sbn_gradient(&ctx);
     for (size_t i = 0; i < m->nparams; i++)
         g[i] = m->grads[i];
 }
 
-/* --muprop-norm residual: the variance normalisation divides the residual's
+/* --var-norm-scope signal: the variance normalisation divides the residual's
  * score term alone.  Without a divisor (variance <= 1) it is the unbiased
  * estimator to the bit; with one, the output layer's gradient is
  * untouched, and as the divisor grows the lower stochastic layer's
  * gradient tends to the analytic term, which the sample does not change
  * (its Taylor point and mean-field pass depend on x alone), where the whole
  * normalisation takes it to 0. */
-START_TEST(muprop_norm_residual)
+START_TEST(muprop_norm_signal)
 {
     char err[ERR_LEN];
     sbn_model m;
@@ -893,8 +893,8 @@ START_TEST(e2e_bad_flags)
         {"--var-norm 2", "--var-norm"},
         {"--estimator muprop --muprop-rollout 2", "--muprop-rollout 2: expected 0 or 1"},
         {"--estimator st --muprop-rollout 1", "--muprop-rollout 1: only for --estimator muprop"},
-        {"--estimator muprop --muprop-norm half", "--muprop-norm 'half': expected whole or residual"},
-        {"--estimator sf --muprop-norm residual", "--muprop-norm residual: only for --estimator muprop"},
+        {"--estimator muprop --var-norm-scope half", "--var-norm-scope 'half': expected whole or signal"},
+        {"--estimator st --var-norm-scope signal", "--var-norm-scope signal: only for --estimator sf or muprop"},
         {"--binarize none", "--binarize"},
         {"--anneal-rate -2", "--anneal-rate"},
         {"--test-samples -1", "--test-samples"},
@@ -946,7 +946,7 @@ static Suite *sbn_suite(void)
     tcase_add_loop_test(tc, gumbel_matches_finite_differences, 0, 8);
     tcase_add_loop_test(tc, sf_unbiased, 0, 8);
     tcase_add_loop_test(tc, muprop_unbiased, 0, 16);
-    tcase_add_loop_test(tc, muprop_norm_residual, 0, 2);
+    tcase_add_loop_test(tc, muprop_norm_signal, 0, 2);
     tcase_add_loop_test(tc, muprop_normalised, 0, 2);
     tcase_add_loop_test(tc, learned_baseline_unbiased, 0, 4);
     tcase_add_loop_test(tc, learned_baseline_lowers_variance, 0, 2);

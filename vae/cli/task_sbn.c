@@ -56,10 +56,10 @@
  *                the upper layer's signal around mu_2(h1), its mean given
  *                the sampled lower layer (MuProp Fig. 1, "MuProp with
  *                rollout"); JGP does not say which MuProp it ran.
- *                --muprop-norm residual divides the residual's score term
- *                alone by the normalisation and leaves the analytic term
- *                at full size (biased); JGP does not say which part its
- *                normalisation divided either.  DARN
+ *                --var-norm-scope signal divides the residual's score
+ *                term alone by the normalisation and leaves the analytic
+ *                term at full size (biased); JGP does not say which part
+ *                its normalisation divided either.  DARN
  *                follows estimator.c's definition, which has no learning
  *                signal to normalise.
  *   data         JGP trains on a fixed binarization (Sec. 4); this task
@@ -90,7 +90,7 @@ typedef struct {
     /* flags */
     const char *latent_type, *latent, *baseline;
     int samples, test_samples, eval_samples, var_norm, rollout;
-    const char *muprop_norm;
+    const char *var_norm_scope;
     /* set by the checks and setup */
     sbn_config cfg;
     const sbn_estimator *est;
@@ -124,7 +124,7 @@ static void sbn_defaults(run_opts *c, void *t)
     s->test_samples = 1000;
     s->eval_samples = 100;
     s->var_norm = 1;
-    s->muprop_norm = "whole";
+    s->var_norm_scope = "whole";
 }
 
 static int sbn_flags(void *t, flag_def *d)
@@ -144,10 +144,10 @@ static int sbn_flags(void *t, flag_def *d)
          "layer (MuProp with rollout) instead of the mean-field point (default 0)"},
         {"var-norm", FLAG_INT, &s->var_norm, "0|1",
          "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4)"},
-        {"muprop-norm", FLAG_STRING, &s->muprop_norm, "WHAT",
-         "muprop: what --var-norm divides, whole (the layer's whole gradient, residual score "
-         "term and analytic term alike: unbiased up to scale) or residual (the residual's score "
-         "term alone, the analytic term at full size: biased)"},
+        {"var-norm-scope", FLAG_STRING, &s->var_norm_scope, "WHAT",
+         "sf/muprop: what --var-norm divides, whole (each layer's whole gradient, MuProp's "
+         "Taylor mean included: unbiased up to scale) or signal (the score term alone: "
+         "biased for muprop, the same for sf)"},
         {"samples", FLAG_INT, &s->samples, "M", "samples m of the training loss (JGP Sec. 4.1)"},
         {"test-samples", FLAG_INT, &s->test_samples, "M",
          "samples of the final test -log p(x_lower|x_upper) (JGP Sec. 4.1)"},
@@ -204,10 +204,10 @@ static int sbn_check(run *R, char *err)
         return errf(err, "--muprop-rollout %d: expected 0 or 1", s->rollout);
     if (s->rollout && id != STOCH_MUPROP)
         return errf(err, "--muprop-rollout 1: only for --estimator muprop, not %s", o->estimator);
-    if (strcmp(s->muprop_norm, "whole") && strcmp(s->muprop_norm, "residual"))
-        return errf(err, "--muprop-norm '%s': expected whole or residual", s->muprop_norm);
-    if (!strcmp(s->muprop_norm, "residual") && id != STOCH_MUPROP)
-        return errf(err, "--muprop-norm residual: only for --estimator muprop, not %s",
+    if (strcmp(s->var_norm_scope, "whole") && strcmp(s->var_norm_scope, "signal"))
+        return errf(err, "--var-norm-scope '%s': expected whole or signal", s->var_norm_scope);
+    if (!strcmp(s->var_norm_scope, "signal") && id != STOCH_MUPROP && id != STOCH_SF)
+        return errf(err, "--var-norm-scope signal: only for --estimator sf or muprop, not %s",
                     o->estimator);
     if (R->tbin == TRAIN_BIN_NONE)
         return errf(err, "--binarize none: the SBN predicts binary pixels; expected dynamic, "
@@ -282,7 +282,7 @@ static double sbn_step(run *R, long step, float tau, double *figs)
     (void)step;
     batcher_next(&R->bt, R->bin, &R->rng, s->x, NULL);
     sbn_ctx ctx = {&s->m, &s->w, s->bl, s->est, s->x, R->o.batch, s->samples, tau, &R->rng,
-                   s->lb.H ? &s->lb : NULL, s->rollout, !strcmp(s->muprop_norm, "residual")};
+                   s->lb.H ? &s->lb : NULL, s->rollout, !strcmp(s->var_norm_scope, "signal")};
     figs[0] = sbn_gradient(&ctx);
     return figs[0];
 }

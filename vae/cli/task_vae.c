@@ -27,6 +27,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->baseline = "mean";
     v->st_slope = "backward";
     v->darn_point = "centre";
+    v->var_norm_scope = "whole";
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
@@ -60,6 +61,10 @@ static int vae_flags(void *t, flag_def *d)
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
+        {"var-norm-scope", FLAG_STRING, &v->var_norm_scope, "WHAT",
+         "sf/muprop: what the variance normalisation divides, whole (the encoder's whole "
+         "gradient, the analytic KL and MuProp's Taylor mean included: unbiased up to scale) "
+         "or signal (the score term alone: biased)"},
         {"samples", FLAG_INT, &v->samples, "K",
          "vimco (K >= 2), gumbel: train the K-sample importance-weighted bound (gumbel: its "
          "Concrete relaxation); 1: the ELBO"},
@@ -109,6 +114,11 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
         return errf(err, "--darn-point '%s': expected centre or half", v->darn_point);
     if (!strcmp(v->darn_point, "half") && strcmp(est, "darn"))
         return errf(err, "--darn-point half: only for --estimator darn, not %s", est);
+    if (strcmp(v->var_norm_scope, "whole") && strcmp(v->var_norm_scope, "signal"))
+        return errf(err, "--var-norm-scope '%s': expected whole or signal", v->var_norm_scope);
+    if (!strcmp(v->var_norm_scope, "signal") && strcmp(est, "sf") && strcmp(est, "muprop"))
+        return errf(err, "--var-norm-scope signal: only for --estimator sf or muprop, not %s",
+                    est);
     if (v->slope_posterior && strcmp(est, "annealed-st"))
         return errf(err, "--st-slope posterior: only with --estimator annealed-st, not %s", est);
     /* Annealed ST with the slope in q is ST on the tempered posterior: the
@@ -163,6 +173,7 @@ void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;
     eo->darn_point = strcmp(v->darn_point, "half") ? STOCH_DARN_CENTRE : 0.5f;
+    eo->norm_signal = !strcmp(v->var_norm_scope, "signal");
     eo->learns_cv = v->step_est->learns_cv;
 }
 

@@ -12,6 +12,7 @@
 /* The VAE task's flags and its run. */
 typedef struct {
     const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau, *darn_point;
+    const char *var_norm_scope;
     int hard, iw_samples, samples;
     /* Set by the checks. */
     vae_config cfg;

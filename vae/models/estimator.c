@@ -106,6 +106,7 @@ void est_options_default(est_options *o)
 {
     o->baseline = EST_BASELINE_MEAN;
     o->var_norm = 1;
+    o->norm_signal = 0;
     o->baseline_lr = 1e-3f;
     o->baseline_seed = 0;
     o->samples = 1;
@@ -196,7 +197,9 @@ static void baseline_train(est_ctx *c, const double *u, double mean)
  * too.  NVIL's signal holds the whole bound, so its normalisation rescales
  * the whole encoder gradient; dividing only the reconstruction's score
  * term would let the KL outweigh it by the signal's standard deviation
- * (tens of nats) and collapse q(z|x) onto the prior. */
+ * (tens of nats) and collapse q(z|x) onto the prior.  est_state.norm_signal
+ * does that, as a variant to measure (the paper does not say what its
+ * normalisation divided). */
 static void centre_signal(est_ctx *c, double *u)
 {
     est_state *s = c->s;
@@ -214,6 +217,9 @@ static void centre_signal(est_ctx *c, double *u)
             baseline_train(c, u, stoch_nvil_offset(&stats));
     }
     s->enc_scale = (float)stoch_nvil_centre(&stats, u, c->B, s->var_norm, s->frozen);
+    /* norm_signal: the divisor stays in the score term's signal alone. */
+    if (s->norm_signal)
+        s->enc_scale = 1.0f;
     if (!s->frozen) {
         p[P_MEAN] = (float)stats.mean;
         p[P_VAR] = (float)stats.var;
@@ -979,6 +985,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     s->samples = opts->samples;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
+    s->norm_signal = opts->norm_signal;
     s->darn_point = opts->darn_point;
     const vae_config *cfg = &m->cfg;
     size_t B = (size_t)max_batch, Z = (size_t)vae_zdim(cfg), D = (size_t)cfg->D;

@@ -58,6 +58,9 @@ const char *est_baseline_name(est_baseline b);
 typedef struct {
     est_baseline baseline;
     int var_norm;           /* divide the centred signal by max(1, running std) */
+    int norm_signal;        /* 1: that divisor scales the score term alone, the
+                             * analytic terms (KL, MuProp's Taylor mean) kept at
+                             * full size (biased); 0: the whole encoder gradient */
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
     int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
@@ -86,6 +89,7 @@ typedef struct {
     int samples;
     est_baseline baseline;
     int var_norm;           /* as est_options; may be changed between steps */
+    int norm_signal;        /* as est_options */
     float darn_point;       /* as est_options */
     /* Set to use the persistent state without updating it, so that
      * repeated draws are independent (gradvar, tests). */

@@ -97,7 +97,7 @@ typedef struct {
     /* The divisor of this step's signal per layer, 1 / max(1, sqrt(v)) (1
      * without var_norm); MuProp's analytic term is divided by it too, so
      * that the normalisation rescales the layer's whole gradient (unless
-     * sbn_ctx.norm_residual). */
+     * sbn_ctx.norm_signal). */
     double scale[2];
 } sbn_baseline;
 
@@ -160,7 +160,7 @@ struct sbn_ctx {
      * size (biased: the two parts of the estimate no longer add up to the
      * gradient's direction); 0 divides both, the unbiased estimator's
      * gradient scaled.  Without normalisation the two agree. */
-    int norm_residual;
+    int norm_signal;
 };
 
 /* The implementation of estimator id; NULL when SBN_ESTIMATORS lacks it

@@ -398,7 +398,7 @@ static void bw_sf(sbn_ctx *c, int i)
  * below (so the upper layer's correction uses mu_2(h1), as the algorithm's
  * stochastic pass does).  The analytic term takes the signal's variance
  * normalisation too: scaling the residual alone would change the
- * estimator's mean, not only its size; c->norm_residual does that, as a
+ * estimator's mean, not only its size; c->norm_signal does that, as a
  * variant to measure (the paper does not say how it normalised). */
 static void bw_muprop(sbn_ctx *c, int i)
 {
@@ -407,7 +407,7 @@ static void bw_muprop(sbn_ctx *c, int i)
     sbn_layer *L = &w->lay[i];
     int S = c->S, R = c->B * S, Z = sbn_zdim(&c->m->cfg);
     const float *G = i ? w->mf_g2 : w->mf_g1;
-    double norm = c->bl && c->bl->centre && !c->norm_residual ? c->bl->scale[i] : 1.0;
+    double norm = c->bl && c->bl->centre && !c->norm_signal ? c->bl->scale[i] : 1.0;
     float scale = (float)(norm / ((double)S * c->B));
     /* dh is free here (no pathwise gradient flows in this estimator). */
     if (i == 1 && c->rollout) {
