@@ -28,6 +28,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->st_slope = "backward";
     v->darn_point = "centre";
     v->var_norm_scope = "whole";
+    v->var_norm = 1;
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
@@ -61,6 +62,9 @@ static int vae_flags(void *t, flag_def *d)
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
+        {"var-norm", FLAG_INT, &v->var_norm, "0|1",
+         "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4); no "
+         "effect under --baseline none"},
         {"var-norm-scope", FLAG_STRING, &v->var_norm_scope, "WHAT",
          "sf/muprop: what the variance normalisation divides, whole (the encoder's whole "
          "gradient, the analytic KL and MuProp's Taylor mean included: unbiased up to scale) "
@@ -114,6 +118,8 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
         return errf(err, "--darn-point '%s': expected centre or half", v->darn_point);
     if (!strcmp(v->darn_point, "half") && strcmp(est, "darn"))
         return errf(err, "--darn-point half: only for --estimator darn, not %s", est);
+    if (v->var_norm != 0 && v->var_norm != 1)
+        return errf(err, "--var-norm %d: expected 0 or 1", v->var_norm);
     if (strcmp(v->var_norm_scope, "whole") && strcmp(v->var_norm_scope, "signal"))
         return errf(err, "--var-norm-scope '%s': expected whole or signal", v->var_norm_scope);
     if (!strcmp(v->var_norm_scope, "signal") && strcmp(est, "sf") && strcmp(est, "muprop"))
@@ -164,11 +170,12 @@ float vae_task_logit_scale(const run_opts *o, const vae_task *v, long step)
 
 void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
 {
-    /* NVIL normalises the signal's variance whenever it centres it; the
-     * baseline network gets its own seed so the run's stream is unchanged. */
+    /* NVIL normalises the signal's variance whenever it centres it (unless
+     * --var-norm 0); the baseline network gets its own seed so the run's
+     * stream is unchanged. */
     est_options_default(eo);
     est_baseline_parse(v->baseline, &eo->baseline);
-    eo->var_norm = eo->baseline != EST_BASELINE_NONE;
+    eo->var_norm = eo->baseline != EST_BASELINE_NONE && v->var_norm;
     eo->baseline_lr = (float)o->lr;
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;

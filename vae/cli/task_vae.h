@@ -13,6 +13,7 @@
 typedef struct {
     const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau, *darn_point;
     const char *var_norm_scope;
+    int var_norm;  /* --var-norm: 1 normalises the centred signal's variance */
     int hard, iw_samples, samples;
     /* Set by the checks. */
     vae_config cfg;
