@@ -273,6 +273,8 @@ START_TEST(bad_flags_fail_before_any_work)
     expect_flag_error("--estimator darn --darn-point third", "--darn-point 'third': expected centre or half");
     expect_flag_error("--estimator st --darn-point half", "--darn-point half: only for --estimator darn");
     expect_flag_error("--estimator sf --var-norm 2", "--var-norm 2: expected 0 or 1");
+    expect_flag_error("--estimator sf --baseline-lr 2", "--baseline-lr 2: expected a rate in [0, 1]");
+    expect_flag_error("--estimator sf --baseline-lr 1e-3", "--baseline-lr: only with --baseline learned");
     expect_flag_error("--estimator sf --var-norm-scope part",
                       "--var-norm-scope 'part': expected whole or signal");
     expect_flag_error("--estimator gumbel --var-norm-scope signal",

@@ -894,6 +894,7 @@ START_TEST(e2e_bad_flags)
         {"--estimator muprop --muprop-rollout 2", "--muprop-rollout 2: expected 0 or 1"},
         {"--estimator st --muprop-rollout 1", "--muprop-rollout 1: only for --estimator muprop"},
         {"--estimator muprop --var-norm-scope half", "--var-norm-scope 'half': expected whole or signal"},
+        {"--estimator sf --baseline-lr 1e-3", "--baseline-lr: only with --baseline learned"},
         {"--estimator st --var-norm-scope signal", "--var-norm-scope signal: only for --estimator sf or muprop"},
         {"--binarize none", "--binarize"},
         {"--anneal-rate -2", "--anneal-rate"},

@@ -91,6 +91,7 @@ typedef struct {
     const char *latent_type, *latent, *baseline;
     int samples, test_samples, eval_samples, var_norm, rollout;
     const char *var_norm_scope;
+    double baseline_lr;    /* Adam's rate of the baseline networks; 0: --lr */
     /* set by the checks and setup */
     sbn_config cfg;
     const sbn_estimator *est;
@@ -125,6 +126,7 @@ static void sbn_defaults(run_opts *c, void *t)
     s->eval_samples = 100;
     s->var_norm = 1;
     s->var_norm_scope = "whole";
+    s->baseline_lr = 0.0;
 }
 
 static int sbn_flags(void *t, flag_def *d)
@@ -144,6 +146,8 @@ static int sbn_flags(void *t, flag_def *d)
          "layer (MuProp with rollout) instead of the mean-field point (default 0)"},
         {"var-norm", FLAG_INT, &s->var_norm, "0|1",
          "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4)"},
+        {"baseline-lr", FLAG_DOUBLE, &s->baseline_lr, "R",
+         "--baseline learned: Adam's rate for the baseline networks (0: the run's --lr)"},
         {"var-norm-scope", FLAG_STRING, &s->var_norm_scope, "WHAT",
          "sf/muprop: what --var-norm divides, whole (each layer's whole gradient, MuProp's "
          "Taylor mean included: unbiased up to scale) or signal (the score term alone: "
@@ -198,6 +202,10 @@ static int sbn_check(run *R, char *err)
     if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean") &&
         strcmp(s->baseline, "learned"))
         return errf(err, "--baseline '%s': expected none, mean or learned", s->baseline);
+    if (!(s->baseline_lr >= 0.0 && s->baseline_lr <= 1.0))
+        return errf(err, "--baseline-lr %g: expected a rate in [0, 1]", s->baseline_lr);
+    if (s->baseline_lr > 0.0 && strcmp(s->baseline, "learned"))
+        return errf(err, "--baseline-lr: only with --baseline learned");
     if (s->var_norm != 0 && s->var_norm != 1)
         return errf(err, "--var-norm %d: expected 0 or 1", s->var_norm);
     if (s->rollout != 0 && s->rollout != 1)
@@ -250,7 +258,7 @@ static int sbn_setup(run *R, char *err)
         rng_t r;
         rng_seed(&r, (uint64_t)o->seed ^ 0x6e76696c00000000ull);
         sbn_learned_init(&s->lb, &s->cfg, (float *)(s->persist + sizeof(sbn_baseline)),
-                         (float)o->lr, &r);
+                         (float)(s->baseline_lr > 0.0 ? s->baseline_lr : o->lr), &r);
     }
     if (sbn_init(&s->m, &s->cfg, &R->rng, err) != 0 ||
         sbn_ws_init(&s->w, &s->m, o->batch, s->samples, err) != 0 ||

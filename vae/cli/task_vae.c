@@ -29,6 +29,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->darn_point = "centre";
     v->var_norm_scope = "whole";
     v->var_norm = 1;
+    v->baseline_lr = 0.0;
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
@@ -65,6 +66,8 @@ static int vae_flags(void *t, flag_def *d)
         {"var-norm", FLAG_INT, &v->var_norm, "0|1",
          "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4); no "
          "effect under --baseline none"},
+        {"baseline-lr", FLAG_DOUBLE, &v->baseline_lr, "R",
+         "--baseline learned: Adam's rate for the baseline network (0: the run's --lr)"},
         {"var-norm-scope", FLAG_STRING, &v->var_norm_scope, "WHAT",
          "sf/muprop: what the variance normalisation divides, whole (the encoder's whole "
          "gradient, the analytic KL and MuProp's Taylor mean included: unbiased up to scale) "
@@ -118,6 +121,10 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
         return errf(err, "--darn-point '%s': expected centre or half", v->darn_point);
     if (!strcmp(v->darn_point, "half") && strcmp(est, "darn"))
         return errf(err, "--darn-point half: only for --estimator darn, not %s", est);
+    if (!(v->baseline_lr >= 0.0 && v->baseline_lr <= 1.0))
+        return errf(err, "--baseline-lr %g: expected a rate in [0, 1]", v->baseline_lr);
+    if (v->baseline_lr > 0.0 && bl != EST_BASELINE_LEARNED)
+        return errf(err, "--baseline-lr: only with --baseline learned");
     if (v->var_norm != 0 && v->var_norm != 1)
         return errf(err, "--var-norm %d: expected 0 or 1", v->var_norm);
     if (strcmp(v->var_norm_scope, "whole") && strcmp(v->var_norm_scope, "signal"))
@@ -176,7 +183,7 @@ void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
     est_options_default(eo);
     est_baseline_parse(v->baseline, &eo->baseline);
     eo->var_norm = eo->baseline != EST_BASELINE_NONE && v->var_norm;
-    eo->baseline_lr = (float)o->lr;
+    eo->baseline_lr = (float)(v->baseline_lr > 0.0 ? v->baseline_lr : o->lr);
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;
     eo->darn_point = strcmp(v->darn_point, "half") ? STOCH_DARN_CENTRE : 0.5f;
