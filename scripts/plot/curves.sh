@@ -52,7 +52,7 @@ seeds_max=0 seeds_min=0 iw=no
 
 panels=0
 for lt in bernoulli categorical; do
-    plots="" notes=""
+    plots="" notes="" haspaper=no
     for e in $PLOT_CURVES; do
         # The finished runs (a summary.json): a run still going would draw
         # a line that stops short.
@@ -88,7 +88,14 @@ for lt in bernoulli categorical; do
         paper=$(plot_paper "$task-$lt" "$e")
         [ -n "$final" ] || final=$(tail -n 1 "$dat" | cut -d' ' -f2)
         lt_expr="est_lt('$e')"
-        title="sprintf('%-18s%7.2f  (%s)', est_label('$e'), $final, '${paper:-none}')"
+        # Without a published figure (the estimators after the paper) the
+        # legend gives ours alone.
+        if [ -n "$paper" ]; then
+            haspaper=yes
+            title="sprintf('%-18s%7.2f  (%s)', est_label('$e'), $final, '$paper')"
+        else
+            title="sprintf('%-18s%7.2f', est_label('$e'), $final)"
+        fi
         plots="$plots${plots:+, }'$dat' using 1:2 with linespoints lt $lt_expr title $title"
         if [ -n "$paper" ]; then
             plots="$plots, $paper with lines lt $lt_expr lw 1.8 dt PAPER notitle"
@@ -111,7 +118,13 @@ for lt in bernoulli categorical; do
     fi
     {
         echo "set title \"$label\" font ',14'"
-        echo "plot $plots, NaN with lines lc rgb '#606060' lw 1.5 dt PAPER title 'paper (dashed)'"
+        if [ $haspaper = yes ]; then
+            echo "set key title 'final: ours  (paper)' left"
+            echo "plot $plots, NaN with lines lc rgb '#606060' lw 1.5 dt PAPER title 'paper (dashed)'"
+        else
+            echo "set key title 'final: ours' left"
+            echo "plot $plots"
+        fi
     } >> "$tmp/panel-$lt.gp"
 done
 [ $panels -gt 0 ] || { echo "curves.sh: no $task runs with a '$col' column under $runs" >&2; exit 1; }
