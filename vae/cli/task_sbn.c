@@ -78,6 +78,7 @@
 #include "driver.h"
 #include "pngio.h"
 #include "sbn.h"
+#include "sigopt.h"
 #include "util.h"
 
 /* Rows per evaluation chunk: (example, sample) pairs decoded at once. */
@@ -89,9 +90,8 @@
 typedef struct {
     /* flags */
     const char *latent_type, *latent, *baseline;
-    int samples, test_samples, eval_samples, var_norm, rollout;
-    const char *var_norm_scope;
-    double baseline_lr;    /* Adam's rate of the baseline networks; 0: --lr */
+    int samples, test_samples, eval_samples, rollout;
+    sigopt sig;            /* --var-norm, --var-norm-scope, --baseline-lr */
     /* set by the checks and setup */
     sbn_config cfg;
     const sbn_estimator *est;
@@ -124,9 +124,7 @@ static void sbn_defaults(run_opts *c, void *t)
     s->samples = 1;
     s->test_samples = 1000;
     s->eval_samples = 100;
-    s->var_norm = 1;
-    s->var_norm_scope = "whole";
-    s->baseline_lr = 0.0;
+    sigopt_defaults(&s->sig);
 }
 
 static int sbn_flags(void *t, flag_def *d)
@@ -144,21 +142,14 @@ static int sbn_flags(void *t, flag_def *d)
         {"muprop-rollout", FLAG_INT, &s->rollout, "0|1",
          "muprop: expand the upper layer's signal around its mean given the sampled lower "
          "layer (MuProp with rollout) instead of the mean-field point (default 0)"},
-        {"var-norm", FLAG_INT, &s->var_norm, "0|1",
-         "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4)"},
-        {"baseline-lr", FLAG_DOUBLE, &s->baseline_lr, "R",
-         "--baseline learned: Adam's rate for the baseline networks (0: the run's --lr)"},
-        {"var-norm-scope", FLAG_STRING, &s->var_norm_scope, "WHAT",
-         "sf/muprop: what --var-norm divides, whole (each layer's whole gradient, MuProp's "
-         "Taylor mean included: unbiased up to scale) or signal (the score term alone: "
-         "biased for muprop, the same for sf)"},
         {"samples", FLAG_INT, &s->samples, "M", "samples m of the training loss (JGP Sec. 4.1)"},
         {"test-samples", FLAG_INT, &s->test_samples, "M",
          "samples of the final test -log p(x_lower|x_upper) (JGP Sec. 4.1)"},
         {"eval-samples", FLAG_INT, &s->eval_samples, "M", "samples of the evaluations during training"},
     };
     memcpy(d, defs, sizeof defs);
-    return (int)(sizeof defs / sizeof defs[0]);
+    int n = (int)(sizeof defs / sizeof defs[0]);
+    return n + sigopt_flags(&s->sig, d + n);
 }
 
 static void sbn_help(FILE *out)
@@ -202,21 +193,12 @@ static int sbn_check(run *R, char *err)
     if (strcmp(s->baseline, "none") && strcmp(s->baseline, "mean") &&
         strcmp(s->baseline, "learned"))
         return errf(err, "--baseline '%s': expected none, mean or learned", s->baseline);
-    if (!(s->baseline_lr >= 0.0 && s->baseline_lr <= 1.0))
-        return errf(err, "--baseline-lr %g: expected a rate in [0, 1]", s->baseline_lr);
-    if (s->baseline_lr > 0.0 && strcmp(s->baseline, "learned"))
-        return errf(err, "--baseline-lr: only with --baseline learned");
-    if (s->var_norm != 0 && s->var_norm != 1)
-        return errf(err, "--var-norm %d: expected 0 or 1", s->var_norm);
+    if (sigopt_check(&s->sig, !strcmp(s->baseline, "learned"), o->estimator, err) != 0)
+        return -1;
     if (s->rollout != 0 && s->rollout != 1)
         return errf(err, "--muprop-rollout %d: expected 0 or 1", s->rollout);
     if (s->rollout && id != STOCH_MUPROP)
         return errf(err, "--muprop-rollout 1: only for --estimator muprop, not %s", o->estimator);
-    if (strcmp(s->var_norm_scope, "whole") && strcmp(s->var_norm_scope, "signal"))
-        return errf(err, "--var-norm-scope '%s': expected whole or signal", s->var_norm_scope);
-    if (!strcmp(s->var_norm_scope, "signal") && id != STOCH_MUPROP && id != STOCH_SF)
-        return errf(err, "--var-norm-scope signal: only for --estimator sf or muprop, not %s",
-                    o->estimator);
     if (R->tbin == TRAIN_BIN_NONE)
         return errf(err, "--binarize none: the SBN predicts binary pixels; expected dynamic, "
                          "fixed or threshold");
@@ -251,14 +233,14 @@ static int sbn_setup(run *R, char *err)
         return -1;
     s->bl = (sbn_baseline *)s->persist;
     s->bl->centre = learned || !strcmp(s->baseline, "mean");
-    s->bl->var_norm = s->var_norm;
+    s->bl->var_norm = s->sig.var_norm;
     if (learned) {
         /* The networks' own generator, so that the run's stream is the
          * same with and without them. */
         rng_t r;
         rng_seed(&r, (uint64_t)o->seed ^ 0x6e76696c00000000ull);
         sbn_learned_init(&s->lb, &s->cfg, (float *)(s->persist + sizeof(sbn_baseline)),
-                         (float)(s->baseline_lr > 0.0 ? s->baseline_lr : o->lr), &r);
+                         (float)sigopt_baseline_lr(&s->sig, o->lr), &r);
     }
     if (sbn_init(&s->m, &s->cfg, &R->rng, err) != 0 ||
         sbn_ws_init(&s->w, &s->m, o->batch, s->samples, err) != 0 ||
@@ -290,7 +272,7 @@ static double sbn_step(run *R, long step, float tau, double *figs)
     (void)step;
     batcher_next(&R->bt, R->bin, &R->rng, s->x, NULL);
     sbn_ctx ctx = {&s->m, &s->w, s->bl, s->est, s->x, R->o.batch, s->samples, tau, &R->rng,
-                   s->lb.H ? &s->lb : NULL, s->rollout, !strcmp(s->var_norm_scope, "signal")};
+                   s->lb.H ? &s->lb : NULL, s->rollout, s->sig.norm_signal};
     figs[0] = sbn_gradient(&ctx);
     return figs[0];
 }

@@ -27,9 +27,7 @@ static void vae_defaults(run_opts *c, void *t)
     v->baseline = "mean";
     v->st_slope = "backward";
     v->darn_point = "centre";
-    v->var_norm_scope = "whole";
-    v->var_norm = 1;
-    v->baseline_lr = 0.0;
+    sigopt_defaults(&v->sig);
     v->prior = "uniform";
     v->tau = "schedule";
     v->iw_samples = 1000;
@@ -63,15 +61,6 @@ static int vae_flags(void *t, flag_def *d)
         {"baseline", FLAG_STRING, &v->baseline, "MODE",
          "sf/muprop signal centring: none, mean (moving average, decay 0.8) or learned (+ MLP "
          "on x); mean and learned also normalise its variance (NVIL)"},
-        {"var-norm", FLAG_INT, &v->var_norm, "0|1",
-         "sf/muprop: divide the centred signal by max(1, running std) (NVIL; JGP Sec. 4); no "
-         "effect under --baseline none"},
-        {"baseline-lr", FLAG_DOUBLE, &v->baseline_lr, "R",
-         "--baseline learned: Adam's rate for the baseline network (0: the run's --lr)"},
-        {"var-norm-scope", FLAG_STRING, &v->var_norm_scope, "WHAT",
-         "sf/muprop: what the variance normalisation divides, whole (the encoder's whole "
-         "gradient, the analytic KL and MuProp's Taylor mean included: unbiased up to scale) "
-         "or signal (the score term alone: biased)"},
         {"samples", FLAG_INT, &v->samples, "K",
          "vimco (K >= 2), gumbel: train the K-sample importance-weighted bound (gumbel: its "
          "Concrete relaxation); 1: the ELBO"},
@@ -79,7 +68,8 @@ static int vae_flags(void *t, flag_def *d)
          "importance samples for -log p(x) at the end (0: skip)"},
     };
     memcpy(d, defs, sizeof defs);
-    return (int)(sizeof defs / sizeof defs[0]);
+    int n = (int)(sizeof defs / sizeof defs[0]);
+    return n + sigopt_flags(&v->sig, d + n);
 }
 
 static void vae_help(FILE *out)
@@ -121,17 +111,8 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
         return errf(err, "--darn-point '%s': expected centre or half", v->darn_point);
     if (!strcmp(v->darn_point, "half") && strcmp(est, "darn"))
         return errf(err, "--darn-point half: only for --estimator darn, not %s", est);
-    if (!(v->baseline_lr >= 0.0 && v->baseline_lr <= 1.0))
-        return errf(err, "--baseline-lr %g: expected a rate in [0, 1]", v->baseline_lr);
-    if (v->baseline_lr > 0.0 && bl != EST_BASELINE_LEARNED)
-        return errf(err, "--baseline-lr: only with --baseline learned");
-    if (v->var_norm != 0 && v->var_norm != 1)
-        return errf(err, "--var-norm %d: expected 0 or 1", v->var_norm);
-    if (strcmp(v->var_norm_scope, "whole") && strcmp(v->var_norm_scope, "signal"))
-        return errf(err, "--var-norm-scope '%s': expected whole or signal", v->var_norm_scope);
-    if (!strcmp(v->var_norm_scope, "signal") && strcmp(est, "sf") && strcmp(est, "muprop"))
-        return errf(err, "--var-norm-scope signal: only for --estimator sf or muprop, not %s",
-                    est);
+    if (sigopt_check(&v->sig, bl == EST_BASELINE_LEARNED, est, err) != 0)
+        return -1;
     if (v->slope_posterior && strcmp(est, "annealed-st"))
         return errf(err, "--st-slope posterior: only with --estimator annealed-st, not %s", est);
     /* Annealed ST with the slope in q is ST on the tempered posterior: the
@@ -182,12 +163,12 @@ void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
      * stream is unchanged. */
     est_options_default(eo);
     est_baseline_parse(v->baseline, &eo->baseline);
-    eo->var_norm = eo->baseline != EST_BASELINE_NONE && v->var_norm;
-    eo->baseline_lr = (float)(v->baseline_lr > 0.0 ? v->baseline_lr : o->lr);
+    eo->var_norm = eo->baseline != EST_BASELINE_NONE && v->sig.var_norm;
+    eo->baseline_lr = (float)sigopt_baseline_lr(&v->sig, o->lr);
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;
     eo->darn_point = strcmp(v->darn_point, "half") ? STOCH_DARN_CENTRE : 0.5f;
-    eo->norm_signal = !strcmp(v->var_norm_scope, "signal");
+    eo->norm_signal = v->sig.norm_signal;
     eo->learns_cv = v->step_est->learns_cv;
 }
 

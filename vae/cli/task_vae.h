@@ -8,13 +8,12 @@
 #include "estimator.h"
 #include "evaluate.h"
 #include "model.h"
+#include "sigopt.h"
 
 /* The VAE task's flags and its run. */
 typedef struct {
     const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau, *darn_point;
-    const char *var_norm_scope;
-    int var_norm;  /* --var-norm: 1 normalises the centred signal's variance */
-    double baseline_lr;  /* --baseline-lr: Adam's rate for the baseline network; 0: --lr */
+    sigopt sig;    /* --var-norm, --var-norm-scope, --baseline-lr */
     int hard, iw_samples, samples;
     /* Set by the checks. */
     vae_config cfg;
