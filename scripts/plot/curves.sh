@@ -43,7 +43,6 @@ seeds_max=0 seeds_min=0 iw=no
     echo "set output '$out.tmp'"
     echo "set lmargin at screen 0.085; set rmargin at screen 0.61"
     echo "set key outside right top vertical Left reverse samplen 2.2 spacing 1.25 font 'DejaVu Sans Mono,12'"
-    echo "set key title 'final: ours  (paper)' left"
     echo "set xlabel 'training step'"
     echo "set ylabel '$ylabel'"
     echo "set xrange [0:*]"
