@@ -225,8 +225,9 @@ int cmd_bench(int argc, char **argv)
     printf("eval: test -ELBO %.2f on %d images in %.3f s (%.0f images/s)\n", e.neg_elbo, ntest,
            elbo_s, ntest / elbo_s);
     printf("eval: importance sampling, %d samples x %d images in %.3f s (%.0f samples/s), "
-           "-log p(x) %.2f\n",
-           v->iw_samples, niw, iw_s, (double)v->iw_samples * niw / iw_s, nll);
+           "-log p(x) %.2f, %.1f%% of the samples distinct codes (decoded)\n",
+           v->iw_samples, niw, iw_s, (double)v->iw_samples * niw / iw_s, nll,
+           100.0 * (double)ev.decoded / ((double)v->iw_samples * niw));
     printf("peak resident memory: %.1f MB\n", ru.ru_maxrss / 1024.0);
     rc = 0;
 out:

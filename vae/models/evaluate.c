@@ -11,6 +11,16 @@
 #include "stochastic.h"
 #include "util.h"
 
+/* The size of the table of one image's distinct codes: a power of two at
+ * least twice the rows, so that a probe ends at an empty slot soon. */
+static size_t iw_slots(size_t rows)
+{
+    size_t n = 16;
+    while (n < 2 * rows)
+        n *= 2;
+    return n;
+}
+
 int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
 {
     memset(w, 0, sizeof *w);
@@ -30,6 +40,7 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
         WS_BUF(w->wt, m->ndec > 1 ? (size_t)L0->in * L0->out : 0),
         WS_BUF(w->panels, m->ndec == 1 ? sparse_panels_size(L0->in, L0->out) : 0),
         WS_BUF(w->lanes, R * 16),
+        WS_BUF(w->code_of, R), WS_BUF(w->image_of, R), WS_BUF(w->slots, iw_slots(R)),
     };
     if (!(w->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "evaluation buffers"))) {
         eval_ws_free(w);
@@ -189,7 +200,6 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
     int D = m->cfg.D, N = m->cfg.N;
     const linear_layer *L0 = &m->dec[0];
     const float *b0 = m->params + L0->b;
-    size_t per = (size_t)c->per_image;
     if (c->pass == IW_DRAW) {
         /* A range's own scratch: the rows' ranges never overlap. */
         for (size_t row = lo; row < hi; row++)
@@ -199,10 +209,13 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
     if (c->pass == IW_FUSED) {
         /* By runs of rows of one image. */
         for (size_t row = lo; row < hi;) {
-            size_t end = (row / per + 1) * per < hi ? (row / per + 1) * per : hi;
+            int g = w->image_of[row];
+            size_t end = row + 1;
+            while (end < hi && w->image_of[end] == g)
+                end++;
             sparse_gather_bce_rows(w->rec + row, w->panels, b0, w->bias_all, w->idx + row * N, N,
                                    w->nnz + row, w->neg + row, (int)(end - row),
-                                   c->x + row / per * D, L0->in, D, w->lanes + row * 16);
+                                   c->x + (size_t)g * D, L0->in, D, w->lanes + row * 16);
             row = end;
         }
         return;
@@ -214,12 +227,73 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
                                   L0->out, m->ndec > 1, w->neg[row]);
         else
             bce_logits_forward(&w->rec[row], w->a.dec[m->ndec - 1] + row * D,
-                               c->x + row / per * D, 1, D);
+                               c->x + (size_t)w->image_of[row] * D, 1, D);
     }
 }
 
-/* -log p(x|z) of the chunk's rows (drawn by IW_DRAW) into rec: the
- * decoder's first layer as a sum of the columns the codes pick when their
+/* A hash of a row's code: its count, sign and indices. */
+static uint64_t iw_code_hash(const int *idx, int nnz, int neg)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(nnz * 2 + neg);
+    for (int t = 0; t < nnz; t++) {
+        h ^= (uint64_t)(unsigned)idx[t];
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+/* Each image's distinct codes among the chunk's rows (per_image rows an
+ * image, drawn by IW_DRAW), moved to the front in order of first draw:
+ * row u < the returned count holds the u-th distinct code (idx, nnz, neg)
+ * and image_of[u] its image; code_of[row] names each sample row's.  Rows
+ * with one code get one -log p(x|z), computed once by the same kernels:
+ * the bound every row decoded alone would give, bit for bit on the fused
+ * linear path; where sgemm decodes, it rounds fewer rows differently.
+ * A code is moved only to a row already read, so the compaction works in
+ * place.  With w->every_row, every row is its own code. */
+static int iw_distinct(eval_ws *w, int rows, int per_image, int N)
+{
+    if (w->every_row) {
+        for (int row = 0; row < rows; row++) {
+            w->code_of[row] = row;
+            w->image_of[row] = row / per_image;
+        }
+        return rows;
+    }
+    size_t nslots = iw_slots((size_t)per_image), mask = nslots - 1;
+    int distinct = 0;
+    for (int row = 0; row < rows; row++) {
+        int g = row / per_image;
+        if (row % per_image == 0)
+            memset(w->slots, 0xff, sizeof(int) * nslots);
+        const int *idx = w->idx + (size_t)row * N;
+        int nnz = w->nnz[row], neg = w->neg[row];
+        size_t s = (size_t)iw_code_hash(idx, nnz, neg) & mask;
+        int u;
+        for (;; s = (s + 1) & mask) {
+            u = w->slots[s];
+            if (u < 0 || (w->nnz[u] == nnz && w->neg[u] == neg &&
+                          memcmp(w->idx + (size_t)u * N, idx, sizeof(int) * (size_t)nnz) == 0))
+                break;
+        }
+        if (u < 0) {
+            u = distinct++;
+            w->slots[s] = u;
+            w->image_of[u] = g;
+            if (u != row) {
+                memcpy(w->idx + (size_t)u * N, idx, sizeof(int) * (size_t)nnz);
+                w->nnz[u] = nnz;
+                w->neg[u] = (unsigned char)neg;
+            }
+        }
+        w->code_of[row] = u;
+    }
+    return distinct;
+}
+
+/* -log p(x|z) of the chunk's first `rows` rows (the distinct codes
+ * iw_distinct left there) into rec: the decoder's first layer as a sum of the columns the codes pick when their
  * measured density makes that pay (the rest of a deep decoder by sgemm),
  * else the codes written out and decoded by sgemm; also then when the
  * first weight holds a NaN (finite 0), so that it shows in the figure. */
@@ -275,6 +349,7 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
      * otherwise one image at a time, its samples spread over chunks. */
     int per = S <= w->rows ? w->rows / S : 1;
     double total = 0.0;
+    w->decoded = 0;
     for (int start = 0; start < n; start += per) {
         int G = n - start < per ? n - start : per;
         const float *xb = x + (size_t)start * D;
@@ -294,10 +369,13 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
             int rows = chunk * G;
             iw_rows job = {m, w, xb, chunk, start, done, S, &base, IW_DRAW};
             par_split((size_t)rows, w->threads, iw_rows_range, &job);
-            iw_decode(w, &job, rows, finite);
+            int distinct = iw_distinct(w, rows, chunk, c->N);
+            w->decoded += distinct;
+            iw_decode(w, &job, distinct, finite);
             for (int row = 0; row < rows; row++) {
                 int g = row / chunk;
-                lse_push(&w->logw_max[g], &w->logw_sum[g], -w->rec[row] - w->ratio[row]);
+                lse_push(&w->logw_max[g], &w->logw_sum[g],
+                         -w->rec[w->code_of[row]] - w->ratio[row]);
             }
             done += chunk;
         }

@@ -14,13 +14,18 @@ typedef struct {
 
 /* Evaluation workspace: activations and buffers for `rows` decoder rows (R);
  * the buffers below share one block.  The importance-sampled bound draws
- * its codes as the indices of their 1s and decodes them by gathering
- * columns of the decoder's first weight (sparse.h), where the code's
- * measured density makes that pay; its per-row work is split over
- * `threads` threads, with results that do not depend on their number. */
+ * its codes as the indices of their 1s, decodes each distinct code of an
+ * image once (a trained q(z|x) draws the same code many times in 1000
+ * samples), and decodes by gathering columns of the decoder's first weight
+ * (sparse.h), where the code's measured density makes that pay; its
+ * per-row work is split over `threads` threads, with results that do not
+ * depend on their number. */
 typedef struct {
     int rows;
     int threads;               /* 1 after eval_ws_init; the caller may raise it */
+    int every_row;             /* 1: decode every sample row, repeats of a code too
+                                  (0 after eval_ws_init; tests compare the two) */
+    long decoded;              /* rows the last eval_iw decoded: its distinct codes */
     vae_acts a;
     float *noise;              /* [R][zdim] noise of the samples */
     float *z;                  /* [R][zdim] the codes decoded */
@@ -39,6 +44,9 @@ typedef struct {
                                   (deep decoder) */
     float *panels;             /* the same in panels (linear decoder; linear_panels) */
     float *lanes;              /* [R][16] scratch of sparse_gather_bce_rows */
+    int *code_of;              /* [R] each sample row's distinct code (its decoded row) */
+    int *image_of;             /* [R] each decoded row's image within the chunk */
+    int *slots;                /* [iw_slots(R)] open-addressing table of one image's codes */
     void *block;
 } eval_ws;
 
@@ -60,7 +68,8 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
  * (Burda et al. 2016).  Returns the mean over the n images.  Each sample
  * row draws from its own stream, forked from r by (image, sample), and r
  * moves on by one draw; so the figure does not depend on w->threads, and
- * on w->rows only through the rounding of the encoder's sgemm. */
+ * on w->rows only through the rounding of sgemm (the encoder's, and a deep
+ * decoder's over each chunk's distinct codes). */
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r);
 
 #endif
