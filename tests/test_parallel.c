@@ -55,6 +55,48 @@ START_TEST(split_covers_every_element_once)
 }
 END_TEST
 
+static void count_each(int t, int threads, void *ctx)
+{
+    int *seen = ctx;
+    __atomic_add_fetch(&seen[t], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seen[PAR_MAX_THREADS + threads], 1, __ATOMIC_RELAXED);
+}
+
+/* par_each runs fn once for each t < threads, told the count, for every
+ * count (beyond the pool's limit: capped there), over and over, as the
+ * importance-sampled bound calls it once a block and the workers stay. */
+START_TEST(each_runs_every_thread_once)
+{
+    for (int round = 0; round < 2000; round++) {
+        int threads = 1 + round % (PAR_MAX_THREADS + 2);
+        int n = threads < PAR_MAX_THREADS ? threads : PAR_MAX_THREADS;
+        int seen[2 * PAR_MAX_THREADS + 1] = {0};
+        par_each(threads, count_each, seen);
+        for (int t = 0; t < PAR_MAX_THREADS; t++)
+            ck_assert_int_eq(seen[t], t < n ? 1 : 0);
+        ck_assert_int_eq(seen[PAR_MAX_THREADS + n], n);
+    }
+}
+END_TEST
+
+/* A call made inside a worker's job (while the pool is taken) runs in that
+ * thread alone and still covers its range. */
+static void nested(size_t lo, size_t hi, void *ctx)
+{
+    unsigned char *seen = ctx;
+    for (size_t i = lo; i < hi; i++)
+        par_split(3, 2, mark, seen + 3 * i);
+}
+
+START_TEST(nested_calls_run_in_place)
+{
+    unsigned char seen[3 * 40] = {0};
+    par_split(40, 4, nested, seen);
+    for (int i = 0; i < 3 * 40; i++)
+        ck_assert_int_eq(seen[i], 1);
+}
+END_TEST
+
 START_TEST(adam_is_bit_identical_across_threads)
 {
     size_t n = 300007;
@@ -135,6 +177,8 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, ranges_cover_every_element_once);
     tcase_add_test(tc, split_covers_every_element_once);
+    tcase_add_test(tc, each_runs_every_thread_once);
+    tcase_add_test(tc, nested_calls_run_in_place);
     tcase_add_test(tc, adam_is_bit_identical_across_threads);
     tcase_add_test(tc, blas_threads_change_results_only_within_tolerance);
     suite_add_tcase(s, tc);

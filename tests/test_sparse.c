@@ -589,6 +589,31 @@ START_TEST(iw_repeated_codes_decoded_once)
 }
 END_TEST
 
+/* A linear decoder's images spread over threads, each whole in one
+ * (workspace rows for several images' samples), give the figure of the
+ * rows of one image spread over threads (fewer rows than samples), bit for
+ * bit: the linear encoder and decoder take their sparse paths, whose rows
+ * do not depend on one another. */
+START_TEST(iw_images_over_threads_equal_rows_over_threads)
+{
+    openblas_set_num_threads(1);
+    float x[IMGS * PIX];
+    rng_t r;
+    bound_images(x, &r, 12);
+    for (int lt = 0; lt < 2; lt++) {
+        vae_model m;
+        bound_model(&m, lt ? LATENT_BERNOULLI : LATENT_CATEGORICAL, 0, &r);
+        double rows_split = bound(&m, x, 49, 2, 50, 0);
+        for (int threads = 1; threads <= 4; threads++) {
+            double images = bound(&m, x, 50 * threads, threads, 50, 0);
+            ck_assert_msg(images == rows_split, "%s, threads %d: %.17g vs %.17g",
+                          lt ? "bernoulli" : "categorical", threads, images, rows_split);
+        }
+        vae_free(&m);
+    }
+}
+END_TEST
+
 START_TEST(iw_sparse_equals_dense)
 {
     openblas_set_num_threads(1);
@@ -665,6 +690,7 @@ int main(void)
     tcase_add_test(tc, iw_sparse_equals_dense);
     tcase_add_test(tc, iw_same_for_any_threads_and_chunks);
     tcase_add_test(tc, iw_repeated_codes_decoded_once);
+    tcase_add_test(tc, iw_images_over_threads_equal_rows_over_threads);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -300,7 +300,7 @@ START_TEST(sample_index_is_sample_probs)
     for (int l = 0; l < 2; l++) {
         const stoch_layer *s = &layers[l];
         int Z = stoch_dim(s);
-        float p[36], z[36];
+        float p[36], z[36], cum[36];
         int idx[36];
         rng_t r, ra, rb;
         rng_seed(&r, 40 + l);
@@ -320,7 +320,8 @@ START_TEST(sample_index_is_sample_probs)
             rng_seed(&ra, 1000 + row);
             rng_seed(&rb, 1000 + row);
             stoch_sample_probs(s, z, p, 1, &ra);
-            int n = stoch_sample_index(s, idx, p, &rb);
+            stoch_index_cum(s, cum, p, 1);
+            int n = stoch_sample_index(s, idx, p, cum, &rb);
             ck_assert(memcmp(&ra, &rb, sizeof ra) == 0);
             int t = 0;
             for (int j = 0; j < Z; j++) {
@@ -335,10 +336,12 @@ START_TEST(sample_index_is_sample_probs)
     }
     stoch_layer cat = {LATENT_CATEGORICAL, 2, 3};
     const float pn[6] = {0.2f, 0.5f, 0.3f, 0.1f, NAN, 0.7f};
+    float cn[6];
     int idx[2];
     rng_t r;
     rng_seed(&r, 3);
-    ck_assert_int_eq(stoch_sample_index(&cat, idx, pn, &r), -1);
+    stoch_index_cum(&cat, cn, pn, 1);
+    ck_assert_int_eq(stoch_sample_index(&cat, idx, pn, cn, &r), -1);
 }
 END_TEST
 

@@ -161,7 +161,7 @@ int cmd_bench(int argc, char **argv)
         dataset_load_split(o.data_dir, "test", &test, err) != 0 ||
         vae_init(&m, &cfg, &r, err) != 0 || vae_acts_init(&a, &m, o.batch * v->samples, err) != 0 ||
         est_state_init(&es, &m, o.batch, &eo, err) != 0 || est_check(est, &cfg, err) != 0 ||
-        adam_init(&adam, m.nparams, err) != 0 || (adam.threads = threads) < 1 || eval_ws_init(&ev, &m, 1000, err) != 0 ||
+        adam_init(&adam, m.nparams, err) != 0 || (adam.threads = threads) < 1 || eval_ws_init(&ev, &m, eval_ws_rows(&m, 1000, threads), err) != 0 ||
         batcher_init(&bt, &train, (uint32_t)o.batch, &r, err) != 0 ||
         !(test_x = driver_eval_images(&test, bin, 10000, &ntest, err)) ||
         !(x = xcalloc((size_t)o.batch * cfg.D, sizeof(float), err, "batch"))) {

@@ -185,7 +185,7 @@ static int vae_setup(run *R, char *err)
     if (vae_init(&v->m, &v->cfg, &R->rng, err) != 0 ||
         vae_acts_init(&v->a, &v->m, o->batch * v->samples, err) != 0 ||
         est_state_init(&v->es, &v->m, o->batch, &eo, err) != 0 ||
-        eval_ws_init(&v->ev, &v->m, 1000, err) != 0)
+        eval_ws_init(&v->ev, &v->m, eval_ws_rows(&v->m, 1000, R->threads), err) != 0)
         return -1;
     v->ev.threads = R->threads;
     if (!(v->x = xcalloc((size_t)o->batch * v->cfg.D, sizeof(float), err, "batch")))

@@ -126,7 +126,7 @@ static int tool_load(const char *cmd, const tool_opts *t, tool_model *tm)
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         return 1;
     }
-    if (eval_ws_init(w, m, 1000, err) != 0) {
+    if (eval_ws_init(w, m, eval_ws_rows(m, 1000, driver_threads(t->threads)), err) != 0) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         vae_free(m);
         free(*text);

@@ -1,6 +1,10 @@
 #include "parallel.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     void (*fn)(size_t, size_t, void *);
@@ -8,28 +12,152 @@ typedef struct {
     size_t lo, hi;
 } par_job;
 
+/* The workers, started once and kept: a call hands them its jobs and
+ * waits, where starting a thread per call cost about 0.1 ms (its stack
+ * mapped afresh), more than a small loop's work.  A worker that finishes
+ * watches for the next call for PAR_SPIN_NS, then sleeps on a condition
+ * variable: waking a sleeping core costs this virtual machine tens of
+ * microseconds (an interrupt to the halted core), which calls in quick
+ * succession (one per image of the importance-sampled bound) would pay
+ * each time, while a bounded watch costs a loaded machine at most that
+ * long a call.  Worker t (1 <= t < PAR_MAX_THREADS) runs jobs[t] of each
+ * call it takes part in.  A child process (Check's
+ * tests fork) has none of its parent's workers: pid tells, and it starts
+ * its own. */
+#define PAR_SPIN_NS 50000L
+_Static_assert(PAR_MAX_THREADS < 256, "the job count shares a word with the generation");
+
+static struct {
+    pid_t pid;                 /* the process the workers belong to; 0: none yet */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    int started;               /* workers 1..started running */
+    int busy;                  /* a call is in flight (a nested call runs alone) */
+    int sleepers;              /* workers waiting on go (under mu) */
+    int waiting;               /* the caller waits on done (under mu) */
+    /* Calls handed out so far, times 256, plus the jobs of the latest
+     * (workers 1..jobs-1 take part): one word, so that a worker reads
+     * both at once and one left out of a call never reads what the next
+     * call writes. */
+    atomic_ulong generation;
+    atomic_int pending;        /* workers of this generation not finished */
+    par_job jobs[PAR_MAX_THREADS];
+    unsigned long born[PAR_MAX_THREADS];  /* generation at each worker's start */
+} pool;
+
+static long par_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Until *gen differs from seen (returns 1) or PAR_SPIN_NS pass (0). */
+static int par_watch(atomic_ulong *gen, unsigned long seen)
+{
+    long until = par_now_ns() + PAR_SPIN_NS;
+    for (int k = 0;; k++) {
+        if (atomic_load_explicit(gen, memory_order_acquire) != seen)
+            return 1;
+        if ((k & 63) == 63 && par_now_ns() > until)
+            return 0;
+        __builtin_ia32_pause();
+    }
+}
+
 static void *par_worker(void *arg)
 {
-    par_job *j = arg;
-    j->fn(j->lo, j->hi, j->ctx);
+    int t = (int)(size_t)arg;
+    /* The generation when it was started: a call handed out before this
+     * thread first ran is still its to take. */
+    unsigned long seen = pool.born[t];
+    for (;;) {
+        if (!par_watch(&pool.generation, seen)) {
+            pthread_mutex_lock(&pool.mu);
+            pool.sleepers++;
+            while (atomic_load(&pool.generation) == seen)
+                pthread_cond_wait(&pool.go, &pool.mu);
+            pool.sleepers--;
+            pthread_mutex_unlock(&pool.mu);
+        }
+        seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        if ((unsigned long)t >= (seen & 255))
+            continue;
+        par_job j = pool.jobs[t];
+        j.fn(j.lo, j.hi, j.ctx);
+        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.mu);
+            if (pool.waiting)
+                pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
     return NULL;
 }
 
+/* Workers 1..want-1 running, as far as they start; returns how many jobs
+ * (the caller's included) the pool can run at once. */
+static int pool_ready(int want)
+{
+    if (pool.pid != getpid()) {
+        memset(&pool, 0, sizeof pool);
+        pthread_mutex_init(&pool.mu, NULL);
+        pthread_cond_init(&pool.go, NULL);
+        pthread_cond_init(&pool.done, NULL);
+        pool.pid = getpid();
+    }
+    while (pool.started + 1 < want) {
+        pthread_t tid;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool.born[pool.started + 1] = atomic_load(&pool.generation);
+        int ok = pthread_create(&tid, &attr, par_worker, (void *)(size_t)(pool.started + 1)) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok)
+            break;
+        pool.started++;
+    }
+    return pool.started + 1 < want ? pool.started + 1 : want;
+}
+
 /* Run jobs[0..threads) (threads >= 2): the calling thread runs the first,
- * one new thread each of the others (or the caller, if one fails to
- * start). */
+ * the pool's workers the others; what the pool cannot take (a worker that
+ * failed to start, or a call made while another is in flight) the caller
+ * runs after its own. */
 static void par_run(par_job *jobs, int threads)
 {
-    pthread_t tid[PAR_MAX_THREADS];
-    int started[PAR_MAX_THREADS] = {0};
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, par_worker, &jobs[t]) == 0;
+    int n = 1;
+    if (pool.pid != getpid() || !pool.busy) {
+        n = pool_ready(threads);
+        if (n > 1) {
+            pool.busy = 1;
+            memcpy(pool.jobs, jobs, sizeof(par_job) * (size_t)n);
+            atomic_store(&pool.pending, n - 1);
+            pthread_mutex_lock(&pool.mu);
+            unsigned long g = atomic_load(&pool.generation);
+            atomic_store_explicit(&pool.generation, (g & ~255UL) + 256 + (unsigned long)n,
+                                  memory_order_release);
+            if (pool.sleepers)
+                pthread_cond_broadcast(&pool.go);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
     jobs[0].fn(jobs[0].lo, jobs[0].hi, jobs[0].ctx);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            jobs[t].fn(jobs[t].lo, jobs[t].hi, jobs[t].ctx);
+    for (int t = n; t < threads; t++)
+        jobs[t].fn(jobs[t].lo, jobs[t].hi, jobs[t].ctx);
+    if (n > 1) {
+        long until = par_now_ns() + PAR_SPIN_NS;
+        while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0 &&
+               par_now_ns() < until)
+            __builtin_ia32_pause();
+        pthread_mutex_lock(&pool.mu);
+        pool.waiting = 1;
+        while (atomic_load(&pool.pending) > 0)
+            pthread_cond_wait(&pool.done, &pool.mu);
+        pool.waiting = 0;
+        pthread_mutex_unlock(&pool.mu);
+        pool.busy = 0;
     }
 }
 
@@ -68,4 +196,31 @@ void par_split(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx
         return;
     }
     par_chunks(n, threads, (n + (size_t)threads - 1) / (size_t)threads, fn, ctx);
+}
+
+typedef struct {
+    void (*fn)(int t, int threads, void *ctx);
+    void *ctx;
+} par_each_job;
+
+static void par_each_range(size_t lo, size_t hi, void *ctx)
+{
+    const par_each_job *j = ctx;
+    j->fn((int)lo, (int)hi, j->ctx);
+}
+
+void par_each(int threads, void (*fn)(int t, int threads, void *ctx), void *ctx)
+{
+    if (threads > PAR_MAX_THREADS)
+        threads = PAR_MAX_THREADS;
+    if (threads <= 1) {
+        fn(0, 1, ctx);
+        return;
+    }
+    /* Job t's range is (t, threads): par_each_range hands both on. */
+    par_each_job j = {fn, ctx};
+    par_job jobs[PAR_MAX_THREADS];
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (par_job){par_each_range, &j, (size_t)t, (size_t)threads};
+    par_run(jobs, threads);
 }

@@ -19,4 +19,9 @@ void par_ranges(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ct
  * product, each hundreds of operations). */
 void par_split(size_t n, int threads, void (*fn)(size_t lo, size_t hi, void *ctx), void *ctx);
 
+/* fn(t, threads, ctx) for each t < threads, each on a thread of its own
+ * (the caller's for t = 0), for work the callee divides by t itself;
+ * threads <= 1 runs fn(0, 1, ctx) in the caller. */
+void par_each(int threads, void (*fn)(int t, int threads, void *ctx), void *ctx);
+
 #endif

@@ -231,7 +231,25 @@ void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, r
     *r = st;
 }
 
-int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r)
+void stoch_index_cum(const stoch_layer *s, float *cum, const float *p, int R)
+{
+    size_t n = units(s, R);
+    if (s->type == LATENT_BERNOULLI) {
+        memcpy(cum, p, sizeof(float) * n);
+        return;
+    }
+    int K = s->K;
+    for (size_t v = 0; v < n / (size_t)K; v++) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) {
+            acc += p[v * (size_t)K + (size_t)k];
+            cum[v * (size_t)K + (size_t)k] = acc;
+        }
+    }
+}
+
+int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, const float *cum,
+                       rng_t *r)
 {
     int n = 0;
     rng_t st = *r; /* in registers: rng.h */
@@ -244,13 +262,21 @@ int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r)
             n += rng_uniformf_open(&st) < p[i];
         }
     } else {
+        /* draw_class from the running sums: the same pick, without the
+         * chain of adds at every draw. */
         int K = s->K;
         for (int i = 0; i < s->N; i++) {
-            int pick = draw_class(p + (size_t)i * K, K, rng_uniformf_open(&st));
-            if (pick < 0) {
+            const float *c = cum + (size_t)i * K;
+            float u = rng_uniformf_open(&st);
+            if (c[K - 1] != c[K - 1]) {
                 n = -1;
                 break;
             }
+            int pick = 0;
+            for (int k = 0; k < K - 1; k++)
+                pick += u >= c[k];
+            while (pick > 0 && p[(size_t)i * K + pick] == 0.0f)
+                pick--;
             idx[n++] = i * K + pick;
         }
     }

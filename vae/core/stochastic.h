@@ -107,14 +107,21 @@ void stoch_sample_logits(const stoch_layer *s, float *z, const float *logits, fl
  * probability 0), or u < p per unit.  A NaN probability gives a NaN sample
  * (in its whole variable), so that a diverged layer reaches the loss. */
 void stoch_sample_probs(const stoch_layer *s, float *z, const float *p, int R, rng_t *r);
+/* What stoch_sample_index reads of R rows of probabilities p, computed
+ * once for the many draws of one row: each categorical variable's running
+ * sums p[0], p[0] + p[1], ... in the order stoch_sample_probs adds them,
+ * the last its total (cum[R][zdim]); a Bernoulli layer's are p itself. */
+void stoch_index_cum(const stoch_layer *s, float *cum, const float *p, int R);
 /* The same draw as stoch_sample_probs for one row (the same uniforms, in
  * the same order), written as the units that are 1: their indices into
  * idx (categorical: N of them, variable i's class k as i*K + k, in
  * increasing i; Bernoulli: the units that are on, increasing), their
- * count returned.  A product with z is then a sum over idx
- * (linear_gather_forward).  Returns -1 for a NaN probability of a
- * categorical variable; a NaN Bernoulli probability leaves its unit off. */
-int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, rng_t *r);
+ * count returned.  p: the row's probabilities; cum: its stoch_index_cum.
+ * A product with z is then a sum over idx (linear_gather_forward).
+ * Returns -1 for a NaN probability of a categorical variable; a NaN
+ * Bernoulli probability leaves its unit off. */
+int stoch_sample_index(const stoch_layer *s, int *idx, const float *p, const float *cum,
+                       rng_t *r);
 /* log q(z) of one row's hard sample z, in double: the sum of logq over the
  * chosen classes (logq the log-softmax of the logits; logits unused), or
  * per unit -softplus(-l) for a 1 and -softplus(l) for a 0 (logq unused). */

@@ -33,20 +33,27 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
     ws_buf bufs[] = {
         WS_BUF(w->noise, n),  WS_BUF(w->z, n),        WS_BUF(w->logits_rep, n),
         WS_BUF(w->logw_max, R), WS_BUF(w->logw_sum, R),
-        WS_BUF(w->probs, n),  WS_BUF(w->ratio_unit, n), WS_BUF(w->ratio_base, R),
+        WS_BUF(w->probs, n),  WS_BUF(w->cum, n), WS_BUF(w->ratio_unit, n), WS_BUF(w->ratio_base, R),
         WS_BUF(w->idx, R * m->cfg.N), WS_BUF(w->nnz, R), WS_BUF(w->neg, R),
         WS_BUF(w->unit_scratch, R * m->cfg.N), WS_BUF(w->bias_all, L0->out),
         WS_BUF(w->rec, R),    WS_BUF(w->ratio, R),
         WS_BUF(w->wt, m->ndec > 1 ? (size_t)L0->in * L0->out : 0),
         WS_BUF(w->panels, m->ndec == 1 ? sparse_panels_size(L0->in, L0->out) : 0),
         WS_BUF(w->lanes, R * 16),
-        WS_BUF(w->code_of, R), WS_BUF(w->image_of, R), WS_BUF(w->slots, iw_slots(R)),
+        WS_BUF(w->code_of, R), WS_BUF(w->image_of, R), WS_BUF(w->slots, 2 * iw_slots(R)),
     };
     if (!(w->block = ws_alloc(bufs, WS_COUNT(bufs), NULL, 0, err, "evaluation buffers"))) {
         eval_ws_free(w);
         return -1;
     }
     return 0;
+}
+
+int eval_ws_rows(const vae_model *m, int S, int threads)
+{
+    if (threads > PAR_MAX_THREADS)
+        threads = PAR_MAX_THREADS;
+    return m->ndec == 1 && threads > 1 ? S * threads : S;
 }
 
 void eval_ws_free(eval_ws *w)
@@ -99,7 +106,7 @@ void eval_elbo_relaxed(const vae_model *m, eval_ws *w, const float *x, int n, fl
 }
 
 /* Everything of log q(z|x) - log p(z) that the sample does not change, for
- * each image g of the chunk: ratio_unit[g][j], what unit j adds when it is
+ * each image g of the encoded block: ratio_unit[g][j], what unit j adds when it is
  * 1, and ratio_base[g], the log ratio of the code of all 0s, so that a
  * sample's log ratio is ratio_base plus ratio_unit over its 1s.  A
  * categorical code adds logq - logp of each chosen class (logp = -log K
@@ -139,6 +146,8 @@ typedef struct {
     eval_ws *w;
     const float *x;
     int per_image, first_image, first_sample, S;
+    int in_block;    /* the chunk's first image within the encoded block */
+    size_t row0;     /* the chunk's first row in the workspace's row buffers */
     const rng_t *base;
     int pass;        /* one of the passes below */
 } iw_rows;
@@ -178,17 +187,19 @@ static void iw_draw_row(const iw_rows *c, size_t row, int *scratch)
     rng_t r;
     rng_fork(c->base, (uint64_t)(c->first_image + g) * (uint64_t)c->S +
                           (uint64_t)c->first_sample + row % (size_t)c->per_image, &r);
-    int *idx = w->idx + row * N;
-    int k = stoch_sample_index(&code, idx, w->probs + g * zdim, &r);
-    const double *unit = w->ratio_unit + g * zdim;
-    double ratio = w->ratio_base[g];
+    size_t b = c->row0 + row;           /* its row in the buffers */
+    int *idx = w->idx + b * N;
+    size_t e = (size_t)c->in_block + g; /* the image in the encoded block */
+    int k = stoch_sample_index(&code, idx, w->probs + e * zdim, w->cum + e * zdim, &r);
+    const double *unit = w->ratio_unit + e * zdim;
+    double ratio = w->ratio_base[e];
     for (int t = 0; t < k; t++)
         ratio += unit[idx[t]];
-    w->ratio[row] = k < 0 ? NAN : ratio;
-    w->nnz[row] = k < 0 ? 0 : k;
-    w->neg[row] = 2 * k > zdim;
-    if (w->neg[row])
-        w->nnz[row] = iw_complement(idx, k, zdim, scratch);
+    w->ratio[b] = k < 0 ? NAN : ratio;
+    w->nnz[b] = k < 0 ? 0 : k;
+    w->neg[b] = 2 * k > zdim;
+    if (w->neg[b])
+        w->nnz[b] = iw_complement(idx, k, zdim, scratch);
 }
 
 /* Rows [lo, hi) of the chunk through one pass. */
@@ -203,7 +214,7 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
     if (c->pass == IW_DRAW) {
         /* A range's own scratch: the rows' ranges never overlap. */
         for (size_t row = lo; row < hi; row++)
-            iw_draw_row(c, row, w->unit_scratch + lo * N);
+            iw_draw_row(c, row, w->unit_scratch + (c->row0 + lo) * N);
         return;
     }
     if (c->pass == IW_FUSED) {
@@ -252,12 +263,15 @@ static uint64_t iw_code_hash(const int *idx, int nnz, int neg)
  * linear path; where sgemm decodes, it rounds fewer rows differently.
  * A code is moved only to a row already read, so the compaction works in
  * place.  With w->every_row, every row is its own code. */
-static int iw_distinct(eval_ws *w, int rows, int per_image, int N)
+static int iw_distinct(eval_ws *w, size_t row0, int rows, int per_image, int N, int *slots)
 {
+    int *idx0 = w->idx + row0 * N, *nnz0 = w->nnz + row0, *code_of = w->code_of + row0;
+    int *image_of = w->image_of + row0;
+    unsigned char *neg0 = w->neg + row0;
     if (w->every_row) {
         for (int row = 0; row < rows; row++) {
-            w->code_of[row] = row;
-            w->image_of[row] = row / per_image;
+            code_of[row] = row;
+            image_of[row] = row / per_image;
         }
         return rows;
     }
@@ -266,28 +280,28 @@ static int iw_distinct(eval_ws *w, int rows, int per_image, int N)
     for (int row = 0; row < rows; row++) {
         int g = row / per_image;
         if (row % per_image == 0)
-            memset(w->slots, 0xff, sizeof(int) * nslots);
-        const int *idx = w->idx + (size_t)row * N;
-        int nnz = w->nnz[row], neg = w->neg[row];
+            memset(slots, 0xff, sizeof(int) * nslots);
+        const int *idx = idx0 + (size_t)row * N;
+        int nnz = nnz0[row], neg = neg0[row];
         size_t s = (size_t)iw_code_hash(idx, nnz, neg) & mask;
         int u;
         for (;; s = (s + 1) & mask) {
-            u = w->slots[s];
-            if (u < 0 || (w->nnz[u] == nnz && w->neg[u] == neg &&
-                          memcmp(w->idx + (size_t)u * N, idx, sizeof(int) * (size_t)nnz) == 0))
+            u = slots[s];
+            if (u < 0 || (nnz0[u] == nnz && neg0[u] == neg &&
+                          memcmp(idx0 + (size_t)u * N, idx, sizeof(int) * (size_t)nnz) == 0))
                 break;
         }
         if (u < 0) {
             u = distinct++;
-            w->slots[s] = u;
-            w->image_of[u] = g;
+            slots[s] = u;
+            image_of[u] = g;
             if (u != row) {
-                memcpy(w->idx + (size_t)u * N, idx, sizeof(int) * (size_t)nnz);
-                w->nnz[u] = nnz;
-                w->neg[u] = (unsigned char)neg;
+                memcpy(idx0 + (size_t)u * N, idx, sizeof(int) * (size_t)nnz);
+                nnz0[u] = nnz;
+                neg0[u] = (unsigned char)neg;
             }
         }
-        w->code_of[row] = u;
+        code_of[row] = u;
     }
     return distinct;
 }
@@ -328,6 +342,51 @@ static void iw_decode(eval_ws *w, iw_rows *job, int rows, int finite)
     par_split((size_t)rows, w->threads, iw_rows_range, job);
 }
 
+/* The images of an encoded block spread over threads, each image whole in
+ * one thread (its S sample rows in the thread's own rows, from t * S): a
+ * linear decoder's fused path, where an image is little work and a split
+ * of its rows would cost the threads a meeting twice an image.  Thread t
+ * takes images t, t + T, ...; each image's log-sum-exp runs over its rows
+ * in sample order, as the row-parallel path does, so the figure is the
+ * same bit for bit. */
+typedef struct {
+    const vae_model *m;
+    eval_ws *w;
+    const float *x;   /* the block's first image */
+    int first, E, S;  /* the block's first image in the call, its images, samples */
+    const rng_t *base;
+    long decoded[PAR_MAX_THREADS];
+} iw_images;
+
+static void iw_images_each(int t, int T, void *ctx)
+{
+    iw_images *c = ctx;
+    const vae_model *m = c->m;
+    eval_ws *w = c->w;
+    int D = m->cfg.D, N = m->cfg.N, S = c->S;
+    const linear_layer *L0 = &m->dec[0];
+    size_t row0 = (size_t)t * S;
+    int *slots = w->slots + (size_t)t * iw_slots((size_t)S);
+    for (int e = t; e < c->E; e += T) {
+        const float *xe = c->x + (size_t)e * D;
+        iw_rows job = {.m = m, .w = w, .x = xe, .per_image = S, .first_image = c->first + e,
+                       .first_sample = 0, .S = S, .in_block = e, .row0 = row0,
+                       .base = c->base, .pass = IW_DRAW};
+        for (int row = 0; row < S; row++)
+            iw_draw_row(&job, (size_t)row, w->unit_scratch + row0 * N);
+        int distinct = iw_distinct(w, row0, S, S, N, slots);
+        c->decoded[t] += distinct;
+        sparse_gather_bce_rows(w->rec + row0, w->panels, m->params + L0->b, w->bias_all,
+                               w->idx + row0 * N, N, w->nnz + row0, w->neg + row0, distinct, xe,
+                               L0->in, D, w->lanes + row0 * 16);
+        double mx = -INFINITY, sum = 0.0;
+        for (int row = 0; row < S; row++)
+            lse_push(&mx, &sum, -w->rec[row0 + w->code_of[row0 + row]] - w->ratio[row0 + row]);
+        w->logw_max[e] = mx;
+        w->logw_sum[e] = sum;
+    }
+}
+
 double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng_t *r)
 {
     const vae_config *c = &m->cfg;
@@ -346,41 +405,65 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
     rng_t base = *r;
     rng_next(r);
     /* Images per chunk when all S samples of an image fit in one chunk;
-     * otherwise one image at a time, its samples spread over chunks. */
+     * otherwise one image at a time, its samples spread over chunks.  The
+     * encoder runs once per image, over blocks of up to w->rows images
+     * (whole chunks), and what q and p give the log ratio once; the
+     * decoder leaves both alone. */
     int per = S <= w->rows ? w->rows / S : 1;
+    int block = (w->rows < EVAL_BLOCK ? w->rows : EVAL_BLOCK) / per * per;
+    if (block < 1)
+        block = 1;
+    /* A linear decoder on its fused path (every hard code's density is at
+     * most 1/2) with room for whole images: images over the threads. */
+    int zdim = vae_zdim(c);
+    int by_image = m->ndec == 1 && finite && S <= w->rows &&
+                   sparse_pays((size_t)zdim / 2, (size_t)zdim);
+    int T = by_image ? w->rows / S : 1;
+    T = T < w->threads ? T : w->threads;
+    T = T < PAR_MAX_THREADS ? T : PAR_MAX_THREADS;
     double total = 0.0;
     w->decoded = 0;
-    for (int start = 0; start < n; start += per) {
-        int G = n - start < per ? n - start : per;
-        const float *xb = x + (size_t)start * D;
-        /* The encoder runs once per image, and what q and p give the log
-         * ratio once; the decoder below leaves both alone. */
-        vae_encode(m, &w->a, xb, G);
-        stoch_probs_forward(&code, w->probs, vae_logits(m, &w->a), G, 1.0f);
-        iw_ratio_terms(m, w, G);
-        for (int g = 0; g < G; g++) {
-            w->logw_max[g] = -INFINITY;
-            w->logw_sum[g] = 0.0;
+    for (int first = 0; first < n; first += block) {
+        int E = n - first < block ? n - first : block;
+        vae_encode(m, &w->a, x + (size_t)first * D, E);
+        stoch_probs_forward(&code, w->probs, vae_logits(m, &w->a), E, 1.0f);
+        stoch_index_cum(&code, w->cum, w->probs, E);
+        iw_ratio_terms(m, w, E);
+        for (int e = 0; e < E; e++) {
+            w->logw_max[e] = -INFINITY;
+            w->logw_sum[e] = 0.0;
         }
-        for (int done = 0; done < S;) {
-            int chunk = S - done;
-            if (chunk * G > w->rows)
-                chunk = w->rows / G;
-            int rows = chunk * G;
-            iw_rows job = {m, w, xb, chunk, start, done, S, &base, IW_DRAW};
-            par_split((size_t)rows, w->threads, iw_rows_range, &job);
-            int distinct = iw_distinct(w, rows, chunk, c->N);
-            w->decoded += distinct;
-            iw_decode(w, &job, distinct, finite);
-            for (int row = 0; row < rows; row++) {
-                int g = row / chunk;
-                lse_push(&w->logw_max[g], &w->logw_sum[g],
-                         -w->rec[w->code_of[row]] - w->ratio[row]);
+        if (by_image) {
+            iw_images job = {m, w, x + (size_t)first * D, first, E, S, &base, {0}};
+            par_each(T < E ? T : E, iw_images_each, &job);
+            for (int t = 0; t < PAR_MAX_THREADS; t++)
+                w->decoded += job.decoded[t];
+        }
+        for (int in = 0; !by_image && in < E; in += per) {
+            int G = E - in < per ? E - in : per;
+            const float *xb = x + (size_t)(first + in) * D;
+            for (int done = 0; done < S;) {
+                int chunk = S - done;
+                if (chunk * G > w->rows)
+                    chunk = w->rows / G;
+                int rows = chunk * G;
+                iw_rows job = {.m = m, .w = w, .x = xb, .per_image = chunk,
+                               .first_image = first + in, .first_sample = done, .S = S,
+                               .in_block = in, .base = &base, .pass = IW_DRAW};
+                par_split((size_t)rows, w->threads, iw_rows_range, &job);
+                int distinct = iw_distinct(w, 0, rows, chunk, c->N, w->slots);
+                w->decoded += distinct;
+                iw_decode(w, &job, distinct, finite);
+                for (int row = 0; row < rows; row++) {
+                    int e = in + row / chunk;
+                    lse_push(&w->logw_max[e], &w->logw_sum[e],
+                             -w->rec[w->code_of[row]] - w->ratio[row]);
+                }
+                done += chunk;
             }
-            done += chunk;
         }
-        for (int g = 0; g < G; g++)
-            total -= w->logw_max[g] + log(w->logw_sum[g]) - log((double)S);
+        for (int e = 0; e < E; e++)
+            total -= w->logw_max[e] + log(w->logw_sum[e]) - log((double)S);
     }
     return total / n;
 }

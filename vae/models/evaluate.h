@@ -12,14 +12,20 @@ typedef struct {
     double neg_elbo, recon, kl;  /* nats per image, means over the set */
 } elbo_result;
 
+/* Images the importance-sampled bound encodes at once (fewer when the
+ * workspace has fewer rows): fixed, so that the encoder's sgemm rounds
+ * alike whatever the workspace's rows. */
+#define EVAL_BLOCK 1000
+
 /* Evaluation workspace: activations and buffers for `rows` decoder rows (R);
  * the buffers below share one block.  The importance-sampled bound draws
  * its codes as the indices of their 1s, decodes each distinct code of an
  * image once (a trained q(z|x) draws the same code many times in 1000
  * samples), and decodes by gathering columns of the decoder's first weight
- * (sparse.h), where the code's measured density makes that pay; its
- * per-row work is split over `threads` threads, with results that do not
- * depend on their number. */
+ * (sparse.h), where the code's measured density makes that pay; its work
+ * is split over `threads` threads (a linear decoder's by whole images,
+ * when the rows hold an image's samples per thread: eval_ws_rows; others'
+ * by rows), with results that do not depend on their number. */
 typedef struct {
     int rows;
     int threads;               /* 1 after eval_ws_init; the caller may raise it */
@@ -31,7 +37,8 @@ typedef struct {
     float *z;                  /* [R][zdim] the codes decoded */
     float *logits_rep;         /* [R][zdim] logits, one copy per row (gsvae sample's prior) */
     double *logw_max, *logw_sum;  /* [R] running log-sum-exp of each image's weights */
-    float *probs;              /* [R][zdim] q(z|x) of each image of a chunk */
+    float *probs;              /* [R][zdim] q(z|x) of each image of an encoded block */
+    float *cum;                /* [R][zdim] their stoch_index_cum */
     double *ratio_unit;        /* [R][zdim] log q - log p added by each unit that is 1 */
     double *ratio_base;        /* [R] log q - log p of the code of all 0s (Bernoulli), 0 */
     int *idx, *nnz;            /* [R][N], [R]: the units that are 1 in each sample row, or
@@ -46,11 +53,15 @@ typedef struct {
     float *lanes;              /* [R][16] scratch of sparse_gather_bce_rows */
     int *code_of;              /* [R] each sample row's distinct code (its decoded row) */
     int *image_of;             /* [R] each decoded row's image within the chunk */
-    int *slots;                /* [iw_slots(R)] open-addressing table of one image's codes */
+    int *slots;                /* open-addressing tables of an image's codes, one a thread */
     void *block;
 } eval_ws;
 
 int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err);
+/* The rows a workspace for S importance samples on `threads` threads
+ * wants: S per thread where a linear decoder lets the threads take whole
+ * images (eval_iw), S otherwise. */
+int eval_ws_rows(const vae_model *m, int S, int threads);
 void eval_ws_free(eval_ws *w);
 
 /* Single-sample negative ELBO over n images x (n x D, already binarized). */
