@@ -93,10 +93,18 @@ awk -F, -v cols="$cols" -v refname="$reference_name" '
 mv "$md.tmp" "$md"
 
 mkdir -p "$dir/figures"
+# The published figures of the reading (reference), for the curves.
+refs=""
+for row in $protocol_rows; do
+    for e in $(row_estimators "$row"); do
+        r=$(reference "$row" "$e")
+        [ -z "$r" ] || refs="$refs $row-$e=$r"
+    done
+done
 for task in sbn vae; do
     ls "$runs"/$task-*/log.csv > /dev/null 2>&1 || continue
     PLOT_CURVES=$(row_estimators vae-bernoulli) PLOT_MIN_STEPS=$(final_steps $task-bernoulli) \
-        sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
+        PLOT_REFERENCES=$refs PLOT_REFERENCE_NAME=$reference_name sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
         echo "protocol-table.sh: curves-$task.png not drawn" >&2
 done
 echo "protocol-table.sh: $csv, $md"

@@ -14,6 +14,10 @@
 # runs that end with the importance-weighted bound (test_neg_log_px_iw,
 # the paper's figure) give that bound in the legend and as the diamond,
 # beside curves of the one-sample -ELBO; without it, the -ELBO's.
+# PLOT_REFERENCES (set: used instead of the paper's table): the published
+# figures to set beside the estimators, as words TASK-LATENT-ESTIMATOR=VALUE
+# (none for a cell without one), named PLOT_REFERENCE_NAME (default
+# "paper") in the legend.
 # PLOT_MIN_STEPS (default 0): only the runs whose summary.json records at
 # least that many steps, so that no line mixes budgets (runs being
 # continued to a raised one keep their shorter summary meanwhile).
@@ -49,6 +53,7 @@ seeds_max=0 seeds_min=0 iw=no
     echo "set offsets 0, 0, graph 0.04, graph 0.04"
 } > "$gp"
 
+refname=${PLOT_REFERENCE_NAME:-paper}
 panels=0
 for lt in bernoulli categorical; do
     plots="" notes="" haspaper=no
@@ -84,7 +89,14 @@ for lt in bernoulli categorical; do
             final=$(plot_summary_mean "$col" $sums)
             final=${final%% *}
         fi
-        paper=$(plot_paper "$task-$lt" "$e")
+        if [ -n "${PLOT_REFERENCES+set}" ]; then
+            paper=""
+            for ref in $PLOT_REFERENCES; do
+                [ "${ref%%=*}" = "$task-$lt-$e" ] && paper=${ref#*=}
+            done
+        else
+            paper=$(plot_paper "$task-$lt" "$e")
+        fi
         [ -n "$final" ] || final=$(tail -n 1 "$dat" | cut -d' ' -f2)
         lt_expr="est_lt('$e')"
         # Without a published figure (the estimators after the paper) the
@@ -118,8 +130,8 @@ for lt in bernoulli categorical; do
     {
         echo "set title \"$label\" font ',14'"
         if [ $haspaper = yes ]; then
-            echo "set key title 'final: ours  (paper)' left"
-            echo "plot $plots, NaN with lines lc rgb '#606060' lw 1.5 dt PAPER title 'paper (dashed)'"
+            echo "set key title 'final: ours  ($refname)' left"
+            echo "plot $plots, NaN with lines lc rgb '#606060' lw 1.5 dt PAPER title '$refname (dashed)'"
         else
             echo "set key title 'final: ours' left"
             echo "plot $plots"
