@@ -1,6 +1,7 @@
 /* dataset.c: images paired with labels, binarization and shuffled batching. */
 #include "dataset.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,6 +105,31 @@ const char *binarize_name(binarize_mode m)
     return binarize_names[m];
 }
 
+/* Dynamic binarization's test rng_uniformf_open(r) < v / 255 as a test
+ * of the uniform's 23 bits k against a threshold per intensity v: the
+ * uniform ((float)k + 0.5) / 2^23 rises with k, so it lies below the
+ * float v * (1/255) exactly for k < bin_threshold[v], the first k at which
+ * it does not (2^23 if none does).  Found once, by bisection on the same
+ * float expressions, so every pixel draws what it drew before. */
+static uint32_t bin_threshold[256];
+static pthread_once_t bin_once = PTHREAD_ONCE_INIT;
+
+static void bin_threshold_init(void)
+{
+    for (int v = 0; v < 256; v++) {
+        float p = (float)v * (1.0f / 255.0f);
+        uint32_t lo = 0, hi = 1u << 23; /* the answer lies in [lo, hi] */
+        while (lo < hi) {
+            uint32_t k = lo + (hi - lo) / 2;
+            if (((float)k + 0.5f) * (1.0f / 8388608.0f) < p)
+                lo = k + 1;
+            else
+                hi = k;
+        }
+        bin_threshold[v] = lo;
+    }
+}
+
 void dataset_example(const dataset *d, uint32_t i, binarize_mode m, rng_t *r, float *x)
 {
     /* dim in a local and restrict pointers, so that the loops vectorise
@@ -114,10 +140,15 @@ void dataset_example(const dataset *d, uint32_t i, binarize_mode m, rng_t *r, fl
     switch (m) {
     case BIN_DYNAMIC:
         /* u lies in (0,1) open, so intensity 0 never fires and 255
-         * (p/255 == 1) always does. */
+         * (p/255 == 1) always does; the test as bin_threshold's. */
+    {
+        pthread_once(&bin_once, bin_threshold_init);
+        rng_t st = *r; /* in registers: rng.h */
         for (uint32_t j = 0; j < dim; j++)
-            out[j] = rng_uniformf_open(r) < (float)p[j] * (1.0f / 255.0f) ? 1.0f : 0.0f;
+            out[j] = (uint32_t)(rng_next(&st) >> 41) < bin_threshold[p[j]] ? 1.0f : 0.0f;
+        *r = st;
         break;
+    }
     case BIN_THRESHOLD:
         for (uint32_t j = 0; j < dim; j++)
             out[j] = p[j] > 127 ? 1.0f : 0.0f;

@@ -766,6 +766,30 @@ START_TEST(test_binarize_dynamic)
 }
 END_TEST
 
+/* Dynamic binarization tests each pixel's uniform against a threshold of
+ * its intensity: the same draws, bit for bit, as the test u < v / 255 in
+ * float it replaced, for every intensity. */
+START_TEST(test_binarize_dynamic_as_float_test)
+{
+    uint8_t px[256], lb[1] = {0};
+    for (int v = 0; v < 256; v++)
+        px[v] = (uint8_t)v;
+    dataset d = tiny_dataset(1, 256, px, lb);
+    rng_t r, ref;
+    rng_seed(&r, 2017);
+    ref = r;
+    float x[256];
+    for (int t = 0; t < 4000; t++) {
+        dataset_example(&d, 0, BIN_DYNAMIC, &r, x);
+        for (int v = 0; v < 256; v++) {
+            float want = rng_uniformf_open(&ref) < (float)v * (1.0f / 255.0f) ? 1.0f : 0.0f;
+            ck_assert_msg(x[v] == want, "draw %d, intensity %d", t, v);
+        }
+    }
+    ck_assert(memcmp(&r, &ref, sizeof r) == 0);
+}
+END_TEST
+
 /* ---- batching ---------------------------------------------------------- */
 
 #define NB 7
@@ -971,6 +995,7 @@ static Suite *idx_suite(void)
     tcase_add_test(data, test_binarize_names);
     tcase_add_test(data, test_binarize_fixed);
     tcase_add_test(data, test_binarize_dynamic);
+    tcase_add_test(data, test_binarize_dynamic_as_float_test);
     tcase_add_test(data, test_batcher_epochs);
     tcase_add_test(data, test_batcher_seeded);
     tcase_add_test(data, test_batcher_resume);
