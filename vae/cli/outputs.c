@@ -22,8 +22,8 @@ int write_recon_png(const char *path, const vae_model *m, eval_ws *w, const floa
 {
     enum { COLS = 16, PAIRS = 4 };
     int D = m->cfg.D, count = n < COLS * PAIRS ? n : COLS * PAIRS;
-    if (count > w->rows)
-        count = w->rows;
+    if (count > eval_ws_block(w))
+        count = eval_ws_block(w);
     float *grid = xcalloc((size_t)2 * COLS * PAIRS * D, sizeof(float), err, "recon grid");
     float *means = xcalloc((size_t)count * D, sizeof(float), err, "recon grid");
     if (!grid || !means) {
@@ -53,8 +53,8 @@ int write_samples_png(const char *path, const vae_model *m, eval_ws *w, int coun
 {
     const vae_config *c = &m->cfg;
     int zdim = vae_zdim(c);
-    if (count > w->rows)
-        count = w->rows;
+    if (count > eval_ws_block(w))
+        count = eval_ws_block(w);
     float *means = xcalloc((size_t)count * c->D, sizeof(float), err, "samples grid");
     if (!means)
         return -1;

@@ -26,14 +26,16 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err)
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->threads = 1;
-    size_t R = (size_t)rows, n = R * vae_zdim(&m->cfg);
+    /* What is per decoded row (R of them) and what is per image of an
+     * encoded block or per row of the one-pass bounds (B <= EVAL_BLOCK). */
+    size_t R = (size_t)rows, B = R < EVAL_BLOCK ? R : EVAL_BLOCK, n = B * vae_zdim(&m->cfg);
     const linear_layer *L0 = &m->dec[0];
-    if (vae_acts_init(&w->a, m, rows, err) != 0)
+    if (vae_acts_init(&w->a, m, (int)B, err) != 0)
         return -1;
     ws_buf bufs[] = {
         WS_BUF(w->noise, n),  WS_BUF(w->z, n),        WS_BUF(w->logits_rep, n),
-        WS_BUF(w->logw_max, R), WS_BUF(w->logw_sum, R),
-        WS_BUF(w->probs, n),  WS_BUF(w->cum, n), WS_BUF(w->ratio_unit, n), WS_BUF(w->ratio_base, R),
+        WS_BUF(w->logw_max, B), WS_BUF(w->logw_sum, B),
+        WS_BUF(w->probs, n),  WS_BUF(w->cum, n), WS_BUF(w->ratio_unit, n), WS_BUF(w->ratio_base, B),
         WS_BUF(w->idx, R * m->cfg.N), WS_BUF(w->nnz, R), WS_BUF(w->neg, R),
         WS_BUF(w->unit_scratch, R * m->cfg.N), WS_BUF(w->bias_all, L0->out),
         WS_BUF(w->rec, R),    WS_BUF(w->ratio, R),
@@ -71,8 +73,9 @@ static void elbo_pass(const vae_model *m, eval_ws *w, const float *x, int n, flo
     stoch_layer code = vae_code(c);
     int D = c->D;
     double recon = 0.0, kl = 0.0;
-    for (int start = 0; start < n; start += w->rows) {
-        int B = n - start < w->rows ? n - start : w->rows;
+    int rows = eval_ws_block(w);
+    for (int start = 0; start < n; start += rows) {
+        int B = n - start < rows ? n - start : rows;
         const float *xb = x + (size_t)start * D;
         const float *logits = vae_logits(m, &w->a);
         vae_encode(m, &w->a, xb, B);
@@ -406,11 +409,12 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
     rng_next(r);
     /* Images per chunk when all S samples of an image fit in one chunk;
      * otherwise one image at a time, its samples spread over chunks.  The
-     * encoder runs once per image, over blocks of up to w->rows images
+     * encoder runs once per image, over blocks of up to EVAL_BLOCK images
      * (whole chunks), and what q and p give the log ratio once; the
      * decoder leaves both alone. */
-    int per = S <= w->rows ? w->rows / S : 1;
-    int block = (w->rows < EVAL_BLOCK ? w->rows : EVAL_BLOCK) / per * per;
+    int rows_per_chunk = eval_ws_block(w);
+    int per = S <= rows_per_chunk ? rows_per_chunk / S : 1;
+    int block = rows_per_chunk / per * per;
     if (block < 1)
         block = 1;
     /* A linear decoder on its fused path (every hard code's density is at
@@ -444,8 +448,8 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
             const float *xb = x + (size_t)(first + in) * D;
             for (int done = 0; done < S;) {
                 int chunk = S - done;
-                if (chunk * G > w->rows)
-                    chunk = w->rows / G;
+                if (chunk * G > rows_per_chunk)
+                    chunk = rows_per_chunk / G;
                 int rows = chunk * G;
                 iw_rows job = {.m = m, .w = w, .x = xb, .per_image = chunk,
                                .first_image = first + in, .first_sample = done, .S = S,

@@ -17,8 +17,10 @@ typedef struct {
  * alike whatever the workspace's rows. */
 #define EVAL_BLOCK 1000
 
-/* Evaluation workspace: activations and buffers for `rows` decoder rows (R);
- * the buffers below share one block.  The importance-sampled bound draws
+/* Evaluation workspace: buffers for `rows` decoder rows (R), and
+ * activations for B = min(R, EVAL_BLOCK) rows or images (the one-sample
+ * bounds' rows, the images the bound encodes at once); the buffers below
+ * share one block.  The importance-sampled bound draws
  * its codes as the indices of their 1s, decodes each distinct code of an
  * image once (a trained q(z|x) draws the same code many times in 1000
  * samples), and decodes by gathering columns of the decoder's first weight
@@ -33,14 +35,14 @@ typedef struct {
                                   (0 after eval_ws_init; tests compare the two) */
     long decoded;              /* rows the last eval_iw decoded: its distinct codes */
     vae_acts a;
-    float *noise;              /* [R][zdim] noise of the samples */
-    float *z;                  /* [R][zdim] the codes decoded */
-    float *logits_rep;         /* [R][zdim] logits, one copy per row (gsvae sample's prior) */
-    double *logw_max, *logw_sum;  /* [R] running log-sum-exp of each image's weights */
-    float *probs;              /* [R][zdim] q(z|x) of each image of an encoded block */
-    float *cum;                /* [R][zdim] their stoch_index_cum */
-    double *ratio_unit;        /* [R][zdim] log q - log p added by each unit that is 1 */
-    double *ratio_base;        /* [R] log q - log p of the code of all 0s (Bernoulli), 0 */
+    float *noise;              /* [B][zdim] noise of the samples */
+    float *z;                  /* [B][zdim] the codes decoded */
+    float *logits_rep;         /* [B][zdim] logits, one copy per row (gsvae sample's prior) */
+    double *logw_max, *logw_sum;  /* [B] running log-sum-exp of each image's weights */
+    float *probs;              /* [B][zdim] q(z|x) of each image of an encoded block */
+    float *cum;                /* [B][zdim] their stoch_index_cum */
+    double *ratio_unit;        /* [B][zdim] log q - log p added by each unit that is 1 */
+    double *ratio_base;        /* [B] log q - log p of the code of all 0s (Bernoulli), 0 */
     int *idx, *nnz;            /* [R][N], [R]: the units that are 1 in each sample row, or
                                   where neg is set the units that are 0 */
     unsigned char *neg;        /* [R] */
@@ -62,6 +64,11 @@ int eval_ws_init(eval_ws *w, const vae_model *m, int rows, char *err);
  * wants: S per thread where a linear decoder lets the threads take whole
  * images (eval_iw), S otherwise. */
 int eval_ws_rows(const vae_model *m, int S, int threads);
+/* B: the rows a one-pass decode of the workspace (its activations) holds. */
+static inline int eval_ws_block(const eval_ws *w)
+{
+    return w->rows < EVAL_BLOCK ? w->rows : EVAL_BLOCK;
+}
 void eval_ws_free(eval_ws *w);
 
 /* Single-sample negative ELBO over n images x (n x D, already binarized). */
