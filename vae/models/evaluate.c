@@ -221,15 +221,17 @@ static void iw_rows_range(size_t lo, size_t hi, void *ctx)
         return;
     }
     if (c->pass == IW_FUSED) {
-        /* By runs of rows of one image. */
+        /* By runs of rows of one image, from the chunk's row0 in the
+         * buffers. */
+        const int *image_of = w->image_of + c->row0;
         for (size_t row = lo; row < hi;) {
-            int g = w->image_of[row];
-            size_t end = row + 1;
-            while (end < hi && w->image_of[end] == g)
+            int g = image_of[row];
+            size_t end = row + 1, b = c->row0 + row;
+            while (end < hi && image_of[end] == g)
                 end++;
-            sparse_gather_bce_rows(w->rec + row, w->panels, b0, w->bias_all, w->idx + row * N, N,
-                                   w->nnz + row, w->neg + row, (int)(end - row),
-                                   c->x + (size_t)g * D, L0->in, D, w->lanes + row * 16);
+            sparse_gather_bce_rows(w->rec + b, w->panels, b0, w->bias_all, w->idx + b * N, N,
+                                   w->nnz + b, w->neg + b, (int)(end - row),
+                                   c->x + (size_t)g * D, L0->in, D, w->lanes + b * 16);
             row = end;
         }
         return;
@@ -309,6 +311,19 @@ static int iw_distinct(eval_ws *w, size_t row0, int rows, int per_image, int N, 
     return distinct;
 }
 
+/* Each of the chunk's `rows` sample rows (from row0 in the buffers,
+ * per_image a row's image) into its image's running log-sum-exp, the
+ * image of row 0 being the encoded block's image e0: the weight -log
+ * p(x|z) - (log q - log p) of its code, in sample order. */
+static void iw_push_rows(eval_ws *w, size_t row0, int rows, int per_image, int e0)
+{
+    for (int row = 0; row < rows; row++) {
+        int e = e0 + row / per_image;
+        lse_push(&w->logw_max[e], &w->logw_sum[e],
+                 -w->rec[row0 + (size_t)w->code_of[row0 + row]] - w->ratio[row0 + row]);
+    }
+}
+
 /* -log p(x|z) of the chunk's first `rows` rows (the distinct codes
  * iw_distinct left there) into rec: the decoder's first layer as a sum of the columns the codes pick when their
  * measured density makes that pay (the rest of a deep decoder by sgemm),
@@ -366,27 +381,48 @@ static void iw_images_each(int t, int T, void *ctx)
     iw_images *c = ctx;
     const vae_model *m = c->m;
     eval_ws *w = c->w;
-    int D = m->cfg.D, N = m->cfg.N, S = c->S;
-    const linear_layer *L0 = &m->dec[0];
+    int D = m->cfg.D, S = c->S;
     size_t row0 = (size_t)t * S;
     int *slots = w->slots + (size_t)t * iw_slots((size_t)S);
     for (int e = t; e < c->E; e += T) {
-        const float *xe = c->x + (size_t)e * D;
-        iw_rows job = {.m = m, .w = w, .x = xe, .per_image = S, .first_image = c->first + e,
-                       .first_sample = 0, .S = S, .in_block = e, .row0 = row0,
-                       .base = c->base, .pass = IW_DRAW};
-        for (int row = 0; row < S; row++)
-            iw_draw_row(&job, (size_t)row, w->unit_scratch + row0 * N);
-        int distinct = iw_distinct(w, row0, S, S, N, slots);
+        iw_rows job = {.m = m, .w = w, .x = c->x + (size_t)e * D, .per_image = S,
+                       .first_image = c->first + e, .first_sample = 0, .S = S,
+                       .in_block = e, .row0 = row0, .base = c->base, .pass = IW_DRAW};
+        iw_rows_range(0, (size_t)S, &job);
+        int distinct = iw_distinct(w, row0, S, S, m->cfg.N, slots);
         c->decoded[t] += distinct;
-        sparse_gather_bce_rows(w->rec + row0, w->panels, m->params + L0->b, w->bias_all,
-                               w->idx + row0 * N, N, w->nnz + row0, w->neg + row0, distinct, xe,
-                               L0->in, D, w->lanes + row0 * 16);
-        double mx = -INFINITY, sum = 0.0;
-        for (int row = 0; row < S; row++)
-            lse_push(&mx, &sum, -w->rec[row0 + w->code_of[row0 + row]] - w->ratio[row0 + row]);
-        w->logw_max[e] = mx;
-        w->logw_sum[e] = sum;
+        job.pass = IW_FUSED;
+        iw_rows_range(0, (size_t)distinct, &job);
+        iw_push_rows(w, row0, S, S, e);
+    }
+}
+
+/* The rest: the encoded block's E images (x its first, `first` its first
+ * in the call) by chunks of `per` images (all S samples of each) or, when
+ * S exceeds the chunk, one image over several chunks; each chunk's rows
+ * drawn, their distinct codes decoded and pushed into the images'
+ * log-sum-exps, each pass split over the threads by rows. */
+static void iw_block_rows(const vae_model *m, eval_ws *w, const float *x, int first, int E,
+                          int S, int per, const rng_t *base, int finite)
+{
+    int rows_per_chunk = eval_ws_block(w);
+    for (int in = 0; in < E; in += per) {
+        int G = E - in < per ? E - in : per;
+        for (int done = 0; done < S;) {
+            int chunk = S - done;
+            if (chunk * G > rows_per_chunk)
+                chunk = rows_per_chunk / G;
+            int rows = chunk * G;
+            iw_rows job = {.m = m, .w = w, .x = x + (size_t)in * m->cfg.D, .per_image = chunk,
+                           .first_image = first + in, .first_sample = done, .S = S,
+                           .in_block = in, .base = base, .pass = IW_DRAW};
+            par_split((size_t)rows, w->threads, iw_rows_range, &job);
+            int distinct = iw_distinct(w, 0, rows, chunk, m->cfg.N, w->slots);
+            w->decoded += distinct;
+            iw_decode(w, &job, distinct, finite);
+            iw_push_rows(w, 0, rows, chunk, in);
+            done += chunk;
+        }
     }
 }
 
@@ -442,29 +478,8 @@ double eval_iw(const vae_model *m, eval_ws *w, const float *x, int n, int S, rng
             par_each(T < E ? T : E, iw_images_each, &job);
             for (int t = 0; t < PAR_MAX_THREADS; t++)
                 w->decoded += job.decoded[t];
-        }
-        for (int in = 0; !by_image && in < E; in += per) {
-            int G = E - in < per ? E - in : per;
-            const float *xb = x + (size_t)(first + in) * D;
-            for (int done = 0; done < S;) {
-                int chunk = S - done;
-                if (chunk * G > rows_per_chunk)
-                    chunk = rows_per_chunk / G;
-                int rows = chunk * G;
-                iw_rows job = {.m = m, .w = w, .x = xb, .per_image = chunk,
-                               .first_image = first + in, .first_sample = done, .S = S,
-                               .in_block = in, .base = &base, .pass = IW_DRAW};
-                par_split((size_t)rows, w->threads, iw_rows_range, &job);
-                int distinct = iw_distinct(w, 0, rows, chunk, c->N, w->slots);
-                w->decoded += distinct;
-                iw_decode(w, &job, distinct, finite);
-                for (int row = 0; row < rows; row++) {
-                    int e = in + row / chunk;
-                    lse_push(&w->logw_max[e], &w->logw_sum[e],
-                             -w->rec[w->code_of[row]] - w->ratio[row]);
-                }
-                done += chunk;
-            }
+        } else {
+            iw_block_rows(m, w, x + (size_t)first * D, first, E, S, per, &base, finite);
         }
         for (int e = 0; e < E; e++)
             total -= w->logw_max[e] + log(w->logw_sum[e]) - log((double)S);
