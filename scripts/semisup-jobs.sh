@@ -24,8 +24,11 @@
 # that scripts/semisup-table2.sh can also say what a choice on the test set
 # (the paper's) would have been.  --weighting batch, as the semisup runs of
 # scripts/reproduce.sh full (results/README.md says why).  Budgets:
-# SEMISUP_STEPS (default 50000) and SEMISUP_EXTRA (flags appended to every
-# run, for tests).  GSVAE_BIN, GSVAE_DATA as for reproduce.sh.
+# SEMISUP_STEPS (default 50000), SEMISUP_EVERY (steps between evaluations,
+# default a tenth of the budget; each costs about a minute of CPU on the
+# validation and test sets) and SEMISUP_EXTRA (flags appended to every run,
+# for tests).  A sweep run at a shorter budget than the finals is continued
+# from its checkpoint by the final list's seed-1 line (scripts/run-job.sh).  GSVAE_BIN, GSVAE_DATA as for reproduce.sh.
 set -eu
 mode=${1:-}
 out=${2:-}
@@ -38,7 +41,7 @@ steps=${SEMISUP_STEPS:-50000}
 alphas=${SEMISUP_ALPHAS:-0.1 0.2 0.3 0.8 1.0}
 extra=${SEMISUP_EXTRA:-}
 estimators="exact gumbel st-gumbel"
-every=$((steps / 10 > 0 ? steps / 10 : 1))
+every=${SEMISUP_EVERY:-$((steps / 10 > 0 ? steps / 10 : 1))}
 common="--task semisup --net conv --labels 100 --unlabelled 50000 --validation 10000 --weighting batch --steps $steps --eval-every $every --quiet --threads 1"
 
 run_line() { # EST ALPHA SEED DIR
