@@ -127,7 +127,68 @@ START_TEST(adam_is_bit_identical_across_threads)
 }
 END_TEST
 
-/* The paper's model, one batch, 20 steps with OpenBLAS on 1 and on 2
+/* par_sgemm against one single-threaded cblas_sgemm on the step's shapes
+ * (rows split: the batch; columns split: a weight gradient of few rows)
+ * with every transpose, beta 0 and 1, and 1 to 3 threads: equal to float
+ * rounding (bit for bit on one thread), and the same bits again on a
+ * second call with the same threads. */
+START_TEST(sgemm_split_equals_one_sgemm)
+{
+    const int shapes[][3] = {{100, 512, 784}, {200, 784, 100}, {100, 784, 200},
+                             {16, 3000, 100}, {1100, 288, 64}, {37, 513, 129}};
+    rng_t r;
+    rng_seed(&r, 11);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int M = shapes[k][0], N = shapes[k][1], K = shapes[k][2];
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+        float *C0 = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
+        float *C2 = malloc(sizeof(float) * M * N);
+        for (int i = 0; i < M * K; i++)
+            A[i] = (float)rng_normal(&r);
+        for (int i = 0; i < K * N; i++)
+            B[i] = (float)rng_normal(&r);
+        for (int t = 0; t < 8; t++) {
+            int ta = t & 1, tb = (t >> 1) & 1;
+            float beta = (t >> 2) ? 1.0f : 0.0f;
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            for (int i = 0; i < M * N; i++)
+                C0[i] = (float)i * 1e-3f;
+            openblas_set_num_threads(1);
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, M, N, K, 0.5f, A, lda, B, ldb, beta, C0,
+                        N);
+            for (int threads = 1; threads <= 3; threads++) {
+                par_set_threads(threads);
+                for (int i = 0; i < M * N; i++)
+                    C1[i] = (float)i * 1e-3f;
+                par_sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C1, N);
+                for (int i = 0; i < M * N; i++)
+                    C2[i] = (float)i * 1e-3f;
+                par_sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C2, N);
+                ck_assert(memcmp(C1, C2, sizeof(float) * M * N) == 0);
+                if (threads == 1)
+                    ck_assert(memcmp(C0, C1, sizeof(float) * M * N) == 0);
+                /* |C| is about sqrt(K)/2 here; sgemm's roundings about
+                 * K * 2^-24 of it at worst. */
+                float tol = 1e-5f * sqrtf((float)K);
+                for (int i = 0; i < M * N; i++)
+                    ck_assert_msg(fabsf(C0[i] - C1[i]) <= tol * (1.0f + fabsf(C0[i])),
+                                  "%dx%dx%d ta %d tb %d beta %g threads %d: [%d] %.9g vs %.9g",
+                                  M, N, K, ta, tb, (double)beta, threads, i, (double)C0[i],
+                                  (double)C1[i]);
+            }
+        }
+        free(A);
+        free(B);
+        free(C0);
+        free(C1);
+        free(C2);
+    }
+    par_set_threads(1);
+}
+END_TEST
+
+/* The paper's model, one batch, 20 steps on 1 and on 2
  * threads: sgemm may split its sums differently, so the losses agree to a
  * relative 1e-4 rather than bit for bit. */
 START_TEST(blas_threads_change_results_only_within_tolerance)
@@ -135,7 +196,7 @@ START_TEST(blas_threads_change_results_only_within_tolerance)
     char err[ERR_LEN];
     double losses[2][20];
     for (int pass = 0; pass < 2; pass++) {
-        openblas_set_num_threads(pass + 1);
+        par_set_threads(pass + 1);
         vae_config c = {LATENT_CATEGORICAL, 20, 10, 784, 2, {512, 256}, VAE_PRIOR_UNIFORM, 0.0f};
         vae_model m;
         vae_acts a;
@@ -180,6 +241,7 @@ int main(void)
     tcase_add_test(tc, each_runs_every_thread_once);
     tcase_add_test(tc, nested_calls_run_in_place);
     tcase_add_test(tc, adam_is_bit_identical_across_threads);
+    tcase_add_test(tc, sgemm_split_equals_one_sgemm);
     tcase_add_test(tc, blas_threads_change_results_only_within_tolerance);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -13,12 +13,13 @@
 #include "estimator.h"
 #include "evaluate.h"
 #include "outputs.h"
+#include "parallel.h"
 #include "task_vae.h"
 #include "util.h"
 
 typedef struct {
     int M, N, K;
-    CBLAS_TRANSPOSE ta, tb;
+    int ta, tb; /* op(A), op(B) transposed (par_sgemm's flags) */
 } gemm_shape;
 
 /* The sgemm calls of one training step, in layers.c's conventions; when
@@ -34,10 +35,10 @@ static int step_gemms(const vae_model *m, int B, int first_sparse, gemm_shape *g
             int C = ls[i].in, OC = ls[i].out;
             if (pass == 0 && i == 0 && first_sparse)
                 continue;
-            g[n++] = (gemm_shape){B, OC, C, CblasNoTrans, CblasTrans};   /* forward */
-            g[n++] = (gemm_shape){OC, C, B, CblasTrans, CblasNoTrans};   /* dW */
+            g[n++] = (gemm_shape){B, OC, C, 0, 1};   /* forward */
+            g[n++] = (gemm_shape){OC, C, B, 1, 0};   /* dW */
             if (pass == 1 || i > 0)
-                g[n++] = (gemm_shape){B, C, OC, CblasNoTrans, CblasNoTrans}; /* din */
+                g[n++] = (gemm_shape){B, C, OC, 0, 0}; /* din */
         }
     }
     return n;
@@ -70,15 +71,14 @@ static double time_gemms(const gemm_shape *g, int n, char *err)
     for (int i = 0; i < n; i++) {
         const gemm_shape *s = &g[i];
         float *A = buf, *Bm = buf + (size_t)s->M * s->K, *C = Bm + (size_t)s->K * s->N;
-        int lda = s->ta == CblasNoTrans ? s->K : s->M;
-        int ldb = s->tb == CblasNoTrans ? s->N : s->K;
+        int lda = s->ta ? s->M : s->K;
+        int ldb = s->tb ? s->K : s->N;
         double best = INFINITY;
         for (int round = 0; round < 5; round++) {
             int reps = 20;
             double t0 = now_seconds();
             for (int r = 0; r < reps; r++)
-                cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, Bm, ldb,
-                            1.0f, C, s->N);
+                par_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, Bm, ldb, 1.0f, C, s->N);
             double t = (now_seconds() - t0) / reps;
             if (t < best)
                 best = t;
@@ -139,7 +139,7 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     int threads = driver_threads(o.threads);
-    openblas_set_num_threads(threads);
+    par_set_threads(threads);
     binarize_mode bin;
     driver_eval_binarize(o.binarize, &bin);
     const estimator *est = v->est;

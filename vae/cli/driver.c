@@ -32,6 +32,7 @@
 
 #include "ckpt.h"
 #include "cli.h"
+#include "parallel.h"
 #include "rundir.h"
 #include "schedule.h"
 #include "util.h"
@@ -116,8 +117,8 @@ void driver_flag_table(const task_ops *ops, run_opts *o, void *t, flag_def *d)
         {"eval-images", FLAG_INT, &o->eval_images, "N", "test images used by evaluations"},
         {"log-every", FLAG_LONG, &o->log_every, "N", "log.csv row every N steps"},
         {"threads", FLAG_INT, &o->threads, "T",
-         "threads of the matrix products (OpenBLAS), the optimizer and the importance-sampled "
-         "bound (0: every core)"},
+         "threads of the matrix products, the optimizer and the importance-sampled bound, "
+         "gsvae's own (OpenBLAS runs on one) (0: every core)"},
         {"quiet", FLAG_BOOL, &o->quiet, NULL, "no progress output"},
         {"resume", FLAG_BOOL, &o->resume, NULL, "continue the run in --out from its model.ckpt, exactly (or finish its final evaluation)"},
         {"force", FLAG_BOOL, &o->force, NULL, "replace a run already in --out"},
@@ -315,7 +316,7 @@ static int run_setup(run *R, char *err)
 {
     const run_opts *o = &R->o;
     R->threads = driver_threads(o->threads);
-    openblas_set_num_threads(R->threads);
+    par_set_threads(R->threads);
     if (load_data(R, err) != 0)
         return -1;
     R->ntrain = R->neval = 0;

@@ -26,12 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "cli.h"
 #include "dataset.h"
 #include "estimator.h"
 #include "outputs.h"
+#include "parallel.h"
 #include "task_vae.h"
 #include "util.h"
 
@@ -258,7 +257,7 @@ int cmd_gradvar(int argc, char **argv)
                     "2..1000");
         return 2;
     }
-    openblas_set_num_threads(driver_threads(o.threads));
+    par_set_threads(driver_threads(o.threads));
     if (strcmp(o.params, "encoder") && strcmp(o.params, "decoder") && strcmp(o.params, "all")) {
         fprintf(stderr, "gsvae gradvar: --params '%s': expected encoder, decoder or all\n",
                 o.params);

@@ -9,11 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "cli.h"
 #include "evaluate.h"
 #include "outputs.h"
+#include "parallel.h"
 #include "gumbel.h"
 #include "pngio.h"
 #include "task_semisup.h"
@@ -118,7 +117,7 @@ static int tool_load(const char *cmd, const tool_opts *t, tool_model *tm)
         fprintf(stderr, "gsvae %s: --threads %d: must lie in 0..256\n", cmd, t->threads);
         return 2;
     }
-    openblas_set_num_threads(driver_threads(t->threads));
+    par_set_threads(driver_threads(t->threads));
     int rc;
     if (t->out && (rc = tool_check_out(cmd, t->ckpt, t->out)) != 0)
         return rc;
@@ -421,7 +420,7 @@ int cmd_analogies(int argc, char **argv)
         fprintf(stderr, "gsvae analogies: --threads %d: must lie in 0..256\n", t.threads);
         return 2;
     }
-    openblas_set_num_threads(driver_threads(t.threads));
+    par_set_threads(driver_threads(t.threads));
     if ((rc = tool_check_out("analogies", t.ckpt, t.out)) != 0)
         return rc;
     char err[ERR_LEN];

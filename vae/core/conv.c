@@ -1,5 +1,5 @@
 /* conv.c: conv and convT of conv.h as im2col / col2im around one
- * cblas_sgemm per example.
+ * sgemm per example (par_sgemm).
  *
  * The column matrix of an image img[C][H][W] seen through a KS x KS kernel
  * with a stride and a padding is col[C*KS*KS][OH*OW]: row (c, i, j) holds,
@@ -13,7 +13,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include <cblas.h>
+#include "parallel.h"
 
 int conv_out_dim(int in, int KS, int stride, int pad)
 {
@@ -168,7 +168,7 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, f
         im2col(scratch, in + (size_t)e * C * H * W, C, H, W, KS, stride, pad, OH, OW);
         fill_bias(y, b, OC, (size_t)N);
         /* y[OC][N] += w[OC][CKK] col[CKK][N] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, N, CKK, 1.0f, w, CKK,
+        par_sgemm(0, 0, OC, N, CKK, 1.0f, w, CKK,
                     scratch, N, 1.0f, y, N);
     }
     if (relu)
@@ -190,13 +190,13 @@ void conv_backward(float *din, float *dw, float *db, float *dout, const float *o
         const float *g = dout + (size_t)e * OC * N; /* [OC][OH*OW] */
         im2col(scratch, in + (size_t)e * C * H * W, C, H, W, KS, stride, pad, OH, OW);
         /* undoes y += w col: dw[OC][CKK] += g[OC][N] col^T[N][CKK] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, N, 1.0f, g, N, scratch, N,
+        par_sgemm(0, 1, OC, CKK, N, 1.0f, g, N, scratch, N,
                     1.0f, dw, CKK);
         if (!din)
             continue;
         /* undoes y += w col for col: dcol[CKK][N] = w^T[CKK][OC] g[OC][N],
          * in the scratch that col no longer needs */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, N, OC, 1.0f, w, CKK, g, N, 0.0f,
+        par_sgemm(1, 0, CKK, N, OC, 1.0f, w, CKK, g, N, 0.0f,
                     scratch, N);
         /* undoes im2col */
         float *dx = din + (size_t)e * C * H * W; /* [C][H][W] */
@@ -220,7 +220,7 @@ void convt_forward(float *out, const float *in, const float *w, const float *b, 
     for (int e = 0; e < B; e++) {
         float *y = out + (size_t)e * OC * ON; /* [OC][OH][OW] */
         /* col[OKK][HW] = w^T[OKK][C] x[C][HW] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OKK, HW, C, 1.0f, w, OKK,
+        par_sgemm(1, 0, OKK, HW, C, 1.0f, w, OKK,
                     in + (size_t)e * C * HW, HW, 0.0f, scratch, HW);
         fill_bias(y, b, OC, ON);
         col2im_add(y, scratch, OC, OH, OW, KS, stride, pad, H, W);
@@ -247,11 +247,11 @@ void convt_backward(float *din, float *dw, float *db, float *dout, const float *
         /* undoes col2im_add: dcol[OKK][HW] = im2col(g) */
         im2col(scratch, dout + (size_t)e * OC * ON, OC, OH, OW, KS, stride, pad, H, W);
         /* undoes col = w^T x: dw[C][OKK] += x[C][HW] dcol^T[HW][OKK] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, OKK, HW, 1.0f, x, HW, scratch, HW,
+        par_sgemm(0, 1, C, OKK, HW, 1.0f, x, HW, scratch, HW,
                     1.0f, dw, OKK);
         /* and for x: dx[C][HW] = w[C][OKK] dcol[OKK][HW] */
         if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, HW, OKK, 1.0f, w, OKK,
+            par_sgemm(0, 0, C, HW, OKK, 1.0f, w, OKK,
                         scratch, HW, 0.0f, din + (size_t)e * C * HW, HW);
     }
 }

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "parallel.h"
 #include "util.h"
 
 size_t linear_place(linear_layer *l, int in, int out, size_t offset)
@@ -40,7 +39,7 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
      * one pass over out instead of two. */
     for (int r = 0; r < B; r++)
         memcpy(out + (size_t)r * OC, b, sizeof(float) * OC);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, in, C, w, C, 1.0f,
+    par_sgemm(0, 1, B, OC, C, 1.0f, in, C, w, C, 1.0f,
                 out, OC);
     if (relu) {
         size_t n = (size_t)B * OC;
@@ -56,7 +55,7 @@ void linear_backward(float *din, float *dw, float *db, float *dout, const float 
 {
     linear_backward_bias(db, dout, out, B, OC, relu);
     /* dw[OC][C] += dout^T[OC][B] in[B][C] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
+    par_sgemm(1, 0, OC, C, B, 1.0f, dout, OC, in, C, 1.0f,
                 dw, C);
     if (din)
         linear_backward_input(din, dout, w, B, C, OC);
@@ -79,7 +78,7 @@ void linear_backward_bias(float *db, float *dout, const float *out, int B, int O
 
 void linear_backward_input(float *din, const float *dout, const float *w, int B, int C, int OC)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C, 0.0f,
+    par_sgemm(0, 0, B, C, OC, 1.0f, dout, OC, w, C, 0.0f,
                 din, C);
 }
 

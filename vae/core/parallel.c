@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 typedef struct {
     void (*fn)(size_t, size_t, void *);
     void *ctx;
@@ -223,4 +225,72 @@ void par_each(int threads, void (*fn)(int t, int threads, void *ctx), void *ctx)
     for (int t = 0; t < threads; t++)
         jobs[t] = (par_job){par_each_range, &j, (size_t)t, (size_t)threads};
     par_run(jobs, threads);
+}
+
+static int par_nthreads = 1;
+
+void par_set_threads(int threads)
+{
+    par_nthreads = threads < 1 ? 1 : threads > PAR_MAX_THREADS ? PAR_MAX_THREADS : threads;
+    openblas_set_num_threads(1);
+}
+
+int par_threads(void)
+{
+    return par_nthreads;
+}
+
+typedef struct {
+    int ta, tb, M, N, K, by_rows;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} par_gemm_job;
+
+/* One block of par_sgemm: rows [lo, hi) of C (and of op(A)), or its
+ * columns (and those of op(B)). */
+static void par_gemm_block(size_t lo, size_t hi, void *ctx)
+{
+    const par_gemm_job *g = ctx;
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+    int M = g->M, N = g->N;
+    if (g->by_rows) {
+        A += g->ta ? lo : lo * (size_t)g->lda; /* op(A) row i: A's row i, or column i */
+        C += lo * (size_t)g->ldc;
+        M = (int)(hi - lo);
+    } else {
+        B += g->tb ? lo * (size_t)g->ldb : lo; /* op(B) column j: B's column j, or row j */
+        C += lo;
+        N = (int)(hi - lo);
+    }
+    if (M > 0 && N > 0)
+        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
+                    g->tb ? CblasTrans : CblasNoTrans, M, N, g->K, g->alpha, A, g->lda, B,
+                    g->ldb, g->beta, C, g->ldc);
+}
+
+void par_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc)
+{
+    par_gemm_job g = {ta, tb, M, N, K, 1, alpha, beta, A, B, C, lda, ldb, ldc};
+    int T = par_nthreads;
+    if (T <= 1 || pool.busy || (long)M * N * K < PAR_SGEMM_MIN) {
+        par_gemm_block(0, (size_t)M, &g);
+        return;
+    }
+    if (M >= 32 * T) {
+        par_split((size_t)M, T, par_gemm_block, &g);
+        return;
+    }
+    /* Columns in multiples of 16 (whole kernel tiles), the last block the rest. */
+    g.by_rows = 0;
+    size_t tiles = ((size_t)N + 15) / 16;
+    if (tiles < (size_t)T) {
+        par_gemm_block(0, (size_t)N, &g);
+        return;
+    }
+    size_t chunk = (tiles + (size_t)T - 1) / (size_t)T * 16;
+    par_chunks((size_t)N, T, chunk, par_gemm_block, &g);
 }

@@ -3,9 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "layers.h"
+#include "parallel.h"
 
 size_t surr_nparams(const stoch_layer *code, int C, int H)
 {
@@ -49,7 +48,7 @@ void surr_forward(const float *params, const stoch_layer *code, int C, int H, co
     linear_forward(h, s, k.W1, k.b1, B, Z, H, 0);
     /* h[B][H] += x[B][C] V^T */
     if (C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, C, 1.0f, x, C, k.V, C, 1.0f,
+        par_sgemm(0, 1, B, H, C, 1.0f, x, C, k.V, C, 1.0f,
                     h, H);
     for (size_t i = 0; i < (size_t)B * H; i++)
         h[i] = tanhf(h[i]);
@@ -88,7 +87,7 @@ void surr_param_grad(const float *params, const stoch_layer *code, int C, int H,
     surr_blocks k = blocks(params, Z, C, H), g = blocks(grads, Z, C, H);
     if (v) {
         stoch_probs_backward(code, sv, s, v, B, 1.0f);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, Z, 1.0f, sv, Z, k.W1, Z, 0.0f,
+        par_sgemm(0, 1, B, H, Z, 1.0f, sv, Z, k.W1, Z, 0.0f,
                     t, H);
     }
     for (int b = 0; b < B; b++) {
@@ -103,12 +102,12 @@ void surr_param_grad(const float *params, const stoch_layer *code, int C, int H,
         }
     }
     /* gW1[H][Z] += da^T[H][B] s[B][Z] + u^T sv, gV[H][C] += da^T x */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, Z, B, 1.0f, da, H, s, Z, 1.0f, g.W1,
+    par_sgemm(1, 0, H, Z, B, 1.0f, da, H, s, Z, 1.0f, g.W1,
                 Z);
     if (v)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, Z, B, 1.0f, u, H, sv, Z, 1.0f,
+        par_sgemm(1, 0, H, Z, B, 1.0f, u, H, sv, Z, 1.0f,
                     g.W1, Z);
     if (C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, B, 1.0f, da, H, x, C, 1.0f,
+        par_sgemm(1, 0, H, C, B, 1.0f, da, H, x, C, 1.0f,
                     g.V, C);
 }

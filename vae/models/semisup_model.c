@@ -12,6 +12,7 @@
 
 #include "gumbel.h"
 #include "layers.h"
+#include "parallel.h"
 #include "stochastic.h"
 #include "util.h"
 
@@ -372,7 +373,7 @@ static void encoder_backward(ss_model *m, ss_scratch *sc, const float *x, float 
     if (est != STOCH_EXACT && B_u > 0) {
         /* dL/dy~ from the encoder: its first layer's gradient times W0[:, D:]. */
         const linear_layer *l0 = &m->enc[0];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B_u, K, l0->out, 1.0f,
+        par_sgemm(0, 0, B_u, K, l0->out, 1.0f,
                     d0 + (size_t)B_l * l0->out, l0->out, m->params + l0->w + F, ldxy, 0.0f,
                     sc->dy, K);
     }
