@@ -188,10 +188,10 @@ START_TEST(sgemm_split_equals_one_sgemm)
 }
 END_TEST
 
-/* The paper's model, one batch, 20 steps on 1 and on 2
- * threads: sgemm may split its sums differently, so the losses agree to a
+/* The notebook's model, one batch, 20 steps on 1 and on 2 threads: the
+ * products' tiles fall differently (par_sgemm), so the losses agree to a
  * relative 1e-4 rather than bit for bit. */
-START_TEST(blas_threads_change_results_only_within_tolerance)
+START_TEST(threads_change_results_only_within_tolerance)
 {
     char err[ERR_LEN];
     double losses[2][20];
@@ -242,7 +242,7 @@ int main(void)
     tcase_add_test(tc, nested_calls_run_in_place);
     tcase_add_test(tc, adam_is_bit_identical_across_threads);
     tcase_add_test(tc, sgemm_split_equals_one_sgemm);
-    tcase_add_test(tc, blas_threads_change_results_only_within_tolerance);
+    tcase_add_test(tc, threads_change_results_only_within_tolerance);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
