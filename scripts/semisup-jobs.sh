@@ -13,7 +13,10 @@
 #   final  each estimator at the alpha of the best validation accuracy
 #          among the sweep's runs in SWEEPDIR (all must be finished), seeds
 #          1-3; seed 1 is the sweep's own run (its --out points there, so
-#          that scripts/run-job.sh finds it done).
+#          that scripts/run-job.sh finds it done) when the sweep ran at the
+#          finals' budget, and a run of its own in OUTDIR when the sweep
+#          was shorter (SEMISUP_STEPS set lower for it), so that the
+#          sweep's runs stay as they were chosen on.
 #   pick   (semisup-jobs.sh pick SWEEPDIR EST KEY) the alpha of the sweep's
 #          run of EST with the largest KEY (valid_accuracy or
 #          test_accuracy) in its summary.json; the first on a tie.
@@ -27,8 +30,7 @@
 # SEMISUP_STEPS (default 50000), SEMISUP_EVERY (steps between evaluations,
 # default a tenth of the budget; each costs about a minute of CPU on the
 # validation and test sets) and SEMISUP_EXTRA (flags appended to every run,
-# for tests).  A sweep run at a shorter budget than the finals is continued
-# from its checkpoint by the final list's seed-1 line (scripts/run-job.sh).  GSVAE_BIN, GSVAE_DATA as for reproduce.sh.
+# for tests).  GSVAE_BIN, GSVAE_DATA as for reproduce.sh.
 set -eu
 mode=${1:-}
 out=${2:-}
@@ -84,7 +86,9 @@ sweep=${3:-}
 [ -n "$sweep" ] || { echo "$usage" >&2; exit 2; }
 for est in $estimators; do
     best=$(pick "$sweep" "$est" valid_accuracy)
-    run_line "$est" "$best" 1 "$sweep/runs/$est-a$best-s1"
+    first=$sweep
+    [ "$(plot_json "$sweep/runs/$est-a$best-s1/summary.json" steps)" = "$steps" ] || first=$out
+    run_line "$est" "$best" 1 "$first/runs/$est-a$best-s1"
     for seed in 2 3; do
         run_line "$est" "$best" "$seed" "$out/runs/$est-a$best-s$seed"
     done

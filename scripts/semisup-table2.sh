@@ -32,7 +32,9 @@ paper() { # EST -> "accuracy elbo" (J17 Table 2)
 row() {
     for seed in 1 2 3; do
         d=$dir/final/runs/$1-a$2-s$seed
-        [ $seed = 1 ] && d=$dir/sweep/runs/$1-a$2-s1
+        # Seed 1 is the sweep's run unless the sweep was shorter than the
+        # finals (scripts/semisup-jobs.sh), when it has its own in final/.
+        [ $seed = 1 ] && [ ! -d "$d" ] && d=$dir/sweep/runs/$1-a$2-s1
         s=$d/summary.json
         [ -f "$s" ] && ! grep -q '"interrupted": true' "$s" || continue
         echo "$(plot_json "$s" test_accuracy) $(plot_json "$s" test_neg_elbo)"

@@ -234,17 +234,22 @@ static void page_documents_help(const char *page, const char *args)
     "--latent 4 --unlabelled 2000 --validation 200 --batch 10 --labelled-batch 10 "          \
     "--eval-images 100 --eval-every 2'"
 
+/* reproduce.sh MODE (semisup-paper or semisup-paper-final) on the tiny runs,
+ * ENV (more assignments, "" for none) before it, into DIR/SUB. */
+static int semisup_step(const char *env, const char *mode, const char *dir, const char *sub)
+{
+    return sh(SEMISUP_TINY " %s GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/reproduce.sh %s --out %s/%s "
+              "-j 2",
+              env, testutil_bin(), testutil_data_dir(), mode, dir, sub);
+}
+
 START_TEST(semisup_table2_in_two_steps)
 {
     const char *dir = testutil_tmpdir();
-    int rc = sh(SEMISUP_TINY " GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/reproduce.sh semisup-paper "
-                "--out %s/sweep -j 2",
-                testutil_bin(), testutil_data_dir(), dir);
+    int rc = semisup_step("", "semisup-paper", dir, "sweep");
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_msg(testutil_contains(errout, "6/6 jobs done"), "%s", errout);
-    rc = sh(SEMISUP_TINY " GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/reproduce.sh semisup-paper-final "
-            "--out %s/final -j 2",
-            testutil_bin(), testutil_data_dir(), dir);
+    rc = semisup_step("", "semisup-paper-final", dir, "final");
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_msg(testutil_contains(out, "9 jobs in") && testutil_contains(out, "(3 done already)"),
                   "%s", out);
@@ -271,11 +276,37 @@ START_TEST(semisup_table2_in_two_steps)
     ck_assert_int_eq(count_lines(testutil_path(dir, "table2-testpick.csv")), 4);
     ck_assert_int_eq(count_lines(testutil_path(dir, "alpha.csv")), 7);
     /* Resumable: a rerun starts nothing. */
-    rc = sh(SEMISUP_TINY " GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/reproduce.sh semisup-paper-final "
-            "--out %s/final -j 2",
-            testutil_bin(), testutil_data_dir(), dir);
+    rc = semisup_step("", "semisup-paper-final", dir, "final");
     ck_assert_msg(rc == 0 && testutil_contains(out, "(9 done already)"), "exit %d\n%s\n%s", rc,
                   out, errout);
+}
+END_TEST
+
+/* A sweep shorter than the finals (the budget the sweep of results/semisup
+ * chose alpha on): the finals' seed 1 is a run of its own in final/, the
+ * sweep's runs keep their budget, and table2.csv takes seed 1 from final/. */
+START_TEST(semisup_finals_longer_than_the_sweep)
+{
+    const char *dir = testutil_tmpdir();
+    int rc = semisup_step("", "semisup-paper", dir, "sweep");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    rc = semisup_step("SEMISUP_STEPS=4", "semisup-paper-final", dir, "final");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(out, "9 jobs in") && testutil_contains(out, "(0 done already)"),
+                  "%s", out);
+    rc = sh("ls -d %s/final/runs/*-s1 | wc -l; grep -h '\"steps_done\"' %s/sweep/runs/*/summary.json "
+            "| sort -u; grep -h '\"steps_done\"' %s/final/runs/*/summary.json | sort -u",
+            dir, dir, dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "3\n  \"steps_done\": 2,\n  \"steps_done\": 4,\n"),
+                  "%s", out);
+    size_t len;
+    char *table = (char *)testutil_read_file(testutil_path(dir, "table2.csv"), &len);
+    ck_assert(table != NULL);
+    int rows = 0; /* every estimator over n = 3 seeds */
+    for (const char *p = table; (p = strstr(p, ",3,9")) != NULL; p++)
+        rows++;
+    ck_assert_msg(rows == 3, "%s", table);
+    free(table);
 }
 END_TEST
 
@@ -534,6 +565,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
     tcase_add_test(tc, semisup_table2_in_two_steps);
+    tcase_add_test(tc, semisup_finals_longer_than_the_sweep);
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     tcase_add_test(tc, protocol_sweep_grid_per_cell);
