@@ -51,7 +51,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     atomic_int started;        /* workers 1..started running */
-    int busy;                  /* a call is in flight (a nested call runs alone) */
+    atomic_int busy;           /* a call is in flight (a nested call runs alone; read by workers) */
     atomic_int sleepers;       /* workers waiting on go (changed under mu) */
     int waiting;               /* the caller waits on done (under mu) */
     /* Calls handed out so far, times 256, plus the jobs of the latest
