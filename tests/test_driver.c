@@ -363,6 +363,8 @@ START_TEST(finished_run_is_not_overwritten)
     ck_assert(testutil_write_bytes(testutil_path(other, "notes.txt"), "x", 1, 0) == 0);
     rc = gsvae("train %s --data %s --out %s --steps 5 --force", tiny[0], data, other);
     ck_assert_msg(rc == 1 && testutil_contains(errout, "notes.txt"), "%s", errout);
+    /* ... and left as it was: not even the run's lock file is made there. */
+    ck_assert(access(testutil_path(other, RUNDIR_LOCK), F_OK) != 0);
 }
 END_TEST
 
@@ -412,6 +414,36 @@ START_TEST(signal_saves_and_resumes_exactly)
 }
 END_TEST
 
+/* Start `gsvae train FLAGS --data DATA --out DIR` in a child, its stderr in
+ * DIR.err (errpath), and return its pid once it trains: the line it prints
+ * just before it installs its signal handlers has come (waiting for it,
+ * not a fixed delay, which a loaded machine can stretch past). */
+static pid_t start_training(const char *flags, const char *data, const char *dir, char *errpath,
+                            size_t len)
+{
+    snprintf(errpath, len, "%s.err", dir);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        char cmd[16384];
+        snprintf(cmd, sizeof cmd, "exec %s train %s --data %s --out %s >/dev/null 2>%s",
+                 testutil_bin(), flags, data, dir, errpath);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int tries = 0;; tries++) {
+        size_t n;
+        char *text = (char *)testutil_read_file(errpath, &n);
+        int started = text && testutil_contains(text, "training ");
+        free(text);
+        if (started)
+            return pid;
+        ck_assert_msg(tries < 6000, "the run did not start in 60 s");
+        struct timespec tick = {0, 10000000L};
+        nanosleep(&tick, NULL);
+    }
+}
+
 /* A real SIGTERM from outside at a random point, then a resume: the same
  * run as the uninterrupted one.  SIGINT exits 130. */
 START_TEST(kill_at_random_point_then_resume)
@@ -423,32 +455,11 @@ START_TEST(kill_at_random_point_then_resume)
     for (int k = 0; k < 2; k++) {
         const char *dir = k ? testutil_tmpdir() : b;
         int sig = k ? SIGINT : SIGTERM;
-        pid_t pid = fork();
-        ck_assert(pid >= 0);
-        if (pid == 0) {
-            char cmd[4096];
-            snprintf(cmd, sizeof cmd, "exec %s train %s --data %s --out %s >/dev/null 2>%s.err",
-                     testutil_bin(), f, data, dir, dir);
-            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-            _exit(127);
-        }
         /* The signal lands in training, not in the loading of the data
-         * before the handlers are in (which a loaded machine can stretch
-         * past any fixed delay): wait for the line the run prints just
-         * before it installs them, then a random 0.1-0.8 s more. */
+         * before the handlers are in: once it trains, a random 0.1-0.8 s
+         * more. */
         char errpath[4200];
-        snprintf(errpath, sizeof errpath, "%s.err", dir);
-        for (int tries = 0;; tries++) {
-            size_t len;
-            char *text = (char *)testutil_read_file(errpath, &len);
-            int started = text && testutil_contains(text, "training ");
-            free(text);
-            if (started)
-                break;
-            ck_assert_msg(tries < 6000, "the run did not start in 60 s");
-            struct timespec tick = {0, 10000000L};
-            nanosleep(&tick, NULL);
-        }
+        pid_t pid = start_training(f, data, dir, errpath, sizeof errpath);
         srand((unsigned)getpid());
         struct timespec pause = {0, 100000000L + (long)(rand() % 700) * 1000000L};
         while (pause.tv_nsec >= 1000000000L) {
@@ -469,6 +480,39 @@ START_TEST(kill_at_random_point_then_resume)
     int rc = gsvae("train --data %s --out %s --resume --quiet", data, b);
     ck_assert_msg(rc == 0, "%s", errout);
     assert_same_run(a, b);
+}
+END_TEST
+
+/* A second process in a live run's directory (a grid's two hosts handed
+ * one job, a resume started too early) is refused with the first's pid,
+ * --force included, and removes nothing; after the first ends, its run
+ * resumes. */
+START_TEST(live_run_directory_is_refused)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    const char *f = "--latent 2x3 --hidden 8 --batch 10 --steps 2000000 --eval-every 0 "
+                    "--log-every 1000 --eval-images 100 --iw-samples 0 --threads 1";
+    char errpath[4200];
+    pid_t pid = start_training(f, data, dir, errpath, sizeof errpath);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another gsvae run (pid %ld)", (long)pid);
+    for (int k = 0; k < 2; k++) {
+        int rc = gsvae("train %s --data %s --out %s %s", f, data, dir, k ? "--force" : "");
+        ck_assert_msg(rc != 0 && testutil_contains(errout, want), "exit %d: %s", rc, errout);
+        ck_assert_msg(!strchr(errout, '\n') || strchr(errout, '\n')[1] == '\0', "%s", errout);
+    }
+    kill(pid, SIGTERM);
+    int status;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "status %d", status);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
+    const char *at = summary ? strstr(summary, "\"steps_done\": ") : NULL;
+    ck_assert_msg(at != NULL, "%s", summary ? summary : "(no summary.json)");
+    long done = atol(at + strlen("\"steps_done\": "));
+    free(summary);
+    int rc = gsvae("train --data %s --out %s --resume --steps %ld --quiet", data, dir, done + 10);
+    ck_assert_msg(rc == 0, "%s", errout);
 }
 END_TEST
 
@@ -695,6 +739,7 @@ int main(void)
     tcase_add_test(safe, unwritable_out_fails_before_training);
     tcase_add_loop_test(safe, signal_saves_and_resumes_exactly, 0, 3);
     tcase_add_test(safe, kill_at_random_point_then_resume);
+    tcase_add_test(safe, live_run_directory_is_refused);
     tcase_add_test(safe, stale_temporaries_are_removed);
     suite_add_tcase(s, safe);
     TCase *data = tcase_create("data");

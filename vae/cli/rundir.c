@@ -66,6 +66,40 @@ int rundir_finished(const char *dir)
     return strstr(buf, "\"interrupted\": false") != NULL;
 }
 
+/* The lock of the run directory this process prepared last: held from
+ * rundir_prepare to the process's exit (the kernel drops it then, however
+ * the process ends).  Kept open: closing any descriptor of the file would
+ * drop the process's lock on it. */
+static int lock_fd = -1;
+
+/* Take dir/.lock (an fcntl write lock on the whole file, which network file
+ * systems honour across hosts as flock may not), or fail naming the holder. */
+static int lock_dir(const char *dir, char *err)
+{
+    char path[4400];
+    join(path, sizeof path, dir, RUNDIR_LOCK);
+    if (lock_fd >= 0)
+        close(lock_fd); /* the run prepared before in this process is over */
+    lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0)
+        return errf(err, "%s: cannot open: %s", path, strerror(errno));
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(lock_fd, F_SETLK, &l) == 0)
+        return 0;
+    int saved = errno;
+    struct flock who = l;
+    long pid = fcntl(lock_fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
+    close(lock_fd);
+    lock_fd = -1;
+    if (saved != EACCES && saved != EAGAIN)
+        return errf(err, "%s: cannot lock: %s", path, strerror(saved));
+    if (pid > 0)
+        return errf(err, "%s: in use by another gsvae run (pid %ld); wait for it to end or "
+                         "choose another --out", dir, pid);
+    return errf(err, "%s: in use by another gsvae run; wait for it to end or choose another "
+                     "--out", dir);
+}
+
 int rundir_prepare(const char *dir, int resume, int force, char *err)
 {
     if (make_dir(dir, err) != 0)
@@ -78,14 +112,9 @@ int rundir_prepare(const char *dir, int resume, int force, char *err)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, ".."))
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, RUNDIR_LOCK) ||
+            (strip_tmp(n, base, sizeof base) && is_run_output(base)))
             continue;
-        if (strip_tmp(n, base, sizeof base) && is_run_output(base)) {
-            /* A temporary file of an output: a killed writer's leftover. */
-            join(path, sizeof path, dir, n);
-            remove(path);
-            continue;
-        }
         if (is_run_file(n) && !holds) {
             snprintf(first_run, sizeof first_run, "%s", n);
             holds = first_run;
@@ -103,21 +132,28 @@ int rundir_prepare(const char *dir, int resume, int force, char *err)
                     holds);
     if (!holds && resume)
         return errf(err, "%s/model.ckpt: no run to resume here", dir);
-    if (holds && force) {
+    /* The lock before any file is removed: a live run's files are its own. */
+    if (lock_dir(dir, err) != 0)
+        return -1;
+    if (holds && force)
         fprintf(stderr, "gsvae train: --force: replacing the run in %s\n", dir);
-        if (!(d = opendir(dir)))
-            return errf(err, "%s: cannot read directory: %s", dir, strerror(errno));
-        while ((e = readdir(d)) != NULL)
-            if (is_run_output(e->d_name)) {
-                join(path, sizeof path, dir, e->d_name);
-                if (remove(path) != 0) {
-                    int saved = errno;
-                    closedir(d);
-                    return errf(err, "%s: cannot remove: %s", path, strerror(saved));
-                }
+    if (!(d = opendir(dir)))
+        return errf(err, "%s: cannot read directory: %s", dir, strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        /* A temporary file of an output is a killed writer's leftover;
+         * with --force the outputs go too. */
+        int stale = strip_tmp(n, base, sizeof base) && is_run_output(base);
+        if (stale || (holds && force && is_run_output(n))) {
+            join(path, sizeof path, dir, n);
+            if (remove(path) != 0 && !stale) {
+                int saved = errno;
+                closedir(d);
+                return errf(err, "%s: cannot remove: %s", path, strerror(saved));
             }
-        closedir(d);
+        }
     }
+    closedir(d);
     /* Prove the directory writable before any training. */
     snprintf(path, sizeof path, "%s/.gsvae-probe.%ld", dir, (long)getpid());
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);

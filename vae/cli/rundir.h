@@ -4,13 +4,20 @@
  * left by a killed run are removed.
  *
  * A run directory holds model.ckpt, log.csv, summary.json and PNG images
- * (plus NAME.tmp.PID while one of them is being written). */
+ * (plus NAME.tmp.PID while one of them is being written), and .lock. */
 #ifndef GSVAE_RUNDIR_H
 #define GSVAE_RUNDIR_H
 
 #include <stdint.h>
 
+/* The lock file of a run directory (rundir_prepare). */
+#define RUNDIR_LOCK ".lock"
+
 /* Create dir (mkdir -p) and make it ready for a run:
+ * - dir/.lock is locked (fcntl) until the process exits, so that two
+ *   processes never run in one directory (two hosts of a grid handed the
+ *   same job, a resume started while the run still goes): the second is
+ *   refused with the first's pid, before it touches a file;
  * - a directory holding a run (model.ckpt, log.csv or summary.json) is
  *   refused unless resume (continue it) or force (replace it: its outputs
  *   are removed, and stderr says so);
