@@ -33,7 +33,7 @@ protocol_rows=${PROTOCOL_ROWS:-$protocol_rows}
 # the ARM paper's (Yin & Zhou 2019, Table 2, the linear 200-unit Bernoulli
 # VAE on statically binarized MNIST, test -log p(x)), which has arm and
 # rebar (its Concrete and NVIL figures are for estimators not in the beyond
-# rows).  reference_name: what the figures are, for a table's labels.
+# rows).  reference_name: what the figures are, for a table's labels;
 # Uses plot_paper (scripts/plot/lib.sh).
 reference() {
     case ${PROTOCOL_READING:-linear} in
@@ -45,9 +45,12 @@ reference() {
     *) plot_paper "$1" "$2" ;;
     esac
 }
+# figure_title: the title of the curves' figure (empty: curves.sh's own,
+# the counterpart of the paper's figure).
 case ${PROTOCOL_READING:-linear} in
-beyond) reference_name="ARM paper" ;;
-*) reference_name=paper ;;
+beyond) reference_name="ARM paper"
+        figure_title="Estimators after the paper under Table 1's protocol: variational autoencoders on binarized MNIST" ;;
+*) reference_name=paper figure_title="" ;;
 esac
 
 # row_estimators ROW: the cells of a row, as --estimator names: the paper's

@@ -18,6 +18,8 @@
 # figures to set beside the estimators, as words TASK-LATENT-ESTIMATOR=VALUE
 # (none for a cell without one), named PLOT_REFERENCE_NAME (default
 # "paper") in the legend.
+# PLOT_TITLE (set and not empty: used instead of "Figure N (counterpart):
+# WHAT"): the figure's title, for runs that are not the paper's estimators.
 # PLOT_MIN_STEPS (default 0): only the runs whose summary.json records at
 # least that many steps, so that no line mixes budgets (runs being
 # continued to a raised one keep their shorter summary meanwhile).
@@ -161,8 +163,8 @@ elif [ $iw = yes ]; then
 fi
 {
     echo "set ylabel '$ylabel'"
-    printf 'set multiplot layout %d,1 title "Figure %s (counterpart): %s\\n%s" font ",15"\n' \
-        "$panels" "$fig" "$what" "$note"
+    printf 'set multiplot layout %d,1 title "%s\\n%s" font ",15"\n' \
+        "$panels" "${PLOT_TITLE:-Figure $fig (counterpart): $what}" "$note"
     cat "$tmp"/panel-*.gp
     echo "unset multiplot"
 } >> "$gp"
