@@ -27,7 +27,8 @@
 # MODE tiny:  a few steps of small models, for the tests of the runner.
 # MODE paper: Table 1 under the paper's own protocol, step 1: the sweep of
 #             learning rates (and the VAE's annealing constants) scored on
-#             validation (scripts/protocol-jobs.sh; results/protocol/sweep/).
+#             validation (scripts/protocol-jobs.sh; results/protocol/sweep/);
+#             no table yet (the sweep modes end with a pointer to step 2).
 # MODE paper-final: step 2: the choice on validation
 #             (scripts/protocol-select.sh, written to
 #             results/protocol/chosen.csv) over seeds 1-3 on the test set
@@ -46,7 +47,8 @@
 #             (scripts/semisup-jobs.sh; results/semisup/sweep/).
 # MODE semisup-paper-final: step 2: each estimator at its alpha of the best
 #             validation accuracy over seeds 1-3 (results/semisup/final/;
-#             seed 1 is the sweep's run); then results/semisup/table2.csv
+#             seed 1 is the sweep's run unless the sweep was shorter);
+#             then results/semisup/table2.csv
 #             (scripts/semisup-table2.sh).  Costs: results/semisup/networks.md.
 # GSVAE_BEYOND=1 adds, in modes quick, full and tiny, the VAE rows beyond the
 # paper: arm and disarm (Bernoulli only), rebar, relax, vimco and gumbel on
@@ -242,10 +244,12 @@ echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm arra
 # The clock of the progress line: now, and the jobs done before it.
 echo "$(date +%s) $finished" > "$out/.grid-start"
 
-# What writes the tables when the jobs are over.
+# What writes the tables when the jobs are over.  A sweep has none of its
+# own: its table comes with the finals, which choose on the whole sweep.
 case $mode in
-paper*) tables="protocol-table.sh $(dirname "$out")" ;;
-semisup-paper*) tables="semisup-table2.sh $(dirname "$out")" ;;
+paper | semisup-paper) tables="" ;;
+paper-final) tables="protocol-table.sh $(dirname "$out")" ;;
+semisup-paper-final) tables="semisup-table2.sh $(dirname "$out")" ;;
 *) tables="aggregate.sh $out $mode" ;;
 esac
 
@@ -253,9 +257,13 @@ if [ $slurm = 1 ]; then
     command -v sbatch > /dev/null 2>&1 || { echo "reproduce.sh: --slurm: sbatch not found" >&2; exit 1; }
     array=$(sbatch --parsable "$out/slurm.sh")
     array=${array%%;*}
-    agg=$(sbatch --parsable --dependency=afterany:"$array" --job-name="gsvae-$mode-tables" \
-        --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/$tables")
-    echo "reproduce.sh: submitted job array $array ($total tasks) and job ${agg%%;*} (the tables, after it)"
+    if [ -z "$tables" ]; then
+        echo "reproduce.sh: submitted job array $array ($total tasks); the tables come with ${mode}-final"
+    else
+        agg=$(sbatch --parsable --dependency=afterany:"$array" --job-name="gsvae-$mode-tables" \
+            --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/$tables")
+        echo "reproduce.sh: submitted job array $array ($total tasks) and job ${agg%%;*} (the tables, after it)"
+    fi
     echo "reproduce.sh: progress: sh scripts/run-job.sh $out --progress; logs: $out/runs/slurm-*.out"
     exit 0
 fi
@@ -281,7 +289,11 @@ seq 1 "$total" | parallel --joblog "$out/joblog" --resume-failed -j "$jobs" \
 end=$(date +%s)
 echo "reproduce.sh: jobs finished in $((end - start)) s"
 echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
-sh scripts/$tables
+if [ -n "$tables" ]; then
+    sh scripts/$tables
+else
+    echo "reproduce.sh: the sweep's runs are in $out; scripts/reproduce.sh ${mode}-final chooses on them, runs the finals and writes the tables"
+fi
 if [ $failed != 0 ]; then
     echo "reproduce.sh: $failed job(s) failed (see $out/joblog and their .out files); rerun the same command to retry them" >&2
     exit 1
