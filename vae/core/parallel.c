@@ -281,7 +281,7 @@ void par_each(int threads, void (*fn)(int t, int threads, void *ctx), void *ctx)
     par_run(jobs, threads);
 }
 
-static int par_nthreads = 1;
+static atomic_int par_nthreads = 1; /* read by workers whose jobs call par_sgemm */
 
 void par_set_threads(int threads)
 {
@@ -338,7 +338,8 @@ void par_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
         par_split((size_t)M, T, par_gemm_block, &g);
         return;
     }
-    /* Columns in multiples of 16 (whole kernel tiles), the last block the rest. */
+    /* Columns in blocks of a multiple of 16 (whole cache lines of C's rows),
+     * the last block the rest. */
     g.by_rows = 0;
     size_t tiles = ((size_t)N + 15) / 16;
     if (tiles < (size_t)T) {
