@@ -16,6 +16,8 @@
 # neither skipped nor continued: its directory and .out file are moved
 # aside to .stale/RUN-TIME beside it (nothing is deleted; hidden, so that
 # the tables' globs over RUN-s* never count it) and the job runs afresh.
+# So does an unfinished run that left no checkpoint (stopped before its
+# first, or copied without it), moved aside the same way.
 # The job's output goes to its directory's .out file beside it.  Exit status:
 # the job's (0 when skipped).  Then one progress line for the whole grid.
 #
@@ -137,15 +139,29 @@ out=${cmd##*--out }
 case $out in
 *' '* | '') echo "run-job.sh: line $n of $jobs does not end with --out DIR" >&2; exit 2 ;;
 esac
+# move_aside WHY: the run's directory and .out file to .stale/RUN-TIME
+# beside it, saying WHY and where; nothing is deleted.
+move_aside() {
+    aside=$(dirname "$out")/.stale/$(basename "$out")-$(date -u +%Y%m%dT%H%M%S)
+    i=1 base=$aside
+    while [ -e "$aside" ] || [ -e "$aside.out" ]; do # twice in one second
+        i=$((i + 1)) aside=$base-$i
+    done
+    echo "$1; moved to $aside" >&2
+    mkdir -p "$(dirname "$aside")" && mv "$out" "$aside" &&
+        { [ ! -f "$out.out" ] || mv "$out.out" "$aside.out"; } || exit 1
+}
 rc=0
 if job_done "$cmd"; then
     echo "skip (done): $out"
 else
     if [ -f "$out/summary.json" ] && why=$(stale_flag "$cmd" "$out/summary.json"); then
-        aside=$(dirname "$out")/.stale/$(basename "$out")-$(date -u +%Y%m%dT%H%M%S)
-        echo "stale: $out ran other settings ($why); moved to $aside" >&2
-        mkdir -p "$(dirname "$aside")" && mv "$out" "$aside" &&
-            { [ ! -f "$out.out" ] || mv "$out.out" "$aside.out"; } || exit 1
+        move_aside "stale: $out ran other settings ($why)"
+    elif [ ! -f "$out/model.ckpt" ] && { [ -f "$out/log.csv" ] || [ -f "$out/summary.json" ]; }; then
+        # Stopped before its first checkpoint, or its checkpoint was lost
+        # (a copy of the tree without ignored files): nothing to continue
+        # from, and gsvae refuses to write over the run.
+        move_aside "lost: $out holds an unfinished run without a checkpoint to continue from"
     fi
     mkdir -p "$out"
     # A job stopped part-way (a signal, a kill, a lost node), or finished

@@ -150,6 +150,24 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     rc = sh("sh scripts/run-job.sh %s --done", dir);
     ck_assert_msg(rc == 0 && !strcmp(out, "1\n2\n3\n"), "%d: %s", rc, out);
 
+    /* An unfinished run without its checkpoint (stopped before its first,
+     * or copied without it): nothing to continue, and gsvae refuses to
+     * write over it; the job moves it aside and runs afresh. */
+    rc = sh("r=$(sed -n '1s/.*--out //p' %s) && rm $r/model.ckpt && "
+            "sed 's/\"interrupted\": false/\"interrupted\": true/' $r/summary.json > $r/s.new && "
+            "mv $r/s.new $r/summary.json && grep -c '\"interrupted\": true' $r/summary.json",
+            jobs);
+    ck_assert_msg(rc == 0 && atoi(out) == 1, "%s %s", out, errout);
+    rc = sh("sh scripts/run-job.sh %s --done", dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1", testutil_bin(), dir);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, errout);
+    ck_assert_msg(testutil_contains(errout, "lost: ") && testutil_contains(errout, "/.stale/") &&
+                      testutil_contains(errout, "3/3 jobs done"),
+                  "%s", errout);
+    rc = sh("ls -d $(dirname $(sed -n '1s/.*--out //p' %s))/.stale/* | wc -l", jobs);
+    ck_assert_msg(rc == 0 && atoi(out) == 4, "%s", out);
+
     /* A job that fails (a file stands where its directory goes) fails the
      * grid; the rerun retries it, and it alone.  The log keeps the failure:
      * its success row left with the summary, the failure and the retry are
