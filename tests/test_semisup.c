@@ -779,7 +779,12 @@ static void learns(const char *estimator, const char *extra)
     ck_assert(testutil_contains(summary, "\"test_accuracy\": 0."));
     ck_assert(testutil_contains(summary, "\"test_neg_elbo\""));
     ck_assert(testutil_contains(summary, "\"steps_per_second\""));
-    if (testutil_contains(extra, "--weighting batch"))
+    if (testutil_contains(extra, "--weighting labelled"))
+        ck_assert_msg(testutil_contains(summary, "\"weighting\": \"labelled\"") &&
+                          testutil_contains(summary,
+                                            "{\"labelled_neg_elbo\": 1, \"unlabelled\": 0,"),
+                      "%s", summary);
+    else if (testutil_contains(extra, "--weighting batch"))
         ck_assert_msg(testutil_contains(summary, "\"weighting\": \"batch\"") &&
                           testutil_contains(summary,
                                             "{\"labelled_neg_elbo\": 1, \"unlabelled\": 1,"),
@@ -794,6 +799,14 @@ static void learns(const char *estimator, const char *extra)
 START_TEST(gumbel_learns)
 {
     learns("gumbel", "");
+}
+END_TEST
+
+/* The supervised baseline: the classifier learns from the 100 labels
+ * alone, and the model still trains (its labelled -ELBO). */
+START_TEST(gumbel_learns_labels_alone)
+{
+    learns("gumbel", "--weighting labelled");
 }
 END_TEST
 
@@ -1004,6 +1017,7 @@ int main(void)
     tcase_set_timeout(cli, 300);
     tcase_add_test(cli, gumbel_learns);
     tcase_add_test(cli, st_gumbel_learns_batch_weighting);
+    tcase_add_test(cli, gumbel_learns_labels_alone);
     tcase_add_test(cli, exact_learns);
     tcase_add_test(cli, same_seed_same_numbers);
     tcase_add_test(cli, analogies_grid);

@@ -150,7 +150,9 @@ static int ss_flags(void *t, flag_def *d)
          "al.'s alpha / N)"},
         {"weighting", FLAG_STRING, &s->weighting, "MODE",
          "weights of the labelled and unlabelled -ELBO means: k14 (N_l/N and N_u/N, Kingma "
-         "et al.'s sum over the data set) or batch (1 and 1: each batch's mean counts alike)"},
+         "et al.'s sum over the data set), batch (1 and 1: each batch's mean counts alike) or "
+         "labelled (1 and 0: the unlabelled images teach nothing, so q(y|x) learns from the "
+         "labels alone, the supervised baseline the unlabelled data is measured against)"},
         {"labelled-batch", FLAG_INT, &s->labelled_batch, "B",
          "labelled examples per step, drawn with replacement"},
         {"init-std", FLAG_DOUBLE, &s->init_std, "S", "weights start ~ N(0, S^2), biases 0"},
@@ -226,8 +228,9 @@ static int ss_check(run *R, char *err)
         return errf(err, "--latent %d: must lie in 1..10000", s->latent);
     if (!(s->alpha >= 0))
         return errf(err, "--alpha %g: must be >= 0", s->alpha);
-    if (strcmp(s->weighting, "k14") != 0 && strcmp(s->weighting, "batch") != 0)
-        return errf(err, "--weighting '%s': expected k14 or batch", s->weighting);
+    if (strcmp(s->weighting, "k14") != 0 && strcmp(s->weighting, "batch") != 0 &&
+        strcmp(s->weighting, "labelled") != 0)
+        return errf(err, "--weighting '%s': expected k14, batch or labelled", s->weighting);
     if (s->labelled_batch < 1 || s->labelled_batch > 10000)
         return errf(err, "--labelled-batch %d: must lie in 1..10000", s->labelled_batch);
     if (!(s->init_std > 0 && s->init_std < 10))
@@ -307,7 +310,7 @@ static int ss_setup(run *R, char *err)
     double Nl = s->labels, Nu = s->unlabelled;
     int k14 = strcmp(s->weighting, "k14") == 0;
     s->wt.labelled = k14 ? Nl / (Nl + Nu) : 1.0;
-    s->wt.unlabelled = k14 ? Nu / (Nl + Nu) : 1.0;
+    s->wt.unlabelled = k14 ? Nu / (Nl + Nu) : strcmp(s->weighting, "labelled") == 0 ? 0.0 : 1.0;
     s->wt.alpha = s->alpha;
 
     int E = s->labelled_batch + o->batch;
