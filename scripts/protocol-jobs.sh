@@ -8,7 +8,9 @@
 #          temperature estimators (gumbel, st-gumbel) and annealed-ST in
 #          every row the annealing grid N in {500, 1000} x r in {1e-5, 1e-4}
 #          (protocol-lib.sh); seed 1,
-#          scored on the validation set (the last 10,000 training images).
+#          scored on the validation set (the last 10,000 training images;
+#          a VAE run computes protocol-select.sh's bound itself as it ends,
+#          --valid-iw-samples, so the choice needs no checkpoint).
 #          Row by row (SBN Bernoulli, SBN categorical, VAE Bernoulli, VAE
 #          categorical), so that a sweep run in order completes whole rows,
 #          whose finals can start while the next row's sweep runs.
@@ -63,7 +65,7 @@ if [ "$mode" = sweep ]; then
                 base="$bin train $(row_flags $row) --data $data $(estimator_flags $est) --lr $lr $common --seed 1"
                 case $row in
                 sbn-*) budget="--steps $sweep_steps --eval-every 5000 --eval-samples 20 --eval-images 1000 --test-samples 0" ;;
-                vae-*) budget="--steps $sweep_steps --eval-every 5000 --eval-images 1000 --iw-samples 0" ;;
+                vae-*) budget="--steps $sweep_steps --eval-every 5000 --eval-images 1000 --iw-samples 0 --valid-iw-samples ${PROTOCOL_SELECT_IW:-100}" ;;
                 esac
                 if uses_anneal $row $est; then
                     for N in 500 1000; do

@@ -6,9 +6,12 @@
 # The figure is the one the paper reports, on the validation split:
 #   SBN  -log p(x_lower|x_upper) with 20 samples (the run's valid_nll);
 #   VAE  the importance-weighted bound with PROTOCOL_SELECT_IW (default 100)
-#        hard samples of q on every validation image, computed here from the
-#        run's checkpoint (`gsvae eval --set valid`) and kept beside it in
-#        RUN/valid-iw.txt, so a second selection reads it back.  (Not the
+#        hard samples of q on every validation image: the run's own figure
+#        (summary.json's valid_neg_log_px_iw, --valid-iw-samples, which the
+#        sweep's lines ask for), or for a run without it, computed here from
+#        the run's checkpoint (`gsvae eval --set valid`, the same figure) and
+#        kept beside it in RUN/valid-iw.txt, so that a second selection reads
+#        it back and the checkpoint may go.  (Not the
 #        one-sample -ELBO the run logs: a code trained relaxed scores far
 #        worse on it than on the bound, which would bias the choice
 #        against the relaxed estimators; results/protocol/README.md.)
@@ -30,6 +33,10 @@ json() {
 }
 # valid_iw RUN: the VAE run's validation bound with $iw samples (cached).
 valid_iw() {
+    if [ "$(json "$1/summary.json" valid_iw_samples)" = "$iw" ]; then
+        json "$1/summary.json" valid_neg_log_px_iw
+        return 0
+    fi
     f=$1/valid-iw.txt
     if ! grep -q "($iw importance samples)" "$f" 2>/dev/null; then
         "$bin" eval --ckpt "$1/model.ckpt" --data "$data" --set valid --images 1000000 \

@@ -9,8 +9,9 @@
 # from its checkpoint instead of starting it again.
 # A run whose summary.json records other settings than its line asks for
 # (the flags of the line against summary.json's "flags", all but --out,
-# --steps, --data, --threads, --quiet, --resume and --eval-every, which
-# change where the run is looked at, not what it computes; numbers equal to 1e-6
+# --steps, --data, --threads, --quiet, --resume, --eval-every and
+# --valid-iw-samples, which change where the run is looked at, not what it
+# trains; numbers equal to 1e-6
 # relative; a flag the summary does not record, as older versions' lack
 # some, is taken to agree) is stale: a choice that moved after its finals ran, say.  It is
 # neither skipped nor continued: its directory and .out file are moved
@@ -59,7 +60,7 @@ stale_flag() {
         }
         for (k = 1; k <= n; k++) {
             name = order[k]
-            if (name ~ /^(out|steps|data|threads|quiet|resume|eval-every)$/) continue
+            if (name ~ /^(out|steps|data|threads|quiet|resume|eval-every|valid-iw-samples)$/) continue
             key = name; gsub(/-/, "_", key)
             pat = "\"" key "\": "
             at = index(flags, pat)

@@ -1676,6 +1676,9 @@ START_TEST(e2e_refusals_and_gradvar)
         {"--estimator vimco", "--samples 1: vimco trains the K-sample bound and needs K >= 2"},
         {"--samples 3 --estimator sf",
          "--samples 3: only with --estimator vimco or gumbel (a K-sample bound), not sf"},
+        /* The validation bound: a count in range, and a split to take it on. */
+        {"--valid-iw-samples -1 --validation 100", "--valid-iw-samples -1: must lie in 0..1000000"},
+        {"--valid-iw-samples 10", "--valid-iw-samples 10: needs a validation split (--validation N)"},
     };
     for (size_t i = 0; i < sizeof tau_bad / sizeof *tau_bad; i++) {
         snprintf(cmd, sizeof cmd, "%s train --data %s --out %s/never %s --quiet",

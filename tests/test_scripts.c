@@ -382,12 +382,35 @@ START_TEST(protocol_selection_scores_the_validation_bound)
     const char *common = "--latent-type bernoulli --latent 8 --hidden none --prior learned --binarize fixed "
                          "--validation 300 --optimizer momentum --momentum 0.9 --eval-every 0 "
                          "--iw-samples 0 --quiet --threads 1 --anneal-every 500";
+    /* The first run scores itself as it ends (--valid-iw-samples, as the
+     * sweep's lines ask); the second, as older runs, leaves it to the
+     * selection. */
     const char *lrs[] = {"3e-3", "1e-5"};
     for (int i = 0; i < 2; i++) {
         int rc = sh("%s train --data %s %s --estimator gumbel --steps 60 --lr %s "
-                    "--anneal-rate 1e-4 --out %s/runs/vae-bernoulli-gumbel-lr%s-N500-r1e-4",
-                    testutil_bin(), data, common, lrs[i], dir, lrs[i]);
+                    "--anneal-rate 1e-4 %s --out %s/runs/vae-bernoulli-gumbel-lr%s-N500-r1e-4",
+                    testutil_bin(), data, common, lrs[i], i == 0 ? "--valid-iw-samples 5" : "",
+                    dir, lrs[i]);
         ck_assert_msg(rc == 0, "%s", errout);
+    }
+    /* Its own figure is gsvae eval's from its checkpoint. */
+    char self_scored[64];
+    int rc0 = sh("%s eval --ckpt %s/runs/vae-bernoulli-gumbel-lr3e-3-N500-r1e-4/model.ckpt "
+                 "--data %s --set valid --images 1000000 --iw-samples 5 --threads 1",
+                 testutil_bin(), dir, data);
+    const char *ev = strstr(out, "valid -log p(x) ~ ");
+    ck_assert_msg(rc0 == 0 && ev, "%s %s", out, errout);
+    snprintf(self_scored, sizeof self_scored, "\"valid_neg_log_px_iw\": %.3f,",
+             atof(ev + strlen("valid -log p(x) ~ ")));
+    {
+        size_t n;
+        char *sum = (char *)testutil_read_file(
+            testutil_path(dir, "runs/vae-bernoulli-gumbel-lr3e-3-N500-r1e-4/summary.json"), &n);
+        ck_assert(sum != NULL);
+        ck_assert_msg(testutil_contains(sum, self_scored) &&
+                          testutil_contains(sum, "\"valid_iw_samples\": 5,"),
+                      "want %s in\n%s", self_scored, sum);
+        free(sum);
     }
     int rc = sh("%s train --task sbn --latent-type bernoulli --data %s --binarize fixed "
                 "--validation 300 --steps 20 --eval-every 0 --eval-samples 2 --test-samples 0 "
@@ -406,9 +429,12 @@ START_TEST(protocol_selection_scores_the_validation_bound)
                                             "run\n"),
                   "%s", chosen);
     ck_assert_msg(testutil_contains(chosen, "sbn-bernoulli,st,0.003,-,-,"), "%s", chosen);
-    /* Each VAE run's bound, from its cache file; the lower is chosen. */
+    /* Each VAE run's bound: the first's own, the second's from its cache
+     * file (the first has none); the lower is chosen. */
     double bound[2];
-    for (int i = 0; i < 2; i++) {
+    bound[0] = atof(strchr(self_scored, ':') + 1);
+    ck_assert(!exists(testutil_path(dir, "runs/vae-bernoulli-gumbel-lr3e-3-N500-r1e-4/valid-iw.txt")));
+    for (int i = 1; i < 2; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/runs/vae-bernoulli-gumbel-lr%s-N500-r1e-4/valid-iw.txt",
                  dir, lrs[i]);
@@ -429,10 +455,11 @@ START_TEST(protocol_selection_scores_the_validation_bound)
     ck_assert(testutil_contains(chosen, ",2,vae-bernoulli-gumbel-lr"));
     free(chosen);
 
-    /* Read back from the caches: no program needed. */
-    rc = sh("GSVAE_BIN=/nonexistent GSVAE_DATA=%s PROTOCOL_SELECT_IW=5 sh "
+    /* Read back from the summary and the cache: no program needed, and no
+     * checkpoint (a fresh clone has none). */
+    rc = sh("rm %s/runs/*/model.ckpt && GSVAE_BIN=/nonexistent GSVAE_DATA=%s PROTOCOL_SELECT_IW=5 sh "
             "scripts/protocol-select.sh %s > %s/again.csv && cmp %s/chosen.csv %s/again.csv",
-            data, dir, dir, dir, dir);
+            dir, data, dir, dir, dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
 
     /* A choice made on part of the grid has no final job unless asked. */
@@ -554,6 +581,8 @@ START_TEST(protocol_sweep_grid_per_cell)
         ck_assert_msg(n == cells[i].n, "%s: %d settings", cells[i].cell, n);
     }
     ck_assert(testutil_contains(out, "sbn-categorical-annealed-st-lr1e-3-N1000-r1e-5\n"));
+    /* A VAE run scores itself on validation as the selection does. */
+    ck_assert(testutil_contains(out, "--iw-samples 0 --valid-iw-samples 100 "));
 
     /* The estimators after the paper on its linear VAE: ARM and DisARM on
      * the Bernoulli row only, VIMCO on its 5-sample bound, Gumbel-Softmax

@@ -66,6 +66,10 @@ static int vae_flags(void *t, flag_def *d)
          "Concrete relaxation); 1: the ELBO"},
         {"iw-samples", FLAG_INT, &v->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
+        {"valid-iw-samples", FLAG_INT, &v->valid_iw_samples, "S",
+         "also -log p(x) on the whole --validation split at the end with S importance samples "
+         "(0: skip), the figure `gsvae eval --set valid --iw-samples S` gives from the "
+         "checkpoint, kept in summary.json (scripts/protocol-select.sh chooses on it)"},
     };
     memcpy(d, defs, sizeof defs);
     int n = (int)(sizeof defs / sizeof defs[0]);
@@ -140,6 +144,11 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
         return errf(err, "--tau learned: not on a K-sample bound (--samples %d)", v->samples);
     if (v->iw_samples < 0 || v->iw_samples > 1000000)
         return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
+    if (v->valid_iw_samples < 0 || v->valid_iw_samples > 1000000)
+        return errf(err, "--valid-iw-samples %d: must lie in 0..1000000", v->valid_iw_samples);
+    if (v->valid_iw_samples > 0 && o->validation <= 0)
+        return errf(err, "--valid-iw-samples %d: needs a validation split (--validation N)",
+                    v->valid_iw_samples);
     return 0;
 }
 
@@ -276,6 +285,13 @@ static int vae_finish(run *R, FILE *f, char *err)
                     v->iw_samples, s->n);
         iw = eval_iw(&v->m, &v->ev, s->x, s->n, v->iw_samples, &er);
     }
+    /* Seeded as gsvae eval seeds its bound, so that the two agree. */
+    double valid_iw = NAN;
+    if (v->valid_iw_samples > 0 && R->valid_set.x) {
+        rng_seed(&er, EVAL_SEED + 1);
+        valid_iw = eval_iw(&v->m, &v->ev, R->valid_set.x, R->valid_set.n, v->valid_iw_samples,
+                           &er);
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/recon.png", o->out_dir);
     rng_seed(&er, EVAL_SEED + 2);
@@ -295,6 +311,9 @@ static int vae_finish(run *R, FILE *f, char *err)
         fprintf(f, "  \"test_neg_log_px_iw\": %.6f,\n", iw);
     else
         fprintf(f, "  \"test_neg_log_px_iw\": null,\n");
+    if (v->valid_iw_samples > 0 && isfinite(valid_iw))
+        fprintf(f, "  \"valid_iw_samples\": %d,\n  \"valid_neg_log_px_iw\": %.3f,\n",
+                v->valid_iw_samples, valid_iw);
     printf("final test -ELBO %.3f nats (recon %.3f, KL %.3f)", fin.neg_elbo, fin.recon, fin.kl);
     if (isfinite(iw))
         printf(", -log p(x) ~ %.3f (%d importance samples)", iw, v->iw_samples);

@@ -15,6 +15,7 @@ typedef struct {
     const char *latent_type, *latent, *hidden, *baseline, *st_slope, *prior, *tau, *darn_point;
     sigopt sig;    /* --var-norm, --var-norm-scope, --baseline-lr */
     int hard, iw_samples, samples;
+    int valid_iw_samples;       /* --valid-iw-samples: the validation bound at the end, 0: none */
     /* Set by the checks. */
     vae_config cfg;
     const estimator *est;       /* --estimator (or --hard) */
