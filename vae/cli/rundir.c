@@ -93,11 +93,11 @@ static int lock_dir(const char *dir, char *err)
     lock_fd = -1;
     if (saved != EACCES && saved != EAGAIN)
         return errf(err, "%s: cannot lock: %s", path, strerror(saved));
-    if (pid > 0)
-        return errf(err, "%s: in use by another gsvae run (pid %ld); wait for it to end or "
-                         "choose another --out", dir, pid);
-    return errf(err, "%s: in use by another gsvae run; wait for it to end or choose another "
-                     "--out", dir);
+    char holder[32] = "";
+    if (pid > 0) /* the holder may be gone by the time F_GETLK looks */
+        snprintf(holder, sizeof holder, " (pid %ld)", pid);
+    return errf(err, "%s: in use by another gsvae run%s; wait for it to end or choose another "
+                     "--out", dir, holder);
 }
 
 int rundir_prepare(const char *dir, int resume, int force, char *err)
