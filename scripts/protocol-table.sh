@@ -104,7 +104,7 @@ done
 for task in sbn vae; do
     ls "$runs"/$task-*/log.csv > /dev/null 2>&1 || continue
     PLOT_CURVES=$(row_estimators vae-bernoulli) PLOT_MIN_STEPS=$(final_steps $task-bernoulli) \
-        PLOT_REFERENCES=$refs PLOT_REFERENCE_NAME=$reference_name PLOT_TITLE="$figure_title" sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
+        PLOT_REFERENCES=$refs PLOT_REFERENCE_NAME=$reference_name PLOT_TITLE="$figure_title" PLOT_YMAX=$figure_ymax sh "$PLOT_DIR/curves.sh" "$runs" $task "$dir/figures/curves-$task.png" ||
         echo "protocol-table.sh: curves-$task.png not drawn" >&2
 done
 echo "protocol-table.sh: $csv, $md"

@@ -20,6 +20,9 @@
 # "paper") in the legend.
 # PLOT_TITLE (set and not empty: used instead of "Figure N (counterpart):
 # WHAT"): the figure's title, for runs that are not the paper's estimators.
+# PLOT_YMAX (set: the top of the loss axis): a line that runs above it
+# leaves the panel there, its final figure still in the legend, so that one
+# diverging estimator does not flatten the others (the note says so).
 # PLOT_MIN_STEPS (default 0): only the runs whose summary.json records at
 # least that many steps, so that no line mixes budgets (runs being
 # continued to a raised one keep their shorter summary meanwhile).
@@ -53,6 +56,7 @@ seeds_max=0 seeds_min=0 iw=no
     echo "set ylabel '$ylabel'"
     echo "set xrange [0:*]"
     echo "set offsets 0, 0, graph 0.04, graph 0.04"
+    [ -z "${PLOT_YMAX:-}" ] || echo "set yrange [*:$PLOT_YMAX]"
 } > "$gp"
 
 refname=${PLOT_REFERENCE_NAME:-paper}
@@ -161,6 +165,8 @@ elif [ $iw = yes ]; then
     # The axis holds two figures then: the curves' and the diamonds'.
     ylabel="test −ELBO (lines), −log p(x) (◇), nats"
 fi
+[ -z "${PLOT_YMAX:-}" ] ||
+    note="$note\\n{/*0.8 the axis stops at $PLOT_YMAX nats: a line above it leaves the panel, its final figure stays in the legend}"
 {
     echo "set ylabel '$ylabel'"
     printf 'set multiplot layout %d,1 title "%s\\n%s" font ",15"\n' \
