@@ -33,8 +33,11 @@ json() {
 }
 # valid_iw RUN: the VAE run's validation bound with $iw samples (cached).
 valid_iw() {
-    if [ "$(json "$1/summary.json" valid_iw_samples)" = "$iw" ]; then
-        json "$1/summary.json" valid_neg_log_px_iw
+    # The figure itself, not only the flag: a run whose bound was not
+    # finite records the flag without it, and is scored from its checkpoint.
+    own=$(json "$1/summary.json" valid_neg_log_px_iw)
+    if [ -n "$own" ] && [ "$(json "$1/summary.json" valid_iw_samples)" = "$iw" ]; then
+        echo "$own"
         return 0
     fi
     f=$1/valid-iw.txt

@@ -309,8 +309,9 @@ static int ss_setup(run *R, char *err)
         return -1;
     double Nl = s->labels, Nu = s->unlabelled;
     int k14 = strcmp(s->weighting, "k14") == 0;
+    int labels_alone = strcmp(s->weighting, "labelled") == 0;
     s->wt.labelled = k14 ? Nl / (Nl + Nu) : 1.0;
-    s->wt.unlabelled = k14 ? Nu / (Nl + Nu) : strcmp(s->weighting, "labelled") == 0 ? 0.0 : 1.0;
+    s->wt.unlabelled = k14 ? Nu / (Nl + Nu) : labels_alone ? 0.0 : 1.0;
     s->wt.alpha = s->alpha;
 
     int E = s->labelled_batch + o->batch;

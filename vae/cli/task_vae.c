@@ -311,7 +311,7 @@ static int vae_finish(run *R, FILE *f, char *err)
         fprintf(f, "  \"test_neg_log_px_iw\": %.6f,\n", iw);
     else
         fprintf(f, "  \"test_neg_log_px_iw\": null,\n");
-    if (v->valid_iw_samples > 0 && isfinite(valid_iw))
+    if (isfinite(valid_iw)) /* NAN: not asked for, or diverged */
         fprintf(f, "  \"valid_iw_samples\": %d,\n  \"valid_neg_log_px_iw\": %.3f,\n",
                 v->valid_iw_samples, valid_iw);
     printf("final test -ELBO %.3f nats (recon %.3f, KL %.3f)", fin.neg_elbo, fin.recon, fin.kl);
