@@ -6,6 +6,9 @@
 #                           README.md's tables, from results/full/runs/
 #   results/vae/curves.png  the paper's VAE with Gumbel-Softmax, from the
 #                           logs beside it
+#   results/estimators-beyond/figures/gradvar.png  the estimators' gradient
+#                           variances, from the gradvar CSVs beside it
+#                           (scripts/gradvar-figure.sh measures them)
 # The other PNGs under results/ (reconstructions, samples, predictions,
 # results/quick/figures) are written by the runs themselves or from runs
 # that are not committed: `make reproduce-quick` redraws results/quick.
@@ -18,4 +21,5 @@ export GSVAE_BIN
 sh scripts/plot/figure1.sh results/figure1
 sh scripts/aggregate.sh results/full full
 sh scripts/plot/gumbel-vae.sh results/vae/curves.png results/vae/categorical results/vae/bernoulli
-echo "figures.sh: drew results/figure1/figure1.png, results/full/figures/{figure3-sbn,figure4-vae,tau}.png, results/vae/curves.png"
+sh scripts/gradvar-figure.sh --redraw
+echo "figures.sh: drew results/figure1/figure1.png, results/full/figures/{figure3-sbn,figure4-vae,tau}.png, results/vae/curves.png, results/estimators-beyond/figures/gradvar.png"

@@ -137,6 +137,24 @@ else
 fi
 
 mkdir -p "$out/runs"
+# One reproduce.sh at a time per DIR: a second one would rewrite jobs.txt,
+# and so renumber the jobs, under the first one's GNU parallel.  The lock,
+# DIR/.reproduce.lock, holds its owner's pid; one whose process is gone (a
+# reproduce.sh killed by SIGKILL) is taken over.
+lock=$out/.reproduce.lock
+if ! mkdir "$lock" 2> /dev/null; then
+    pid=$(cat "$lock/pid" 2> /dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null; then
+        echo "reproduce.sh: $out: in use by another reproduce.sh (pid $pid): wait for it, or give another --out" >&2
+        exit 1
+    fi
+    rm -rf "$lock"
+    mkdir "$lock" || { echo "reproduce.sh: $out: cannot take its lock $lock" >&2; exit 1; }
+fi
+echo $$ > "$lock/pid"
+trap 'rm -rf "$lock"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 joblist="$out/jobs.txt"
 : > "$joblist.tmp"
 case $mode in

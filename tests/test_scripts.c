@@ -207,6 +207,23 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert(testutil_contains(errout, "no job matches"));
     ck_assert_int_eq(sh("sh scripts/run-job.sh %s 99", dir), 2);
     ck_assert(testutil_contains(errout, "has no line 99"));
+
+    /* One reproduce.sh per directory: a second one, while the first runs,
+     * stops with one line and leaves the job list alone; a lock left by a
+     * process that is gone is taken over, and released at the end. */
+    const char *lock = testutil_path(dir, ".reproduce.lock");
+    rc = sh("mkdir %s && { sleep 30 & echo $! > %s/pid; } && cp %s %s.before && "
+            "GSVAE_BIN=%s sh scripts/reproduce.sh tiny --dry-run --out %s --only sbn; s=$?; "
+            "kill $(cat %s/pid); cmp %s %s.before || s=9; exit $s",
+            lock, lock, jobs, jobs, testutil_bin(), dir, lock, jobs, jobs);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, errout);
+    ck_assert_msg(testutil_contains(errout, "in use by another reproduce.sh (pid ") &&
+                      count_text_lines(errout) == 1,
+                  "%s", errout);
+    rc = sh("GSVAE_BIN=%s sh scripts/reproduce.sh tiny --dry-run --out %s --only sbn", testutil_bin(),
+            dir);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, errout);
+    ck_assert(!exists(lock));
 }
 END_TEST
 
@@ -605,6 +622,46 @@ START_TEST(protocol_sweep_grid_per_cell)
 }
 END_TEST
 
+/* The gradient-variance figure (scripts/plot/gradvar.sh) from gradvar's CSV:
+ * a PNG where gnuplot is there; a file that is not gradvar's CSV, or more
+ * panels than the figure holds, a one-line error naming it and no PNG. */
+START_TEST(gradvar_figure_from_its_csv)
+{
+    const char *dir = "/tmp/gsvae-test-gradvar-figure";
+    ck_assert_int_eq(sh("rm -rf %s && mkdir -p %s", dir, dir), 0);
+    int rc = sh("%s gradvar --latent-type bernoulli --latent 3 --hidden none --samples 20 "
+                "--warmup 5 --batch 10 --estimators gumbel,sf,exact,vimco --threads 1 --data %s "
+                "--csv > %s/tiny.csv",
+                testutil_bin(), testutil_data_dir(), dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    ck_assert_int_eq(sh("printf 'step,loss\n1,2\n' > %s/other.csv", dir), 0);
+    rc = sh("sh scripts/plot/gradvar.sh %s/bad.png T %s/tiny.csv:tiny %s/other.csv:other", dir,
+            dir, dir);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(testutil_contains(errout, "other.csv: not a gsvae gradvar --csv output") &&
+                      count_text_lines(errout) == 1,
+                  "%s", errout);
+    ck_assert(!exists("/tmp/gsvae-test-gradvar-figure/bad.png"));
+    rc = sh("sh scripts/plot/gradvar.sh %s/bad.png T %s/tiny.csv %s/tiny.csv %s/tiny.csv "
+            "%s/tiny.csv %s/tiny.csv",
+            dir, dir, dir, dir, dir, dir);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(testutil_contains(errout, "at most 4 CSV files"), "%s", errout);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return;
+    rc = sh("sh scripts/plot/gradvar.sh %s/fig.png 'a title' %s/tiny.csv:'3 units'", dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    unsigned char magic[8] = {0};
+    FILE *f = fopen("/tmp/gsvae-test-gradvar-figure/fig.png", "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fread(magic, 1, 8, f), 8);
+    fclose(f);
+    ck_assert(memcmp(magic, "\x89PNG", 4) == 0);
+    ck_assert_int_eq(sh("ls -a %s | grep -c tmp || true", dir), 0);
+    ck_assert_msg(strcmp(out, "0\n") == 0, "scratch left: %s", out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("scripts");
@@ -617,6 +674,7 @@ int main(void)
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     tcase_add_test(tc, protocol_sweep_grid_per_cell);
     tcase_add_test(tc, protocol_table_counts_full_budget_runs);
+    tcase_add_test(tc, gradvar_figure_from_its_csv);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
