@@ -62,6 +62,7 @@ n=$i
     echo "set offsets 0, 0, 0.6, 0.6"
     echo "set bars 0"
     echo "set lmargin 22"
+    echo "set rmargin 5"
     # Top row: the variances.
     i=1
     while [ $i -le $n ]; do
@@ -78,6 +79,7 @@ n=$i
         if [ "$exact" = 1 ]; then
             echo "set logscale x"
             echo "set format x '10^{%T}'"
+            echo "set xtics autofreq"
             echo "set xrange [$lo:*]"
             echo "set xlabel 'bias norm (grey: noise floor)'"
             echo "plot '$tmp/$i.dat' using ($lo):1:($lo):5:(\$1 - 0.2):(\$1 + 0.2) with boxxyerror fs solid 1.0 noborder lc rgb '#cccccc', \\"
@@ -86,7 +88,8 @@ n=$i
             echo "unset logscale x"
             echo "set format x '%g'"
             echo "set xrange [0:1]"
-            echo "set xlabel 'cosine to own mean (no exact)'"
+            echo "set xtics 0.25"
+            echo "set xlabel 'cosine to own mean'"
             echo "plot '$tmp/$i.dat' using 6:1:(est_lt(strcol(2))):ytic(est_label(strcol(2))) with points pt 7 ps 1.5 lc variable"
         fi
         i=$((i + 1))
