@@ -56,7 +56,9 @@
 # types), as vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-k5-sN,
 # vae-LT-gumbel-taulearned-sN.
 # --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
-# matches the extended regular expression.  --dry-run writes the job list
+# matches the extended regular expression.  One reproduce.sh runs on a DIR at
+# a time (DIR/.reproduce.lock): run two subsets of one DIR one after the other
+# (or as one --only 'A|B'), since each rewrites DIR/jobs.txt.  --dry-run writes the job list
 # and the Slurm script, and stops.
 set -eu
 usage="usage: scripts/reproduce.sh quick|full|tiny|paper|paper-final|semisup-paper|semisup-paper-final [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"

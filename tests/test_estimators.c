@@ -98,9 +98,10 @@ typedef struct {
 } fixture;
 
 /* The tiny model; learned_tau0 > 0: with a learned temperature; samples
- * K: room for a K-sample bound. */
+ * K: room for a K-sample bound; relaxed_kl: gumbel on the relaxed bound
+ * at K = 1 too. */
 static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float learned_tau0,
-                            int samples)
+                            int samples, int relaxed_kl)
 {
     char err[ERR_LEN] = "";
     vae_config cfg = {.latent = lt,
@@ -125,6 +126,7 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
     est_options o;
     est_options_default(&o);
     o.samples = samples;
+    o.relaxed_kl = relaxed_kl;
     /* rebar's eta and log lambda, then relax's surrogate, at the end of
      * persist */
     o.learns_cv = EST_CV_RELAX;
@@ -150,7 +152,7 @@ static void fixture_init_as(fixture *f, latent_type lt, est_baseline bl, float l
 
 static void fixture_init(fixture *f, latent_type lt, est_baseline bl)
 {
-    fixture_init_as(f, lt, bl, 0.0f, 1);
+    fixture_init_as(f, lt, bl, 0.0f, 1, 0);
 }
 
 static void fixture_free(fixture *f)
@@ -555,29 +557,32 @@ static double ref_concrete_logpdf(const vae_config *c, const double *l, const do
     return s;
 }
 
-/* The relaxed 2-sample bound of the fixture on fixed noise (2 rows per
- * example), uniform prior, logits l: (1/B) sum_b log mean_k w_k, log w =
- * -f(y) + log p(y) - log q(y) with Concrete densities; per-example values
- * into per. */
-static double ref_relaxed_bound2(const fixture *f, const double *l, const float *noise,
-                                 double tau, double *per)
+/* The relaxed K-sample bound (K 1 or 2) of the fixture on fixed noise (K
+ * rows per example), uniform prior, logits l: (1/B) sum_b log mean_k w_k,
+ * log w = -f(y) + log p(y) - log q(y) with Concrete densities; per-example
+ * values into per. */
+static double ref_relaxed_bound(const fixture *f, const double *l, const float *noise,
+                                double tau, int K, double *per)
 {
     const vae_config *c = &f->m.cfg;
     int zdim = f->zdim;
     double total = 0.0, zero[MAXZ] = {0};
     for (int b = 0; b < B; b++) {
         double lw[2];
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < K; k++) {
             double a[MAXZ], y[MAXZ];
             for (int j = 0; j < zdim; j++)
-                a[j] = l[b * zdim + j] + noise[(b * 2 + k) * zdim + j];
+                a[j] = l[b * zdim + j] + noise[(b * K + k) * zdim + j];
             ref_probs(c, a, tau, y);
             lw[k] = -ref_decode(&f->m, NULL, y, f->x + b * D, NULL) +
                     ref_concrete_logpdf(c, zero, y, tau) -
                     ref_concrete_logpdf(c, l + b * zdim, y, tau);
         }
-        double mx = fmax(lw[0], lw[1]);
-        double L = mx + log((exp(lw[0] - mx) + exp(lw[1] - mx)) / 2);
+        double L = lw[0];
+        if (K == 2) {
+            double mx = fmax(lw[0], lw[1]);
+            L = mx + log((exp(lw[0] - mx) + exp(lw[1] - mx)) / 2);
+        }
         if (per)
             per[b] = L;
         total += L;
@@ -585,38 +590,42 @@ static double ref_relaxed_bound2(const fixture *f, const double *l, const float 
     return total / B;
 }
 
-/* gumbel on the 2-sample bound: d/dlogits of one draw equals central
- * differences (step 1e-4) of the relaxed bound written out with the
- * Concrete densities, on the draw's own noise: |a - n| <= 1e-3 max|n| +
- * 1e-5; recon + kl per example is -its bound (1e-4 relative). */
+/* gumbel on the relaxed bound, 2 samples, and 1 (--kl relaxed: the ELBO
+ * with Concrete densities in place of the analytic KL), through
+ * est_elbo_gradient (so that no analytic KL is added on top): d/dlogits of
+ * one draw equals central differences (step 1e-4) of the relaxed bound
+ * written out with the Concrete densities, on the draw's own noise:
+ * |a - n| <= 1e-3 max|n| + 1e-5; recon + kl per example is -its bound
+ * (1e-4 relative). */
 START_TEST(gumbel_bound_gradient)
 {
     latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
-    for (int t = 0; t < 2; t++) {
-        float tau = t ? 0.5f : 1.0f;
+    for (int t = 0; t < 4; t++) {
+        float tau = t & 1 ? 0.5f : 1.0f;
+        int K = t & 2 ? 1 : 2;
         fixture f;
-        fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+        fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, K, K == 1);
         est_ctx c = fixture_ctx(&f, tau);
-        estimator_find("gumbel")->run(&c);
+        est_elbo_gradient(estimator_find("gumbel"), &c);
         const float *noise = est_last_bound_noise(&f.s);
         double l[B * MAXZ], ex[B * MAXZ], per[B];
         logits_double(&f, l);
-        ref_relaxed_bound2(&f, l, noise, tau, per);
+        ref_relaxed_bound(&f, l, noise, tau, K, per);
         for (int b = 0; b < B; b++)
             ck_assert_msg(fabs(f.a.recon[b] + f.a.kl[b] + per[b]) <= 1e-4 * fabs(per[b]),
-                          "example %d: recon + kl %.9g, bound %.9g", b, f.a.recon[b] + f.a.kl[b],
-                          per[b]);
+                          "K %d, example %d: recon + kl %.9g, bound %.9g", K, b,
+                          f.a.recon[b] + f.a.kl[b], per[b]);
         for (int i = 0; i < B * f.zdim; i++) {
             double keep = l[i], h = 1e-4;
             l[i] = keep + h;
-            double up = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            double up = ref_relaxed_bound(&f, l, noise, tau, K, NULL);
             l[i] = keep - h;
-            double down = ref_relaxed_bound2(&f, l, noise, tau, NULL);
+            double down = ref_relaxed_bound(&f, l, noise, tau, K, NULL);
             l[i] = keep;
             ex[i] = -(up - down) / (2 * h);
         }
         char what[64];
-        snprintf(what, sizeof what, "gumbel 2-sample bound (%s, tau %g) dlogits",
+        snprintf(what, sizeof what, "gumbel %d-sample relaxed bound (%s, tau %g) dlogits", K,
                  stoch_latent_name(lt), tau);
         assert_close(what, f.a.dlogits, ex, B * f.zdim, 1e-3, 1e-5);
         fixture_free(&f);
@@ -860,7 +869,7 @@ START_TEST(vimco_unbiased)
 {
     latent_type lt = _i ? LATENT_BERNOULLI : LATENT_CATEGORICAL;
     fixture f;
-    fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2);
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, 0.0f, 2, 0);
     const vae_config *cfg = &f.m.cfg;
     int n = ref_codes(cfg);
     ck_assert_int_le(n, MAXC);
@@ -1262,7 +1271,7 @@ static double tau_loss(const fixture *f, const double *l, int st, const double *
 static void check_tau_gradient(latent_type lt, const char *name, float tau0)
 {
     fixture f;
-    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0, 1);
+    fixture_init_as(&f, lt, EST_BASELINE_NONE, tau0, 1, 0);
     ck_assert_uint_eq(f.m.log_tau, f.m.nparams - 1);
     est_ctx c = fixture_ctx(&f, 0.123f);
     est_elbo_gradient(estimator_find(name), &c);
@@ -1669,7 +1678,14 @@ START_TEST(e2e_refusals_and_gradvar)
         {"--tau learned --estimator annealed-st",
          "--tau learned: only with --estimator gumbel or st-gumbel, not annealed-st"},
         {"--samples 0", "--samples 0: must lie in 1..1000"},
-        {"--samples 2 --tau learned", "--tau learned: not on a K-sample bound (--samples 2)"},
+        {"--samples 2 --tau learned", "--tau learned: not on a relaxed bound (--samples 2)"},
+        {"--kl relaxed --tau learned",
+         "--tau learned: not on a relaxed bound (--samples 1, --kl relaxed)"},
+        /* --kl: a mode, gumbel's only, and analytic only on the ELBO. */
+        {"--kl exact", "--kl 'exact': expected analytic or relaxed"},
+        {"--kl relaxed --estimator st-gumbel", "--kl relaxed: only with --estimator gumbel, not st-gumbel"},
+        {"--kl analytic --samples 5",
+         "--kl analytic: the 5-sample bound's KL is the relaxed one (--samples 5)"},
         {"--samples 2 --estimator st-gumbel",
          "--samples 2: only with --estimator vimco or gumbel (a K-sample bound), not st-gumbel"},
         {"--estimator vimco --samples 1001", "--samples 1001: must lie in 1..1000"},

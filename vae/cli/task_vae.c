@@ -64,6 +64,11 @@ static int vae_flags(void *t, flag_def *d)
         {"samples", FLAG_INT, &v->samples, "K",
          "vimco (K >= 2), gumbel: train the K-sample importance-weighted bound (gumbel: its "
          "Concrete relaxation); 1: the ELBO"},
+        {"kl", FLAG_STRING, &v->kl, "MODE",
+         "gumbel: the ELBO's KL term analytic (the discrete code's, as the paper trains; the "
+         "default at --samples 1) or relaxed (log q(y|x) - log p(y) of the relaxed sample "
+         "under Concrete densities at tau, Maddison et al. 2017: the K = 1 case of the relaxed "
+         "bound, and the only one at --samples K > 1)"},
         {"iw-samples", FLAG_INT, &v->iw_samples, "S",
          "importance samples for -log p(x) at the end (0: skip)"},
         {"valid-iw-samples", FLAG_INT, &v->valid_iw_samples, "S",
@@ -140,8 +145,17 @@ int vae_task_check(const run_opts *o, vae_task *v, char *err)
     if (v->est->k_sample == EST_K_NONE && v->samples != 1)
         return errf(err, "--samples %d: only with --estimator vimco or gumbel (a K-sample "
                          "bound), not %s", v->samples, est);
-    if (v->samples > 1 && v->cfg.learned_tau0 > 0)
-        return errf(err, "--tau learned: not on a K-sample bound (--samples %d)", v->samples);
+    if (v->kl && strcmp(v->kl, "analytic") && strcmp(v->kl, "relaxed"))
+        return errf(err, "--kl '%s': expected analytic or relaxed", v->kl);
+    if (v->kl && v->est->id != STOCH_GUMBEL)
+        return errf(err, "--kl %s: only with --estimator gumbel, not %s", v->kl, est);
+    if (v->kl && !strcmp(v->kl, "analytic") && v->samples > 1)
+        return errf(err, "--kl analytic: the %d-sample bound's KL is the relaxed one (--samples %d)",
+                    v->samples, v->samples);
+    v->relaxed_kl = v->kl && !strcmp(v->kl, "relaxed");
+    if ((v->samples > 1 || v->relaxed_kl) && v->cfg.learned_tau0 > 0)
+        return errf(err, "--tau learned: not on a relaxed bound (--samples %d%s)", v->samples,
+                    v->relaxed_kl ? ", --kl relaxed" : "");
     if (v->iw_samples < 0 || v->iw_samples > 1000000)
         return errf(err, "--iw-samples %d: must lie in 0..1000000", v->iw_samples);
     if (v->valid_iw_samples < 0 || v->valid_iw_samples > 1000000)
@@ -176,6 +190,7 @@ void vae_task_est_options(const run_opts *o, const vae_task *v, est_options *eo)
     eo->baseline_lr = (float)sigopt_baseline_lr(&v->sig, o->lr);
     eo->baseline_seed = (uint64_t)o->seed ^ 0x6e76696c00000000ull;
     eo->samples = v->samples;
+    eo->relaxed_kl = v->relaxed_kl;
     eo->darn_point = strcmp(v->darn_point, "half") ? STOCH_DARN_CENTRE : 0.5f;
     eo->norm_signal = v->sig.norm_signal;
     eo->learns_cv = v->step_est->learns_cv;
@@ -220,6 +235,8 @@ static void vae_describe(const run *R, char *buf, size_t len)
     char bound[32] = "";
     if (v->samples > 1)
         snprintf(bound, sizeof bound, " on the %d-sample bound", v->samples);
+    else if (v->relaxed_kl)
+        snprintf(bound, sizeof bound, " with the relaxed KL");
     snprintf(buf, len, "%s VAE (%s%s) with %s%s%s", stoch_latent_name(v->cfg.latent), lat,
              v->cfg.prior == VAE_PRIOR_LEARNED ? ", learned prior" : "",
              stoch_estimator_name(v->est->id), bound,

@@ -16,11 +16,13 @@ typedef struct {
     sigopt sig;    /* --var-norm, --var-norm-scope, --baseline-lr */
     int hard, iw_samples, samples;
     int valid_iw_samples;       /* --valid-iw-samples: the validation bound at the end, 0: none */
+    const char *kl;             /* --kl: analytic or relaxed; NULL: by --samples */
     /* Set by the checks. */
     vae_config cfg;
     const estimator *est;       /* --estimator (or --hard) */
     const estimator *step_est;  /* what a step runs: est, or st under --st-slope posterior */
     int slope_posterior;
+    int relaxed_kl;             /* gumbel on the relaxed bound at K = 1 (--kl relaxed) */
     /* Set by setup. */
     vae_model m;
     vae_acts a;

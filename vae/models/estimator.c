@@ -110,6 +110,7 @@ void est_options_default(est_options *o)
     o->baseline_lr = 1e-3f;
     o->baseline_seed = 0;
     o->samples = 1;
+    o->relaxed_kl = 0;
     o->darn_point = STOCH_DARN_CENTRE;
     o->learns_cv = 0;
 }
@@ -257,7 +258,7 @@ static void run_gumbel_bound(est_ctx *c);
  * through the softmax (and, when it is learned, to the temperature). */
 static void run_gumbel(est_ctx *c)
 {
-    if (c->s->samples > 1) {
+    if (c->s->samples > 1 || c->s->relaxed_kl) {
         run_gumbel_bound(c);
         return;
     }
@@ -476,7 +477,8 @@ static void replicate_rows(est_ctx *c)
     est_scratch *w = c->s->ws;
     const vae_config *cfg = &c->m->cfg;
     int K = c->s->samples, R = c->B * K, Z = vae_zdim(cfg), D = cfg->D;
-    assert(K >= 2 && c->a->max_batch >= R);
+    /* K = 1 only for gumbel's relaxed KL; the buffers exist for either. */
+    assert((K >= 2 || c->s->relaxed_kl) && c->a->max_batch >= R && w->k_logits);
     const float *logits = vae_logits(c->m, c->a);
     for (int r = 0; r < R; r++) {
         int b = r / K;
@@ -757,7 +759,10 @@ static void run_relax(est_ctx *c)
  * same temperature (stoch_relaxed_log_ratio), L = log mean w, all of it
  * differentiated pathwise: d(-L) = -sum_k w~_k d log w_k, through the
  * decoder at y_k (the relaxed sample's backward) and through the ratio.
- * Reports as estimator.k_sample says. */
+ * With K = 1 (est_options.relaxed_kl) it is the ELBO whose KL is the
+ * one-sample estimate log q(y|x) - log p(y) under the Concrete densities
+ * (Maddison et al.'s relaxed objective) instead of the discrete code's
+ * analytic KL.  Reports as estimator.k_sample says. */
 static void run_gumbel_bound(est_ctx *c)
 {
     vae_model *m = c->m;
@@ -983,6 +988,7 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     s->enc_scale = 1.0f;
     s->max_batch = max_batch;
     s->samples = opts->samples;
+    s->relaxed_kl = opts->relaxed_kl;
     s->baseline = opts->baseline;
     s->var_norm = opts->var_norm;
     s->norm_signal = opts->norm_signal;
@@ -1008,7 +1014,8 @@ int est_state_init(est_state *s, const vae_model *m, int max_batch, const est_op
     size_t RB = t.cv >= EST_CV_REBAR ? B * Z : 0;
     size_t RX = t.nrx ? B * Z : 0, RH = t.nrx ? B * (size_t)t.rx_hidden : 0;
     size_t E = t.exact_configs > 0 ? B : 0; /* rows of the exact scratch */
-    size_t KR = opts->samples > 1 ? B * (size_t)opts->samples : 0; /* rows of the K-sample bound */
+    /* rows of the K-sample bound */
+    size_t KR = opts->samples > 1 || opts->relaxed_kl ? B * (size_t)opts->samples : 0;
     ws_buf bufs[] = {
         WS_BUF(s->persist, s->npersist),
         WS_BUF(t.noise, B * Z),       WS_BUF(t.soft, B * Z),
@@ -1088,7 +1095,8 @@ double est_elbo_gradient(const estimator *e, est_ctx *c)
     c->s->enc_scale = 1.0f;
     c->tau = vae_tau(c->m, c->tau);
     e->run(c);
-    if (c->s->samples == 1) {
+    int bound = c->s->samples > 1 || (c->s->relaxed_kl && e->k_sample == EST_K_OPTIONAL);
+    if (!bound) {
         vae_kl(c->m, c->a, c->B);
         /* The encoder's half carries the estimator's scale (see enc_scale);
          * a learned prior's half is an exact gradient, like the decoder's. */

@@ -64,6 +64,8 @@ typedef struct {
     float baseline_lr;      /* Adam step of the baseline network */
     uint64_t baseline_seed; /* its initial weights */
     int samples;            /* K of a K-sample bound (vimco); 1 otherwise */
+    int relaxed_kl;         /* gumbel: the relaxed bound (Concrete densities)
+                             * at K = 1 too, instead of the analytic KL */
     float darn_point;       /* darn: each categorical entry's expansion point
                              * (STOCH_DARN_CENTRE: 1/K) */
     int learns_cv;          /* EST_CV_*: room for what the control variate trains
@@ -87,6 +89,7 @@ typedef struct {
     /* K of a K-sample bound: its estimators decode max_batch * K rows, so
      * the vae_acts they run on hold that many. */
     int samples;
+    int relaxed_kl;         /* as est_options */
     est_baseline baseline;
     int var_norm;           /* as est_options; may be changed between steps */
     int norm_signal;        /* as est_options */
@@ -134,8 +137,9 @@ typedef struct {
     int uses_baseline;   /* reads est_state's baseline (and so its persistent state) */
     /* Whether it trains the K-sample bound (est_state.samples K > 1
      * samples per example) instead of the ELBO: never (0), always
-     * (EST_K_REQUIRED, K >= 2: vimco) or when K > 1 (EST_K_OPTIONAL:
-     * gumbel, on the relaxed bound).  On it, run estimates the whole
+     * (EST_K_REQUIRED, K >= 2: vimco) or when K > 1 or relaxed_kl is set
+     * (EST_K_OPTIONAL: gumbel, on the relaxed bound, whose K = 1 case is
+     * the ELBO with the KL estimated by the Concrete densities).  On it, run estimates the whole
      * bound's gradient, the log p(z) - log q(z|x) of each sample included,
      * so no analytic KL is added; it fills a->recon with the bound's
      * weighted reconstruction sum_k w_k (-log p(x|z_k)) (w the normalised
@@ -187,8 +191,8 @@ const float *est_last_bound_noise(const est_state *s);
 const float *est_last_cv_grad(const est_state *s);
 
 /* One full estimate of the gradient of the batch's mean negative ELBO
- * (reconstruction by e, analytic KL; with s->samples K > 1 the K-sample
- * bound, estimator.k_sample) into m->grads, which it zeroes first;
+ * (reconstruction by e, analytic KL; with s->samples K > 1, or gumbel with
+ * s->relaxed_kl, the K-sample bound, estimator.k_sample) into m->grads, which it zeroes first;
  * returns the mean loss.  train_step adds the optimizer step to this.  A
  * model that learns its temperature sets c->tau to it (vae_tau), and
  * gumbel and st-gumbel add d loss / d log tau to its gradient. */
