@@ -559,6 +559,10 @@ START_TEST(resume_finds_the_task)
     ck_assert_msg(rc == 0 && testutil_contains(out, "x_lower"), "%s %s", out, errout);
     rc = gsvae("train --task semisup --data %s --out %s --steps 30 --resume", data, dir);
     ck_assert_msg(rc == 1 && testutil_contains(errout, "a sbn run"), "%s", errout);
+    /* eval reads the VAE's and semisup's checkpoints, not the SBN's. */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s", dir, data);
+    ck_assert_msg(rc == 1 && testutil_contains(errout, "a sbn run; eval reads vae and semisup"),
+                  "%s", errout);
 }
 END_TEST
 

@@ -572,9 +572,68 @@ START_TEST(evaluate_is_independent_of_chunking)
         correct += best == y[i];
     }
     ck_assert_double_eq(b.accuracy, (double)correct / N);
+    ck_assert_double_eq(a.gen_accuracy, b.gen_accuracy);
+    ck_assert_double_eq(a.agreement, b.agreement);
     ss_ws_free(&small);
     ss_ws_free(&big);
     ss_free(&m);
+}
+END_TEST
+
+/* The generative accuracy counts argmin_y L(x, y) == label, L the labelled
+ * -ELBO of one z sample: recomputed here by a labelled pass over every (x, y)
+ * pair, row b*K + j = (x_b, j), whose Gaussian noise is the evaluation's
+ * (the same N*K rows of eps from the same seed).  The agreement counts that
+ * class against argmax q(y|x).  Several seeds, so that both figures take
+ * values other than 0 and 1. */
+START_TEST(evaluate_generative_accuracy)
+{
+    enum { N = 7 };
+    ss_model m;
+    ss_ws w, pairs;
+    char err[ERR_LEN];
+    float x[N * D], xx[N * K * D];
+    uint8_t y[N], yy[N * K];
+    int seen_gen = 0, seen_agree = 0;
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        tiny_model(&m, SS_ACT_SOFTPLUS, 1, 20 + seed);
+        tiny_batch(x, y, N, 0, 40 + seed);
+        ck_assert(ss_ws_init(&w, &m, N, N * K, err) == 0);
+        ck_assert(ss_ws_init(&pairs, &m, N * K, N * K, err) == 0);
+        ss_eval_result e;
+        rng_t r;
+        rng_seed(&r, seed);
+        ss_evaluate(&m, &w, x, y, N, &r, &e);
+        for (int b = 0; b < N; b++)
+            for (int j = 0; j < K; j++) {
+                memcpy(xx + (size_t)(b * K + j) * D, x + (size_t)b * D, sizeof(float) * D);
+                yy[b * K + j] = (uint8_t)j;
+            }
+        rng_seed(&r, seed);
+        ss_draw_noise(&m, &pairs, N * K, 0, STOCH_EXACT, &r);
+        const ss_weights wt = {1.0, 0.0, 0.0};
+        ss_forward(&m, &pairs, xx, yy, N * K, 0, STOCH_EXACT, 1.0f, &wt, NULL);
+        int gen_correct = 0, agree = 0;
+        for (int b = 0; b < N; b++) {
+            int gen = 0, best = 0;
+            for (int j = 1; j < K; j++) {
+                if (pairs.ex_loss[b * K + j] < pairs.ex_loss[b * K + gen])
+                    gen = j;
+                if (w.logq[b * K + j] > w.logq[b * K + best])
+                    best = j;
+            }
+            gen_correct += gen == y[b];
+            agree += gen == best;
+        }
+        ck_assert_double_eq_tol(e.gen_accuracy, (double)gen_correct / N, 1e-12);
+        ck_assert_double_eq_tol(e.agreement, (double)agree / N, 1e-12);
+        seen_gen |= gen_correct > 0 && gen_correct < N;
+        seen_agree |= agree > 0 && agree < N;
+        ss_ws_free(&w);
+        ss_ws_free(&pairs);
+        ss_free(&m);
+    }
+    ck_assert(seen_gen && seen_agree);
 }
 END_TEST
 
@@ -894,6 +953,57 @@ START_TEST(analogies_grid)
 }
 END_TEST
 
+/* `gsvae eval` of a semisup checkpoint prints the figures the run logged on
+ * the same images with the same seed (its summary.json's test accuracy and
+ * -ELBO, to the printed digits) and the generative accuracy; --tau, a
+ * vae-only figure, is refused with one line. */
+static double json_figure(const char *json, const char *key)
+{
+    const char *p = strstr(json, key);
+    ck_assert_msg(p != NULL, "%s not in %s", key, json);
+    return strtod(p + strlen(key) + 3, NULL); /* past "key": */
+}
+
+static double printed_figure(const char *text, const char *before)
+{
+    const char *p = strstr(text, before);
+    ck_assert_msg(p != NULL, "'%s' not in %s", before, text);
+    return strtod(p + strlen(before), NULL);
+}
+
+START_TEST(eval_reads_a_semisup_checkpoint)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    ck_assert_msg(gsvae("--estimator gumbel --data %s --out %s/mlp --steps 30 --validation 1000 " SMALL,
+                        data, dir) ==
+                      0, "%s", errout);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "eval --ckpt %s/mlp/model.ckpt --data %s --images 1000 "
+                                     "--threads 1",
+                                     dir, data) == 0, "%s", errout);
+    size_t len;
+    char *summary = (char *)testutil_read_file(testutil_path(testutil_path(dir, "mlp"),
+                                                             "summary.json"), &len);
+    ck_assert(summary != NULL);
+    double acc = printed_figure(out, "test accuracy "), elbo = printed_figure(out, "test -ELBO ");
+    ck_assert_msg(fabs(acc - json_figure(summary, "\"test_accuracy")) < 6e-5, "%s", out);
+    ck_assert_msg(fabs(elbo - json_figure(summary, "\"test_neg_elbo")) < 6e-4, "%s", out);
+    double gen = printed_figure(out, "test generative accuracy ");
+    ck_assert_msg(gen >= 0.0 && gen <= 1.0 && testutil_contains(out, "agreeing with"), "%s", out);
+    free(summary);
+    ck_assert_msg(testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                     "eval --ckpt %s/mlp/model.ckpt --data %s --images 100 "
+                                     "--set valid --threads 1",
+                                     dir, data) == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(out, "valid generative accuracy"), "%s", out);
+    int rc = testutil_run_gsvae(out, sizeof out, errout, sizeof errout,
+                                "eval --ckpt %s/mlp/model.ckpt --data %s --tau 0.5", dir, data);
+    ck_assert_msg(rc == 2 && testutil_contains(errout, "--tau") &&
+                      strchr(errout, '\n') == errout + strlen(errout) - 1,
+                  "exit %d: %s", rc, errout);
+}
+END_TEST
+
 START_TEST(same_seed_same_numbers)
 {
     const char *a = testutil_tmpdir(), *b = testutil_tmpdir();
@@ -1009,6 +1119,7 @@ int main(void)
     tcase_add_test(unit, gumbel_mean_tends_to_exact);
     tcase_add_test(unit, st_gumbel_mean_is_exact);
     tcase_add_test(unit, evaluate_is_independent_of_chunking);
+    tcase_add_test(unit, evaluate_generative_accuracy);
     tcase_add_test(unit, conv_gradient_exact);
     tcase_add_test(unit, conv_gradient_gumbel);
     tcase_add_test(unit, conv_shape);
@@ -1021,6 +1132,7 @@ int main(void)
     tcase_add_test(cli, exact_learns);
     tcase_add_test(cli, same_seed_same_numbers);
     tcase_add_test(cli, analogies_grid);
+    tcase_add_test(cli, eval_reads_a_semisup_checkpoint);
     tcase_add_test(cli, nan_stops_the_run);
     tcase_add_test(cli, bad_flags_fail_before_any_work);
     suite_add_tcase(s, cli);

@@ -780,6 +780,23 @@ int driver_read_config(const struct ckpt_file *f, const char *path, const task_o
     return 0;
 }
 
+int driver_checkpoint_task(const char *path, const task_ops **ops, char *err)
+{
+    ckpt_file *f;
+    run_opts o;
+    void *t;
+    char *text;
+    if (ckpt_read(path, &f, err) != 0)
+        return -1;
+    int rc = driver_read_config(f, path, ops, &o, &t, &text, err);
+    if (rc == 0) { /* on failure it has freed what it took */
+        free(t);
+        free(text);
+    }
+    ckpt_free(f);
+    return rc;
+}
+
 int driver_open_checkpoint(const char *path, const task_ops *want, struct ckpt_file **f,
                            run_opts *o, void **t, char **text, char *err)
 {

@@ -155,6 +155,10 @@ int driver_threads(int threads);
 struct ckpt_file;
 int driver_read_config(const struct ckpt_file *f, const char *path, const task_ops **ops,
                        run_opts *o, void **t, char **text, char *err);
+/* The task a checkpoint was written by, into *ops (for a command that
+ * reads the checkpoints of several tasks).  -1 with err naming path when it
+ * cannot be read or names no known task. */
+int driver_checkpoint_task(const char *path, const task_ops **ops, char *err);
 /* For the commands that read a checkpoint of one task: read path into *f
  * (the caller's to ckpt_free) and its options as driver_read_config does,
  * refusing a checkpoint of a task other than want ("a sbn run; this command

@@ -401,7 +401,7 @@ static int ss_finish(run *R, FILE *f, char *err)
     (void)err;
     /* The driver's last row holds the final evaluation. */
     const log_row *last = &R->log[R->nlog - 1];
-    ss_eval_result fin = {last->fig[4], last->fig[5], last->fig[6]};
+    ss_eval_result fin = {.neg_elbo = last->fig[4], .accuracy = last->fig[5], .class_nll = last->fig[6]};
     fprintf(f, "  \"objective_weights\": {\"labelled_neg_elbo\": %.17g, \"unlabelled\": %.17g, "
                "\"class_nll\": %.17g},\n",
             s->wt.labelled, s->wt.unlabelled, s->wt.alpha);

@@ -145,11 +145,25 @@ static void tool_unload(tool_model *tm)
     free(tm->text);
 }
 
+/* A copy of the labels of the first n images of d into *labels (when
+ * labels is not NULL); -1 after the message when out of memory. */
+static int tool_copy_labels(const char *cmd, const dataset *d, int n, uint8_t **labels)
+{
+    if (!labels)
+        return 0;
+    if (!(*labels = malloc((size_t)n))) {
+        fprintf(stderr, "gsvae %s: out of memory for %d labels\n", cmd, n);
+        return -1;
+    }
+    memcpy(*labels, d->labels, (size_t)n);
+    return 0;
+}
+
 /* The first --images of the run's validation split (the last --validation
  * training images), binarized as the run scored them: the training file
  * binarized once first under --binarize fixed, then the evaluation draw. */
 static float *tool_valid_set(const char *cmd, const tool_opts *t, const run_opts *o,
-                             binarize_mode bin, int *n)
+                             binarize_mode bin, int *n, uint8_t **labels)
 {
     char err[ERR_LEN];
     if (o->validation <= 0) {
@@ -174,6 +188,10 @@ static float *tool_valid_set(const char *cmd, const tool_opts *t, const run_opts
         driver_split_validation(&d, (uint32_t)o->validation, &v);
         if (!(x = driver_eval_images(&v, bin, t->images, n, err)))
             fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+        else if (tool_copy_labels(cmd, &v, *n, labels) != 0) {
+            free(x);
+            x = NULL;
+        }
         d.count += (uint32_t)o->validation; /* the whole buffer back to dataset_free */
     }
     dataset_free(&d);
@@ -182,8 +200,10 @@ static float *tool_valid_set(const char *cmd, const tool_opts *t, const run_opts
 
 /* The evaluation images under the checkpoint's binarization (or
  * --binarize): the test set, or for eval --set valid the run's validation
- * split. */
-static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts *o, int *n)
+ * split; their labels into *labels when labels is not NULL (the caller's
+ * to free, as the images). */
+static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts *o, int *n,
+                            uint8_t **labels)
 {
     char err[ERR_LEN];
     binarize_mode bin;
@@ -194,17 +214,79 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts 
         return NULL;
     }
     if (t->set && !strcmp(t->set, "valid"))
-        return tool_valid_set(cmd, t, o, bin, n);
+        return tool_valid_set(cmd, t, o, bin, n, labels);
     dataset d;
     if (dataset_load_split(t->data_dir, "test", &d, err) != 0) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
         return NULL;
     }
     float *x = driver_eval_images(&d, bin, t->images, n, err);
-    if (!x)
+    if (!x) {
         fprintf(stderr, "gsvae %s: %s\n", cmd, err);
+    } else if (tool_copy_labels(cmd, &d, *n, labels) != 0) {
+        free(x);
+        x = NULL;
+    }
     dataset_free(&d);
     return x;
+}
+
+/* eval of a semisup checkpoint: the figures the run logs (q(y|x)'s
+ * accuracy and -log q(label|x), the -ELBO with y summed out; with the same
+ * --seed and --images as the run's evaluation, the same numbers), and what
+ * the generative model says of the class (ss_evaluate's gen_accuracy). */
+static int eval_semisup(const tool_opts *t)
+{
+    char err[ERR_LEN];
+    if (t->tau > 0) {
+        fprintf(stderr, "gsvae eval: --tau: the relaxed bound is for vae checkpoints; %s is a "
+                        "semisup run\n",
+                t->ckpt);
+        return 2;
+    }
+    run_opts o;
+    char *text;
+    ss_model m;
+    if (ss_task_load_model(t->ckpt, &o, &text, &m, err) != 0) {
+        fprintf(stderr, "gsvae eval: %s\n", err);
+        return 1;
+    }
+    int n, rc = 1;
+    uint8_t *labels = NULL;
+    float *x = tool_test_set("eval", t, &o, &n, &labels);
+    ss_ws w;
+    enum { CHUNK = 100 };
+    if (x && ss_ws_init(&w, &m, CHUNK, (long)CHUNK * m.cfg.K, err) != 0) {
+        fprintf(stderr, "gsvae eval: %s\n", err);
+    } else if (x) {
+        for (int i = 0; i < n; i++)
+            if (labels[i] >= m.cfg.K) {
+                /* A --classes K < 10 speed run: the labels are not its classes. */
+                fprintf(stderr, "gsvae eval: %s: a model of %d classes; the %s set's labels "
+                                "run to 9\n",
+                        t->ckpt, m.cfg.K, t->set);
+                goto out_ws;
+            }
+        rng_t r;
+        ss_eval_result e;
+        rng_seed(&r, (uint64_t)t->seed);
+        ss_evaluate(&m, &w, x, labels, n, &r, &e);
+        printf("%s accuracy %.4f (argmax q(y|x)), -log q(label|x) %.4f nats, on %d images\n",
+               t->set, e.accuracy, e.class_nll, n);
+        printf("%s -ELBO %.3f nats (y summed out, one z sample per class)\n", t->set,
+               e.neg_elbo);
+        printf("%s generative accuracy %.4f (argmin over y of -ELBO(x, y)), agreeing with "
+               "argmax q(y|x) on %.4f\n",
+               t->set, e.gen_accuracy, e.agreement);
+        rc = 0;
+out_ws:
+        ss_ws_free(&w);
+    }
+    free(x);
+    free(labels);
+    ss_free(&m);
+    free(text);
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -228,7 +310,10 @@ int cmd_eval(int argc, char **argv)
     };
     int rc = tool_parse("eval", "gsvae eval --ckpt FILE [FLAGS]",
                         "Test -ELBO (one hard sample of the code per image) and the importance-\n"
-                        "sampled estimate of -log p(x), in nats per image.",
+                        "sampled estimate of -log p(x), in nats per image.  Of a semisup\n"
+                        "checkpoint: q(y|x)'s accuracy, the -ELBO with y summed out, and the\n"
+                        "accuracy of the class the decoder explains x best with (no importance\n"
+                        "sampling).",
                         defs, argc, argv);
     if (rc >= 0)
         return rc;
@@ -242,11 +327,26 @@ int cmd_eval(int argc, char **argv)
                         "--seed and --tau >= 0\n");
         return 2;
     }
+    const task_ops *ops;
+    char err[ERR_LEN];
+    if (t.ckpt && driver_checkpoint_task(t.ckpt, &ops, err) == 0 && ops == &task_semisup) {
+        if (t.threads < 0 || t.threads > 256) {
+            fprintf(stderr, "gsvae eval: --threads %d: must lie in 0..256\n", t.threads);
+            return 2;
+        }
+        par_set_threads(driver_threads(t.threads));
+        return eval_semisup(&t);
+    }
+    if (t.ckpt && driver_checkpoint_task(t.ckpt, &ops, err) == 0 && ops != &task_vae) {
+        fprintf(stderr, "gsvae eval: %s: a %s run; eval reads vae and semisup checkpoints\n",
+                t.ckpt, ops->name);
+        return 1;
+    }
     tool_model tm;
     if ((rc = tool_load("eval", &t, &tm)) != 0)
         return rc;
     int n;
-    float *x = tool_test_set("eval", &t, &tm.o, &n);
+    float *x = tool_test_set("eval", &t, &tm.o, &n, NULL);
     rc = 1;
     if (x) {
         rng_t r;
@@ -341,7 +441,7 @@ int cmd_recon(int argc, char **argv)
     if ((rc = tool_load("recon", &t, &tm)) != 0)
         return rc;
     int n;
-    float *x = tool_test_set("recon", &t, &tm.o, &n);
+    float *x = tool_test_set("recon", &t, &tm.o, &n, NULL);
     rc = 1;
     if (x) {
         rng_t r;
@@ -452,7 +552,7 @@ int cmd_analogies(int argc, char **argv)
     rng_seed(&r, (uint64_t)t.seed);
     if (from_test) {
         int n;
-        if (!(x = tool_test_set("analogies", &t, &o, &n)))
+        if (!(x = tool_test_set("analogies", &t, &o, &n, NULL)))
             goto out;
         if (n < N) {
             fprintf(stderr, "gsvae analogies: --rows %d: the test set holds %d images\n", N, n);

@@ -175,10 +175,17 @@ typedef struct {
     double neg_elbo;     /* mean U(x): -ELBO with y summed out exactly */
     double accuracy;     /* argmax q(y|x) == label */
     double class_nll;    /* mean -log q(label|x) */
+    double gen_accuracy; /* argmin_y L(x,y) == label: the class the generative
+                            model explains x best with (one z sample per y) */
+    double agreement;    /* argmin_y L(x,y) == argmax q(y|x) */
 } ss_eval_result;
 
 /* Test figures over n images (labels < K), in chunks the workspace holds
- * (at least one image of K rows).  r draws the z noise. */
+ * (at least one image of K rows).  r draws the z noise.  gen_accuracy is
+ * what the unlabelled -ELBO can teach q(y|x): its gradient moves q toward the
+ * classes with the lowest L(x,y), so a model whose decoder barely uses y
+ * (gen_accuracy near 1/K) gives q no signal beyond the labels.  Ties (a
+ * decoder that ignores y entirely) go to the lowest class. */
 void ss_evaluate(const ss_model *m, ss_ws *w, const float *x, const uint8_t *labels, int n,
                  rng_t *r, ss_eval_result *out);
 

@@ -613,8 +613,9 @@ void ss_evaluate(const ss_model *m, ss_ws *w, const float *x, const uint8_t *lab
     if (chunk > w->max_examples)
         chunk = w->max_examples;
     const ss_weights wt = {0.0, 1.0, 0.0};
+    const ss_scratch *sc = w->ws;
     double neg_elbo = 0.0, nll = 0.0;
-    long correct = 0;
+    long correct = 0, gen_correct = 0, agree = 0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int B = n - i0 < chunk ? n - i0 : chunk;
         ss_draw_noise(m, w, 0, B, STOCH_EXACT, r);
@@ -626,9 +627,19 @@ void ss_evaluate(const ss_model *m, ss_ws *w, const float *x, const uint8_t *lab
             correct += best == labels[i0 + b];
             nll -= lq[labels[i0 + b]];
             neg_elbo += w->ex_loss[b];
+            /* Rows b*K .. b*K + K-1 hold y = e_0 .. e_{K-1} (no labelled rows). */
+            const long r0 = (long)b * K;
+            int gen = 0;
+            for (int j = 1; j < K; j++)
+                if (sc->rec[r0 + j] + sc->klz[r0 + j] < sc->rec[r0 + gen] + sc->klz[r0 + gen])
+                    gen = j;
+            gen_correct += gen == labels[i0 + b];
+            agree += gen == best;
         }
     }
     out->neg_elbo = n ? neg_elbo / n : NAN;
     out->class_nll = n ? nll / n : NAN;
     out->accuracy = n ? (double)correct / n : NAN;
+    out->gen_accuracy = n ? (double)gen_correct / n : NAN;
+    out->agreement = n ? (double)agree / n : NAN;
 }
