@@ -345,6 +345,57 @@ START_TEST(semisup_finals_longer_than_the_sweep)
 }
 END_TEST
 
+/* scripts/semisup-genacc.sh: a run trained in stages, each checkpoint scored
+ * by gsvae eval, gives the same last row as the run trained in one go (the
+ * stages are --resume of one run), a rerun adds nothing, and bad stage sizes
+ * are refused with the reason. */
+#define GENACC_FLAGS "--net conv --labels 100 --unlabelled 200 --validation 100 --eval-images 50 " \
+                     "--quiet --threads 1 --seed 3"
+
+static int genacc(const char *dir, const char *steps, const char *every)
+{
+    return sh("GSVAE_BIN=%s GSVAE_DATA=%s GENACC_IMAGES=100 sh scripts/semisup-genacc.sh %s %s %s "
+              GENACC_FLAGS,
+              testutil_bin(), testutil_data_dir(), dir, steps, every);
+}
+
+START_TEST(semisup_genacc_stages_are_one_run)
+{
+    const char *dir = testutil_tmpdir();
+    char staged[1024], whole[1024];
+    snprintf(staged, sizeof staged, "%s", testutil_path(dir, "staged"));
+    snprintf(whole, sizeof whole, "%s", testutil_path(dir, "whole"));
+    int rc = genacc(staged, "4", "2");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    rc = genacc(whole, "4", "4");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    char csv[2][1100];
+    snprintf(csv[0], sizeof csv[0], "%s-genacc.csv", staged);
+    snprintf(csv[1], sizeof csv[1], "%s-genacc.csv", whole);
+    ck_assert_int_eq(count_lines(csv[0]), 3);
+    ck_assert_int_eq(count_lines(csv[1]), 2);
+    size_t len[2];
+    char *text[2] = {(char *)testutil_read_file(csv[0], &len[0]),
+                     (char *)testutil_read_file(csv[1], &len[1])};
+    ck_assert(text[0] && text[1]);
+    static const char head[] = "step,accuracy,class_nll,neg_elbo,gen_accuracy,agreement\n2,";
+    ck_assert_msg(!strncmp(text[0], head, strlen(head)), "%s", text[0]);
+    const char *last = strstr(text[0], "\n4,");
+    ck_assert_msg(last && strstr(text[1], last), "staged:\n%s\nwhole:\n%s", text[0], text[1]);
+    free(text[0]);
+    free(text[1]);
+    rc = genacc(staged, "4", "2"); /* done already: nothing trained, nothing added */
+    ck_assert_msg(rc == 0 && !testutil_contains(out, "step 2:") && !testutil_contains(out, "step 4:"),
+                  "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_int_eq(count_lines(csv[0]), 3);
+    rc = genacc(whole, "4", "8");
+    ck_assert_msg(rc == 2 && testutil_contains(errout, "EVERY (8) <= STEPS (4)"), "exit %d\n%s", rc,
+                  errout);
+    rc = genacc(whole, "4", "two");
+    ck_assert_msg(rc == 2 && testutil_contains(errout, "EVERY 'two'"), "exit %d\n%s", rc, errout);
+}
+END_TEST
+
 START_TEST(make_install_with_manual_page)
 {
     const char *prefix = testutil_tmpdir();
@@ -670,6 +721,7 @@ int main(void)
     tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
     tcase_add_test(tc, semisup_table2_in_two_steps);
     tcase_add_test(tc, semisup_finals_longer_than_the_sweep);
+    tcase_add_test(tc, semisup_genacc_stages_are_one_run);
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     tcase_add_test(tc, protocol_sweep_grid_per_cell);
