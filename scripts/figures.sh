@@ -9,6 +9,9 @@
 #   results/estimators-beyond/figures/gradvar.png  the estimators' gradient
 #                           variances, from the gradvar CSVs beside it
 #                           (scripts/gradvar-figure.sh measures them)
+#   results/semisup/genacc.png  q(y|x)'s and the generative accuracy along
+#                           the semisup runs of results/semisup/genacc/
+#                           (scripts/semisup-genacc.sh trains them)
 # The other PNGs under results/ (reconstructions, samples, predictions,
 # results/quick/figures) are written by the runs themselves or from runs
 # that are not committed: `make reproduce-quick` redraws results/quick.
@@ -22,4 +25,7 @@ sh scripts/plot/figure1.sh results/figure1
 sh scripts/aggregate.sh results/full full
 sh scripts/plot/gumbel-vae.sh results/vae/curves.png results/vae/categorical results/vae/bernoulli
 sh scripts/gradvar-figure.sh --redraw
-echo "figures.sh: drew results/figure1/figure1.png, results/full/figures/{figure3-sbn,figure4-vae,tau}.png, results/vae/curves.png, results/estimators-beyond/figures/gradvar.png"
+g=results/semisup/genacc
+sh scripts/plot/genacc.sh results/semisup/genacc.png $g/exact-a0.8-s1-genacc.csv:exact \
+    $g/gumbel-a0.8-s1-genacc.csv:gumbel $g/st-gumbel-a0.8-s1-genacc.csv:st-gumbel
+echo "figures.sh: drew results/figure1/figure1.png, results/full/figures/{figure3-sbn,figure4-vae,tau}.png, results/vae/curves.png, results/estimators-beyond/figures/gradvar.png, results/semisup/genacc.png"

@@ -393,6 +393,22 @@ START_TEST(semisup_genacc_stages_are_one_run)
                   errout);
     rc = genacc(whole, "4", "two");
     ck_assert_msg(rc == 2 && testutil_contains(errout, "EVERY 'two'"), "exit %d\n%s", rc, errout);
+    /* Its figure (scripts/plot/genacc.sh): a CSV of another kind is refused. */
+    rc = sh("sh scripts/plot/genacc.sh %s/bad.png %s:gumbel %s/staged/log.csv:exact", dir, csv[0],
+            dir);
+    ck_assert_msg(rc != 0 && testutil_contains(errout, "log.csv: not a semisup-genacc.sh CSV") &&
+                      count_text_lines(errout) == 1,
+                  "exit %d\n%s", rc, errout);
+    ck_assert(!exists(testutil_path(dir, "bad.png")));
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return;
+    rc = sh("sh scripts/plot/genacc.sh %s/fig.png %s:gumbel %s:exact", dir, csv[0], csv[1]);
+    ck_assert_msg(rc == 0, "exit %d\n%s", rc, errout);
+    size_t plen;
+    unsigned char *png = testutil_read_file(testutil_path(dir, "fig.png"), &plen);
+    ck_assert_msg(png && plen > 8 && !memcmp(png, "\x89PNG", 4), "no PNG");
+    free(png);
+    ck_assert(!exists(testutil_path(dir, "fig.png.tmp")));
 }
 END_TEST
 
