@@ -38,6 +38,7 @@ if [ "$every" -lt 1 ] || [ "$steps" -lt "$every" ]; then
     echo "semisup-genacc.sh: need 1 <= EVERY ($every) <= STEPS ($steps)" >&2
     exit 2
 fi
+. "$(dirname "$0")/plot/lib.sh"  # plot_json
 csv=${dir%/}-genacc.csv
 k=$every
 while [ "$k" -le "$steps" ]; do
@@ -51,7 +52,7 @@ while [ "$k" -le "$steps" ]; do
         "$bin" train --task semisup --out "$dir" --steps "$k" --eval-every "$every" \
             --data "$data" "$@"
     fi
-    done_steps=$(sed -n 's/^ *"steps_done": \([0-9]*\),$/\1/p' "$dir/summary.json")
+    done_steps=$(plot_json "$dir/summary.json" steps_done)
     if [ "$done_steps" != "$k" ]; then
         echo "semisup-genacc.sh: $dir: the run stands at step $done_steps, not $k: its stages are not this script's" >&2
         exit 1
