@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
 done
 case $steps in '' | *[!0-9]* | 0) echo "figure5b.sh: --steps '$steps': expected a positive number" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
+. scripts/plot/lib.sh  # plot_json
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 [ -x "$bin" ] || { echo "figure5b.sh: $bin: not built (run make)" >&2; exit 1; }
@@ -36,7 +37,7 @@ if [ ! -f "$runs/summary.json" ] || grep -q '"interrupted": true' "$runs/summary
     "$bin" train --task semisup --net conv --estimator gumbel --weighting batch --labels 100 \
         --steps "$steps" --eval-every "$steps" --threads 1 --quiet --data "$data" --out "$runs" $resume
 fi
-done_steps=$(sed -n 's/.*"steps_done": *\([0-9]*\).*/\1/p' "$runs/summary.json")
+done_steps=$(plot_json "$runs/summary.json" steps_done)
 mkdir -p "$out"
 png=$out/figure5b-conv-gumbel-${done_steps}steps.png
 "$bin" analogies --ckpt "$runs/model.ckpt" --source test --rows 10 --data "$data" --threads 1 --out "$png"

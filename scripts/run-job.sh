@@ -33,6 +33,7 @@
 # file system shows.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. scripts/plot/lib.sh  # plot_json
 [ $# -eq 2 ] || { echo "usage: scripts/run-job.sh DIR N | DIR --progress" >&2; exit 2; }
 dir=$1
 jobs=$dir/jobs.txt
@@ -90,7 +91,7 @@ job_done() {
     stale_flag "$1" "$s" > /dev/null && return 1
     want=$(printf '%s\n' "$1" | sed -n 's/.* --steps \([0-9][0-9]*\).*/\1/p')
     [ -z "$want" ] && return 0
-    got=$(sed -n 's/.*"steps_done": *\([0-9][0-9]*\).*/\1/p' "$s" | head -n 1)
+    got=$(plot_json "$s" steps_done)
     [ -n "$got" ] && [ "$got" -ge "$want" ]
 }
 
