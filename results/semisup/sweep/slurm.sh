@@ -2,9 +2,9 @@
 # Slurm job array over results/semisup/sweep/jobs.txt (written by scripts/reproduce.sh semisup-paper): task i
 # runs line i through scripts/run-job.sh, which skips a finished job.  Submit
 # from the repository root: sbatch results/semisup/sweep/slurm.sh (options given to sbatch,
-# e.g. --partition or --array=1-10%8, override those below).
+# e.g. --partition or --array=1-15%8, override those below).
 #SBATCH --job-name=gsvae-semisup-paper
-#SBATCH --array=1-10
+#SBATCH --array=1-15
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=2G
 #SBATCH --time=30:00:00
