@@ -9,9 +9,10 @@
 #
 # accuracy is argmax q(y|x)'s, gen_accuracy argmin_y -ELBO(x, y)'s (the class
 # the generative model explains x best with), agreement how often the two
-# pick the same class.  A stage already in the CSV is skipped, so the script
-# resumes where it stopped; a stage whose checkpoint is already past it (a
-# run trained further by hand) is an error, not a silent row.
+# pick the same class.  A stage already in the CSV is skipped, and one trained
+# but not yet scored (the script stopped in between) is scored, so the script
+# resumes where it stopped; a stage whose checkpoint is already past it (a run
+# trained further by hand) is an error, not a silent row.
 #
 #   sh scripts/semisup-genacc.sh DIR STEPS EVERY [gsvae train flags...]
 #
@@ -46,7 +47,10 @@ while [ "$k" -le "$steps" ]; do
         k=$((k + every))
         continue
     fi
-    if [ -f "$dir/model.ckpt" ]; then
+    if [ -f "$dir/summary.json" ] && [ "$(plot_json "$dir/summary.json" steps_done)" = "$k" ] &&
+        ! grep -q '"interrupted": true' "$dir/summary.json"; then
+        : # the stage was trained and the script stopped before scoring it
+    elif [ -f "$dir/model.ckpt" ]; then
         "$bin" train --resume --out "$dir" --steps "$k" --eval-every "$every" --data "$data" "$@"
     else
         "$bin" train --task semisup --out "$dir" --steps "$k" --eval-every "$every" \

@@ -382,12 +382,24 @@ START_TEST(semisup_genacc_stages_are_one_run)
     ck_assert_msg(!strncmp(text[0], head, strlen(head)), "%s", text[0]);
     const char *last = strstr(text[0], "\n4,");
     ck_assert_msg(last && strstr(text[1], last), "staged:\n%s\nwhole:\n%s", text[0], text[1]);
-    free(text[0]);
     free(text[1]);
     rc = genacc(staged, "4", "2"); /* done already: nothing trained, nothing added */
     ck_assert_msg(rc == 0 && !testutil_contains(out, "step 2:") && !testutil_contains(out, "step 4:"),
                   "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_int_eq(count_lines(csv[0]), 3);
+    /* Stopped after a stage's training, before its scoring: the rerun scores
+     * it (the run is already at that step, nothing is trained) and writes the
+     * same row. */
+    ck_assert_int_eq(sh("sed -i '$d' %s", csv[0]), 0);
+    ck_assert_int_eq(count_lines(csv[0]), 2);
+    rc = genacc(staged, "4", "2");
+    ck_assert_msg(rc == 0 && testutil_contains(out, "step 4:") && !testutil_contains(out, "step 2:"),
+                  "exit %d\n%s\n%s", rc, out, errout);
+    size_t again_len;
+    char *again = (char *)testutil_read_file(csv[0], &again_len);
+    ck_assert_msg(again && !strcmp(again, text[0]), "before:\n%s\nafter:\n%s", text[0], again);
+    free(again);
+    free(text[0]);
     rc = genacc(whole, "4", "8");
     ck_assert_msg(rc == 2 && testutil_contains(errout, "EVERY (8) <= STEPS (4)"), "exit %d\n%s", rc,
                   errout);
