@@ -84,7 +84,7 @@ out=$dir/README.md
             END { if (n) printf "The %d finished jobs trained for %.1f hours of one core in all (the sum of their summaries'"'"' train_seconds; their evaluations, importance sampling included, come on top).\n\n", n, s / 3600 }'
     if [ -f "$dir/jobs.txt" ]; then
         total=$(wc -l < "$dir/jobs.txt")
-        finished=$(sed 's/.*--out //' "$dir/jobs.txt" | while read -r d; do [ -f "$d/summary.json" ] && ! grep -q '"interrupted": true' "$d/summary.json" && echo; done | wc -l)
+        finished=$(sed 's/.*--out //' "$dir/jobs.txt" | while read -r d; do plot_finished "$d/summary.json" && echo; done | wc -l)
         [ "$finished" -lt "$total" ] && echo "**Partial: $finished of the $total jobs in jobs.txt have finished**; a cell shows how many seeds it has (n), a dash none. Rerunning the same command runs only the rest." && echo
     fi
     echo "Every cell: our mean ± sd over the seeds that finished (n), the paper's value, and ours minus the paper's."

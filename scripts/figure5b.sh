@@ -27,11 +27,11 @@ while [ $# -gt 0 ]; do
 done
 case $steps in '' | *[!0-9]* | 0) echo "figure5b.sh: --steps '$steps': expected a positive number" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
-. scripts/plot/lib.sh  # plot_json
+. scripts/plot/lib.sh  # plot_json, plot_finished
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 [ -x "$bin" ] || { echo "figure5b.sh: $bin: not built (run make)" >&2; exit 1; }
-if [ ! -f "$runs/summary.json" ] || grep -q '"interrupted": true' "$runs/summary.json"; then
+if ! plot_finished "$runs/summary.json"; then
     resume=""
     [ -f "$runs/model.ckpt" ] && resume=--resume
     "$bin" train --task semisup --net conv --estimator gumbel --weighting batch --labels 100 \

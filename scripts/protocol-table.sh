@@ -41,8 +41,7 @@ EOF2
     case $row in sbn-*) key=test_nll ;; esac
     steps=$(final_steps $row)
     for s in "$runs/$row-$est"-s*/summary.json; do
-        [ -f "$s" ] || continue
-        grep -q '"interrupted": true' "$s" && continue
+        plot_finished "$s" || continue
         [ "$(plot_json "$s" steps_done)" -ge "$steps" ] || continue
         plot_json "$s" "$key"
     done | awk -v row="$row" -v est="$est" -v paper="$(reference "$row" "$est")" \

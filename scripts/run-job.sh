@@ -33,7 +33,7 @@
 # file system shows.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-. scripts/plot/lib.sh  # plot_json
+. scripts/plot/lib.sh  # plot_json, plot_finished
 [ $# -eq 2 ] || { echo "usage: scripts/run-job.sh DIR N | DIR --progress" >&2; exit 2; }
 dir=$1
 jobs=$dir/jobs.txt
@@ -86,8 +86,7 @@ stale_flag() {
 # job_done LINE: whether the job of that job-list line is finished.
 job_done() {
     s=${1##*--out }/summary.json
-    [ -f "$s" ] || return 1
-    grep -q '"interrupted": true' "$s" && return 1
+    plot_finished "$s" || return 1
     stale_flag "$1" "$s" > /dev/null && return 1
     want=$(printf '%s\n' "$1" | sed -n 's/.* --steps \([0-9][0-9]*\).*/\1/p')
     [ -z "$want" ] && return 0

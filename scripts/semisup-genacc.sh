@@ -39,7 +39,7 @@ if [ "$every" -lt 1 ] || [ "$steps" -lt "$every" ]; then
     echo "semisup-genacc.sh: need 1 <= EVERY ($every) <= STEPS ($steps)" >&2
     exit 2
 fi
-. "$(dirname "$0")/plot/lib.sh"  # plot_json
+. "$(dirname "$0")/plot/lib.sh"  # plot_json, plot_finished
 csv=${dir%/}-genacc.csv
 k=$every
 while [ "$k" -le "$steps" ]; do
@@ -47,8 +47,7 @@ while [ "$k" -le "$steps" ]; do
         k=$((k + every))
         continue
     fi
-    if [ -f "$dir/summary.json" ] && [ "$(plot_json "$dir/summary.json" steps_done)" = "$k" ] &&
-        ! grep -q '"interrupted": true' "$dir/summary.json"; then
+    if plot_finished "$dir/summary.json" && [ "$(plot_json "$dir/summary.json" steps_done)" = "$k" ]; then
         : # the stage was trained and the script stopped before scoring it
     elif [ -f "$dir/model.ckpt" ]; then
         "$bin" train --resume --out "$dir" --steps "$k" --eval-every "$every" --data "$data" "$@"

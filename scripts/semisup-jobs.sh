@@ -65,7 +65,7 @@ pick() {
     best="" best_v=""
     for a in $alphas; do
         s="$1/runs/$2-a$a-s1/summary.json"
-        if [ ! -f "$s" ] || grep -q '"interrupted": true' "$s"; then
+        if ! plot_finished "$s"; then
             echo "semisup-jobs.sh: $s: not finished; run scripts/reproduce.sh semisup-paper first" >&2
             return 1
         fi

@@ -36,7 +36,7 @@ row() {
         # finals (scripts/semisup-jobs.sh), when it has its own in final/.
         [ $seed = 1 ] && [ ! -d "$d" ] && d=$dir/sweep/runs/$1-a$2-s1
         s=$d/summary.json
-        [ -f "$s" ] && ! grep -q '"interrupted": true' "$s" || continue
+        plot_finished "$s" || continue
         echo "$(plot_json "$s" test_accuracy) $(plot_json "$s" test_neg_elbo)"
     done | awk -v est="$1" -v a="$2" -v p="$(paper "$1")" '
         { acc = 100 * $1; elbo = -$2; sa += acc; saa += acc * acc; se += elbo; see += elbo * elbo; n++ }

@@ -10,6 +10,12 @@ plot_json() {
     sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
 }
 
+# plot_finished FILE: whether the run of summary.json FILE ended (the file
+# exists and does not say "interrupted": true).
+plot_finished() {
+    [ -f "$1" ] && ! grep -q '"interrupted": true' "$1"
+}
+
 # plot_paper ROW ESTIMATOR: the paper's value (Table 1), empty if none.
 plot_paper() {
     awk -v row="$1" -v est="$2" -v list="$PLOT_ESTIMATORS" '
