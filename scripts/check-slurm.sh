@@ -141,6 +141,16 @@ done
 for f in "$grid"/runs/slurm-*.out; do
     echo "  $(basename "$f"): $(tail -n 1 "$f")"
 done
+# --only submitted the three selected tasks of the whole grid's array, and
+# those alone.
+ran=$(ls "$grid"/runs/*/summary.json | wc -l)
+tasks=$(ls "$grid"/runs/slurm-[0-9]*.out | wc -l)
+if [ "$ran" = 3 ] && [ "$tasks" = 3 ]; then
+    echo "  ok: 3 of the $(grep -c . "$grid/jobs.txt") tasks ran"
+else
+    echo "  WRONG: $tasks array tasks ran, $ran runs finished; --only selects 3" >&2
+    failed=1
+fi
 if [ -f "$grid/README.md" ]; then
     echo "  ok: the dependent job wrote $(basename "$grid")/README.md"
 else

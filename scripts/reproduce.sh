@@ -55,11 +55,17 @@
 # the 5-sample bound, and gumbel with a learned temperature (both latent
 # types), as vae-LT-arm-sN, vae-LT-vimco-k5-sN, vae-LT-gumbel-k5-sN,
 # vae-LT-gumbel-taulearned-sN.
-# --only REGEX keeps the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
-# matches the extended regular expression.  One reproduce.sh runs on a DIR at
-# a time (DIR/.reproduce.lock): run two subsets of one DIR one after the other
-# (or as one --only 'A|B'), since each rewrites DIR/jobs.txt.  --dry-run writes the job list
-# and the Slurm script, and stops.
+# --only REGEX runs the jobs whose run name (e.g. sbn-bernoulli-gumbel-s1)
+# matches the extended regular expression, and those alone.  DIR/jobs.txt and
+# DIR/slurm.sh still list the whole grid, so that line i is the same job
+# whatever subset ran (a Slurm array or a `run-job.sh DIR i` started before
+# stays right); GNU parallel keeps the subset's log in DIR/joblog-only (its
+# Seq counts the selected jobs; another selection starts it afresh), --slurm
+# submits the selected tasks (sbatch --array=i,j,...), and DIR/wall_time.txt,
+# the whole grid's time, is left alone.  One reproduce.sh runs on a DIR at a
+# time (DIR/.reproduce.lock): run two subsets of one DIR one after the other
+# (or as one --only 'A|B').  --dry-run writes the job list and the Slurm
+# script, and stops.
 set -eu
 usage="usage: scripts/reproduce.sh quick|full|tiny|paper|paper-final|semisup-paper|semisup-paper-final [-j N] [--out DIR] [--only REGEX] [--sshloginfile FILE] [--slurm] [--dry-run]"
 mode=${1:-}
@@ -214,24 +220,26 @@ for est in gumbel exact; do
     done
 done
 ;; esac
-# --only: the jobs whose run name (the last part of --out) matches.
-if [ -n "$only" ]; then
-    awk -v re="$only" '{ n = $0; sub(/.*\//, "", n); if (n ~ re) print }' "$joblist.tmp" > "$joblist.only"
-    mv "$joblist.only" "$joblist.tmp"
-fi
 total=$(grep -c . "$joblist.tmp" || true)
 if [ "$total" -eq 0 ]; then
-    if [ -n "$only" ]; then
-        echo "reproduce.sh: no job matches --only '$only'" >&2
-    else
-        echo "reproduce.sh: no jobs to list (for $mode: nothing chosen on a whole sweep yet?)" >&2
-    fi
+    echo "reproduce.sh: no jobs to list (for $mode: nothing chosen on a whole sweep yet?)" >&2
     rm -f "$joblist.tmp"
     exit 2
 fi
-# The job log numbers the jobs of one list: a different list starts afresh.
+# The line numbers to run, one a line: every line, or with --only those whose
+# run name (the last part of --out) matches.
+lines=$(awk -v re="$only" '{ n = $0; sub(/.*\//, "", n); if (re == "" || n ~ re) print NR }' "$joblist.tmp")
+if [ -z "$lines" ]; then
+    echo "reproduce.sh: no job matches --only '$only'" >&2
+    rm -f "$joblist.tmp"
+    exit 2
+fi
+selected=$(printf '%s\n' "$lines" | grep -c .)
+log=$out/joblog
+[ -n "$only" ] && log=$out/joblog-only
+# A job log numbers the jobs of one list: a different list starts afresh.
 if [ -f "$joblist" ] && ! cmp -s "$joblist" "$joblist.tmp"; then
-    rm -f "$out/joblog"
+    rm -f "$out/joblog" "$out/joblog-only" "$out/joblog-only.lines"
 fi
 mv "$joblist.tmp" "$joblist"
 
@@ -259,7 +267,13 @@ mv "$out/slurm.sh.tmp" "$out/slurm.sh"
 # The finished jobs' line numbers, read once for the count and the job log.
 done_lines=$(sh scripts/run-job.sh "$out" --done)
 finished=$(printf '%s' "$done_lines" | grep -c . || true)
-echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
+if [ -n "$only" ]; then
+    sel_done=$(printf '%s\n' "$done_lines" | awk -v sel="$(echo $lines)" \
+        'BEGIN { n = split(sel, l, " "); for (i = 1; i <= n; i++) s[l[i]] = 1 } ($1 in s) { c++ } END { print c + 0 }')
+    echo "reproduce.sh: $total jobs in $joblist ($finished done already); --only '$only' runs $selected of them ($sel_done done already); Slurm array: $out/slurm.sh"
+else
+    echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
+fi
 [ $dry = 1 ] && exit 0
 # The clock of the progress line: now, and the jobs done before it.
 echo "$(date +%s) $finished" > "$out/.grid-start"
@@ -275,14 +289,16 @@ esac
 
 if [ $slurm = 1 ]; then
     command -v sbatch > /dev/null 2>&1 || { echo "reproduce.sh: --slurm: sbatch not found" >&2; exit 1; }
-    array=$(sbatch --parsable "$out/slurm.sh")
+    # With --only the selected tasks alone (the command line's --array
+    # overrides the script's).
+    array=$(sbatch --parsable ${only:+--array=$(echo $lines | tr ' ' ,)} "$out/slurm.sh")
     array=${array%%;*}
     if [ -z "$tables" ]; then
-        echo "reproduce.sh: submitted job array $array ($total tasks); the tables come with ${mode}-final"
+        echo "reproduce.sh: submitted job array $array ($selected tasks); the tables come with ${mode}-final"
     else
         agg=$(sbatch --parsable --dependency=afterany:"$array" --job-name="gsvae-$mode-tables" \
             --output="$out/runs/slurm-aggregate.out" --wrap "sh scripts/$tables")
-        echo "reproduce.sh: submitted job array $array ($total tasks) and job ${agg%%;*} (the tables, after it)"
+        echo "reproduce.sh: submitted job array $array ($selected tasks) and job ${agg%%;*} (the tables, after it)"
     fi
     echo "reproduce.sh: progress: sh scripts/run-job.sh $out --progress; logs: $out/runs/slurm-*.out"
     exit 0
@@ -292,29 +308,40 @@ command -v parallel > /dev/null 2>&1 && parallel --version 2>/dev/null | grep -q
     { echo "reproduce.sh: GNU parallel not found (sh scripts/install-deps.sh grid installs it)" >&2; exit 1; }
 # The job log and the summaries agree: a job logged as done whose
 # summary.json is gone (deleted to run it again) leaves the log, so that
-# --resume-failed runs every job without a summary and only those.
-if [ -f "$out/joblog" ]; then
-    printf '%s\n' "$done_lines" > "$out/joblog.done"
-    awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
-        "$out/joblog.done" "$out/joblog" > "$out/joblog.tmp"
-    mv "$out/joblog.tmp" "$out/joblog"
-    rm -f "$out/joblog.done"
+# --resume-failed runs every job without a summary and only those.  The
+# log's Seq is the job's place in what parallel was handed: its line number
+# in the whole list, its place in the selection with --only.
+# joblog-only numbers the jobs of one selection: another starts afresh.
+if [ -n "$only" ] && ! printf '%s\n' "$lines" | cmp -s - "$out/joblog-only.lines" 2> /dev/null; then
+    rm -f "$out/joblog-only"
+    printf '%s\n' "$lines" > "$out/joblog-only.lines"
 fi
-echo "reproduce.sh: running $jobs at a time${hosts:+ per host of $hosts} through GNU parallel (job log $out/joblog)"
+if [ -f "$log" ]; then
+    printf '%s\n' "$done_lines" > "$log.done"
+    awk -F'\t' -v sel="$(echo $lines)" '
+        BEGIN { n = split(sel, l, " ") }
+        NR == FNR { d[$1] = 1; next }
+        FNR == 1 { for (i = 1; i <= n; i++) if (l[i] in d) ok[i] = 1 }
+        FNR == 1 || ($1 in ok) || $7 != 0' "$log.done" "$log" > "$log.tmp"
+    mv "$log.tmp" "$log"
+    rm -f "$log.done"
+fi
+echo "reproduce.sh: running $jobs at a time${hosts:+ per host of $hosts} through GNU parallel (job log $log)"
 start=$(date +%s)
 failed=0
-seq 1 "$total" | parallel --joblog "$out/joblog" --resume-failed -j "$jobs" \
+printf '%s\n' "$lines" | parallel --joblog "$log" --resume-failed -j "$jobs" \
     ${hosts:+--sshloginfile "$hosts" --workdir "$PWD"} \
     sh scripts/run-job.sh "$out" {} || failed=$?
 end=$(date +%s)
 echo "reproduce.sh: jobs finished in $((end - start)) s"
-echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
+# The whole grid's time; a subset's is only printed.
+[ -n "$only" ] || echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
 if [ -n "$tables" ]; then
     sh scripts/$tables
 else
     echo "reproduce.sh: the sweep's runs are in $out; scripts/reproduce.sh ${mode}-final chooses on them, runs the finals and writes the tables"
 fi
 if [ $failed != 0 ]; then
-    echo "reproduce.sh: $failed job(s) failed (see $out/joblog and their .out files); rerun the same command to retry them" >&2
+    echo "reproduce.sh: $failed job(s) failed (see $log and their .out files); rerun the same command to retry them" >&2
     exit 1
 fi

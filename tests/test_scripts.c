@@ -71,10 +71,26 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     const char *dir = testutil_tmpdir();
     int rc = reproduce(dir);
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
-    ck_assert_msg(testutil_contains(out, "3 jobs in"), "%s", out);
+    /* jobs.txt lists the whole grid, so that a line number names the same
+     * job whatever subset ran; --only runs its three, and the progress line
+     * counts the whole grid. */
+    const char *jobs = testutil_path(dir, "jobs.txt");
+    int total = count_lines(jobs);
+    char want[64], done3[64];
+    snprintf(want, sizeof want, "%d jobs in", total);
+    ck_assert_msg(testutil_contains(out, want) && testutil_contains(out, "runs 3 of them (0 done already)"),
+                  "%s", out);
     ck_assert_msg(testutil_contains(out, "through GNU parallel"), "%s", out);
-    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    snprintf(done3, sizeof done3, "3/%d jobs done", total);
+    ck_assert_msg(testutil_contains(errout, done3), "%s", errout);
     ck_assert_msg(testutil_contains(errout, "elapsed"), "%s", errout);
+    /* As many lines as the list written without --only. */
+    const char *whole = testutil_tmpdir();
+    ck_assert_int_eq(sh("GSVAE_BIN=%s sh scripts/reproduce.sh tiny --dry-run --out %s", testutil_bin(),
+                        whole),
+                     0);
+    ck_assert_int_eq(count_lines(testutil_path(whole, "jobs.txt")), total);
+    ck_assert(total > 3);
     const char *names[3] = {"sbn-bernoulli-gumbel-s1", "vae-categorical-gumbel-s1",
                             "vae-categorical-st-gumbel-s1"};
     char path[1024];
@@ -82,9 +98,28 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
         snprintf(path, sizeof path, "%s/runs/%s/summary.json", dir, names[i]);
         ck_assert_msg(exists(path), "%s missing", path);
     }
-    ck_assert_int_eq(count_lines(testutil_path(dir, "jobs.txt")), 3);
-    /* GNU parallel's job log: a header and one row per job, on this host. */
-    const char *joblog = testutil_path(dir, "joblog");
+    /* The selected jobs' line numbers, first, second and third. */
+    ck_assert_int_eq(sh("sh scripts/run-job.sh %s --done", dir), 0);
+    char sel_all[64], sel_rest[64];
+    int first;
+    ck_assert_msg(strlen(out) < sizeof sel_all && sscanf(out, "%d", &first) == 1, "%s", out);
+    strcpy(sel_all, out);
+    strcpy(sel_rest, strchr(sel_all, '\n') + 1);
+    ck_assert_int_eq(count_text_lines(sel_all), 3);
+    ck_assert_int_eq(sh("awk -v re=" ONLY " '{ n = $NF; sub(/.*\\//, \"\", n); if (n ~ re) print NR }' %s", jobs),
+                     0);
+    ck_assert_msg(!strcmp(out, sel_all), "%s against %s", out, sel_all);
+    /* The run directory of the first. */
+    ck_assert_int_eq(sh("sed -n '%ds/.*--out //p' %s", first, jobs), 0);
+    char run1[1024];
+    ck_assert(strlen(out) > 1 && strlen(out) < sizeof run1);
+    strcpy(run1, out);
+    run1[strlen(run1) - 1] = '\0';
+    ck_assert_msg(testutil_contains(run1, names[0]), "%s", run1);
+    /* GNU parallel's job log of the selection: a header and one row per
+     * job, on this host; the whole grid's log is not started. */
+    ck_assert(!exists(testutil_path(dir, "joblog")));
+    const char *joblog = testutil_path(dir, "joblog-only");
     ck_assert_int_eq(count_lines(joblog), 4);
     size_t len;
     char *log = (char *)testutil_read_file(joblog, &len);
@@ -95,7 +130,8 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     /* The Slurm array over the same list. */
     char *slurm = (char *)testutil_read_file(testutil_path(dir, "slurm.sh"), &len);
     ck_assert(slurm != NULL);
-    ck_assert_msg(testutil_contains(slurm, "#SBATCH --array=1-3\n"), "%s", slurm);
+    snprintf(want, sizeof want, "#SBATCH --array=1-%d\n", total);
+    ck_assert_msg(testutil_contains(slurm, want), "%s", slurm);
     ck_assert(testutil_contains(slurm, "scripts/run-job.sh"));
     ck_assert(testutil_contains(slurm, "SLURM_ARRAY_TASK_ID"));
     free(slurm);
@@ -108,36 +144,35 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
 
     /* A budget raised in the list after a job finished: the job is no
      * longer done, and running it continues it from its checkpoint. */
-    const char *jobs = testutil_path(dir, "jobs.txt");
     rc = sh("sh scripts/run-job.sh %s --done", dir);
-    ck_assert_msg(rc == 0 && !strcmp(out, "1\n2\n3\n"), "%d: %s %s", rc, out, errout);
-    rc = sh("awk 'NR == 1 { for (i = 1; i < NF; i++) if ($i == \"--steps\") $(i + 1) *= 2 } "
-            "{ print }' %s > %s.new && mv %s.new %s && sed -n '1s/.* --steps \\([0-9]*\\).*/\\1/p' %s",
-            jobs, jobs, jobs, jobs, jobs);
+    ck_assert_msg(rc == 0 && !strcmp(out, sel_all), "%d: %s %s", rc, out, errout);
+    rc = sh("awk 'NR == %d { for (i = 1; i < NF; i++) if ($i == \"--steps\") $(i + 1) *= 2 } "
+            "{ print }' %s > %s.new && mv %s.new %s && sed -n '%ds/.* --steps \\([0-9]*\\).*/\\1/p' %s",
+            first, jobs, jobs, jobs, jobs, first, jobs);
     ck_assert_msg(rc == 0, "%s", errout);
     long raised = atol(out);
     ck_assert_msg(raised > 0, "%s", out);
     rc = sh("sh scripts/run-job.sh %s --done", dir);
-    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
-    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1 > /dev/null && sed -n 's/.*\"steps_done\": "
-            "\\([0-9]*\\).*/\\1/p' $(sed -n '1s/.*--out //p' %s)/summary.json",
-            testutil_bin(), dir, jobs);
+    ck_assert_msg(rc == 0 && !strcmp(out, sel_rest), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s %d > /dev/null && sed -n 's/.*\"steps_done\": "
+            "\\([0-9]*\\).*/\\1/p' %s/summary.json",
+            testutil_bin(), dir, first, run1);
     ck_assert_msg(rc == 0, "%s", errout);
-    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    ck_assert_msg(testutil_contains(errout, done3), "%s", errout);
     ck_assert_msg(atol(out) == raised, "steps_done %s, want %ld", out, raised);
 
     /* A setting changed in the list after a job finished (a choice that
      * moved): the run is stale, neither done nor continued; running it
      * moves the old directory aside and runs the line afresh. */
-    rc = sh("sed '1s/ --out / --lr 0.001 --out /' %s > %s.new && mv %s.new %s", jobs, jobs, jobs,
-            jobs);
+    rc = sh("sed '%ds/ --out / --lr 0.001 --out /' %s > %s.new && mv %s.new %s", first, jobs, jobs,
+            jobs, jobs);
     ck_assert_msg(rc == 0, "%s", errout);
     rc = sh("sh scripts/run-job.sh %s --done", dir);
-    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
-    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1 > /dev/null && sed -n 's/.*\"lr\": "
-            "\\([0-9.e-]*\\).*/\\1/p' $(sed -n '1s/.*--out //p' %s)/summary.json && "
-            "r=$(sed -n '1s/.*--out //p' %s) && ls -d $(dirname $r)/.stale/$(basename $r)-*",
-            testutil_bin(), dir, jobs, jobs);
+    ck_assert_msg(rc == 0 && !strcmp(out, sel_rest), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s %d > /dev/null && sed -n 's/.*\"lr\": "
+            "\\([0-9.e-]*\\).*/\\1/p' %s/summary.json && "
+            "r=%s && ls -d $(dirname $r)/.stale/$(basename $r)-*",
+            testutil_bin(), dir, first, run1, run1);
     ck_assert_msg(rc == 0, "%s", errout);
     ck_assert_msg(testutil_contains(errout, "stale: ") && testutil_contains(errout, "--lr: line 0.001"),
                   "%s", errout);
@@ -145,27 +180,27 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert_msg(testutil_contains(out, "/.stale/"), "%s", out);
     /* Aside where the tables' globs over RUN* do not reach it: RUN and
      * RUN.out alone match. */
-    rc = sh("ls -d $(sed -n '1s/.*--out //p' %s)*", jobs);
+    rc = sh("ls -d %s*", run1);
     ck_assert_msg(rc == 0 && count_text_lines(out) == 2, "%s", out);
     rc = sh("sh scripts/run-job.sh %s --done", dir);
-    ck_assert_msg(rc == 0 && !strcmp(out, "1\n2\n3\n"), "%d: %s", rc, out);
+    ck_assert_msg(rc == 0 && !strcmp(out, sel_all), "%d: %s", rc, out);
 
     /* An unfinished run without its checkpoint (stopped before its first,
      * or copied without it): nothing to continue, and gsvae refuses to
      * write over it; the job moves it aside and runs afresh. */
-    rc = sh("r=$(sed -n '1s/.*--out //p' %s) && rm $r/model.ckpt && "
+    rc = sh("r=%s && rm $r/model.ckpt && "
             "sed 's/\"interrupted\": false/\"interrupted\": true/' $r/summary.json > $r/s.new && "
             "mv $r/s.new $r/summary.json && grep -c '\"interrupted\": true' $r/summary.json",
-            jobs);
+            run1);
     ck_assert_msg(rc == 0 && atoi(out) == 1, "%s %s", out, errout);
     rc = sh("sh scripts/run-job.sh %s --done", dir);
-    ck_assert_msg(rc == 0 && !strcmp(out, "2\n3\n"), "%d: %s", rc, out);
-    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s 1", testutil_bin(), dir);
+    ck_assert_msg(rc == 0 && !strcmp(out, sel_rest), "%d: %s", rc, out);
+    rc = sh("GSVAE_BIN=%s sh scripts/run-job.sh %s %d", testutil_bin(), dir, first);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, errout);
     ck_assert_msg(testutil_contains(errout, "lost: ") && testutil_contains(errout, "/.stale/") &&
-                      testutil_contains(errout, "3/3 jobs done"),
+                      testutil_contains(errout, done3),
                   "%s", errout);
-    rc = sh("ls -d $(dirname $(sed -n '1s/.*--out //p' %s))/.stale/* | wc -l", jobs);
+    rc = sh("ls -d $(dirname %s)/.stale/* | wc -l", run1);
     ck_assert_msg(rc == 0 && atoi(out) == 4, "%s", out);
 
     /* A job that fails (a file stands where its directory goes) fails the
@@ -182,12 +217,12 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
     ck_assert(unlink(path) == 0);
     rc = reproduce(dir);
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
-    ck_assert_msg(testutil_contains(errout, "3/3 jobs done"), "%s", errout);
+    ck_assert_msg(testutil_contains(errout, done3), "%s", errout);
     ck_assert_int_eq(count_lines(joblog), 5);
     snprintf(path, sizeof path, "%s/runs/%s/summary.json", dir, names[1]);
     ck_assert(exists(path));
-    /* The same with the last job of the list, whose missing summary once
-     * ended the rerun before it started anything. */
+    /* The same with the last job of the selection, whose missing summary
+     * once ended the rerun before it started anything. */
     snprintf(path, sizeof path, "%s/runs/%s", dir, names[2]);
     ck_assert(sh("rm -r %s && : > %s", path, path) == 0);
     rc = reproduce(dir);
@@ -195,7 +230,7 @@ START_TEST(grid_runs_through_gnu_parallel_and_resumes)
                   out, errout);
     ck_assert(unlink(path) == 0);
     rc = reproduce(dir);
-    ck_assert_msg(rc == 0 && testutil_contains(errout, "3/3 jobs done"), "exit %d\n%s", rc, errout);
+    ck_assert_msg(rc == 0 && testutil_contains(errout, done3), "exit %d\n%s", rc, errout);
 
     /* Bad arguments: one line, exit 2. */
     ck_assert_int_eq(sh("sh scripts/reproduce.sh tiny -j 0 --dry-run --out %s", dir), 2);
