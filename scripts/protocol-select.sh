@@ -25,18 +25,16 @@
 set -eu
 dir=${1:?usage: scripts/protocol-select.sh SWEEPDIR}
 . "$(dirname "$0")/protocol-lib.sh"
+. "$(dirname "$0")/plot/lib.sh"  # plot_json, plot_finished
 bin=${GSVAE_BIN:-./gsvae}
 data=${GSVAE_DATA:-data/mnist}
 iw=${PROTOCOL_SELECT_IW:-100}
-json() {
-    sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
-}
 # valid_iw RUN: the VAE run's validation bound with $iw samples (cached).
 valid_iw() {
     # The figure itself, not only the flag: a run whose bound was not
     # finite records the flag without it, and is scored from its checkpoint.
-    own=$(json "$1/summary.json" valid_neg_log_px_iw)
-    if [ -n "$own" ] && [ "$(json "$1/summary.json" valid_iw_samples)" = "$iw" ]; then
+    own=$(plot_json "$1/summary.json" valid_neg_log_px_iw)
+    if [ -n "$own" ] && [ "$(plot_json "$1/summary.json" valid_iw_samples)" = "$iw" ]; then
         echo "$own"
         return 0
     fi
@@ -55,20 +53,19 @@ for row in $protocol_rows; do
         # "$row-st-lr*" does not match st-gumbel's runs, nor "$row-arm-lr*"
         # disarm's.
         for s in "$dir"/runs/"$row-$est"-lr*/summary.json; do
-            [ -f "$s" ] || continue
-            grep -q '"interrupted": true' "$s" && continue
+            plot_finished "$s" || continue
             case $row in
             vae-*) v=$(valid_iw "$(dirname "$s")") || { echo "protocol-select.sh: $(dirname "$s"): cannot score it" >&2; continue; } ;;
-            *) v=$(json "$s" "$key") ;;
+            *) v=$(plot_json "$s" "$key") ;;
             esac
             [ -n "$v" ] || continue
             if uses_anneal $row $est; then
-                N=$(json "$s" anneal_every)
-                r=$(json "$s" anneal_rate)
+                N=$(plot_json "$s" anneal_every)
+                r=$(plot_json "$s" anneal_rate)
             else
                 N=- r=-
             fi
-            echo "$v $(json "$s" lr) $N $r $(basename "$(dirname "$s")")"
+            echo "$v $(plot_json "$s" lr) $N $r $(basename "$(dirname "$s")")"
         done | sort -g | awk -v row="$row" -v est="$est" '
             NR == 1 { best = $0 }
             END {
