@@ -16,7 +16,16 @@
 #          that scripts/run-job.sh finds it done) when the sweep ran at the
 #          finals' budget, and a run of its own in OUTDIR when the sweep
 #          was shorter (SEMISUP_STEPS set lower for it), so that the
-#          sweep's runs stay as they were chosen on.
+#          sweep's runs stay as they were chosen on.  That run starts as a
+#          copy of the sweep's run directory where the sweep's checkpoint
+#          is there (its run finished, and OUTDIR has no run of that name
+#          yet): run-job.sh then continues it from the sweep's last step
+#          instead of training those steps again.  The same run: the
+#          checkpoint holds the step, the parameters, Adam's moments and
+#          the random state, and evaluations draw from a generator of their
+#          own, so a run continued in stages equals one run digit for digit
+#          (tests/test_scripts.c); its log.csv keeps the sweep's
+#          evaluations before its own.
 #   pick   (semisup-jobs.sh pick SWEEPDIR EST KEY) the alpha of the sweep's
 #          run of EST with the largest KEY (valid_accuracy or
 #          test_accuracy) in its summary.json; the first on a tie.
@@ -87,7 +96,18 @@ sweep=${3:-}
 for est in $estimators; do
     best=$(pick "$sweep" "$est" valid_accuracy)
     first=$sweep
-    [ "$(plot_json "$sweep/runs/$est-a$best-s1/summary.json" steps)" = "$steps" ] || first=$out
+    src=$sweep/runs/$est-a$best-s1
+    if [ "$(plot_json "$src/summary.json" steps)" != "$steps" ]; then
+        first=$out
+        dst=$out/runs/$est-a$best-s1
+        if [ ! -e "$dst" ] && [ -f "$src/model.ckpt" ] &&
+            [ "$(plot_json "$src/summary.json" steps_done)" = "$(plot_json "$src/summary.json" steps)" ]; then
+            mkdir -p "$out/runs"
+            rm -rf "$dst.copy"
+            cp -R "$src" "$dst.copy" && mv "$dst.copy" "$dst"
+            echo "semisup-jobs.sh: $dst: continues the sweep's run ($(plot_json "$src/summary.json" steps_done) steps) from its checkpoint" >&2
+        fi
+    fi
     run_line "$est" "$best" 1 "$first/runs/$est-a$best-s1"
     for seed in 2 3; do
         run_line "$est" "$best" "$seed" "$out/runs/$est-a$best-s$seed"

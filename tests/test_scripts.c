@@ -353,8 +353,10 @@ START_TEST(semisup_table2_in_two_steps)
 END_TEST
 
 /* A sweep shorter than the finals (the budget the sweep of results/semisup
- * chose alpha on): the finals' seed 1 is a run of its own in final/, the
- * sweep's runs keep their budget, and table2.csv takes seed 1 from final/. */
+ * chose alpha on): the finals' seed 1 is a run of its own in final/, which
+ * continues a copy of the sweep's run from its checkpoint and equals a
+ * fresh run of its line digit for digit; the sweep's runs keep their
+ * budget, and table2.csv takes seed 1 from final/. */
 START_TEST(semisup_finals_longer_than_the_sweep)
 {
     const char *dir = testutil_tmpdir();
@@ -364,11 +366,28 @@ START_TEST(semisup_finals_longer_than_the_sweep)
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_msg(testutil_contains(out, "9 jobs in") && testutil_contains(out, "(0 done already)"),
                   "%s", out);
+    int copies = 0;
+    for (const char *p = errout; (p = strstr(p, "continues the sweep's run (2 steps)")) != NULL; p++)
+        copies++;
+    ck_assert_msg(copies == 3, "%s", errout);
     rc = sh("ls -d %s/final/runs/*-s1 | wc -l; grep -h '\"steps_done\"' %s/sweep/runs/*/summary.json "
             "| sort -u; grep -h '\"steps_done\"' %s/final/runs/*/summary.json | sort -u",
             dir, dir, dir);
     ck_assert_msg(rc == 0 && !strcmp(out, "3\n  \"steps_done\": 2,\n  \"steps_done\": 4,\n"),
                   "%s", out);
+    /* Seed 1 continued a copy of the sweep's run (the sweep's rows head its
+     * log), and equals its line run afresh elsewhere: the same figures at
+     * every step (the last column, the wall clock, aside). */
+    rc = sh("for r in %s/final/runs/*-s1; do "
+            "l=$(grep \" --out $r$\" %s/final/jobs.txt | sed \"s| --out .*| --out $r.fresh|\") && "
+            "sh -c \"$l\" > /dev/null && "
+            "head -n 3 %s/sweep/runs/$(basename $r)/log.csv > %s/sweep.csv && "
+            "head -n 3 $r/log.csv | cmp - %s/sweep.csv && "
+            "awk -F, -v OFS=, '{ NF--; print }' $r/log.csv > %s/a.csv && "
+            "awk -F, -v OFS=, '{ NF--; print }' $r.fresh/log.csv > %s/b.csv && "
+            "cmp %s/a.csv %s/b.csv && rm -r $r.fresh || exit 1; done",
+            dir, dir, dir, dir, dir, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     size_t len;
     char *table = (char *)testutil_read_file(testutil_path(dir, "table2.csv"), &len);
     ck_assert(table != NULL);
