@@ -607,6 +607,53 @@ START_TEST(resume_on_other_data_is_refused)
 }
 END_TEST
 
+/* The checkpoint names the OpenBLAS kernels the run trained with: a resume
+ * on others says so in one line and goes on, and summary.json lists every
+ * set the run used; a resume on the same kernels says nothing. */
+START_TEST(resume_on_other_kernels_is_said)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return; /* Haswell's kernels need AVX2 and FMA */
+    const char *dir = testutil_tmpdir();
+    char *was = getenv("OPENBLAS_CORETYPE") ? strdup(getenv("OPENBLAS_CORETYPE")) : NULL;
+    setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+    ck_assert_msg(gsvae("train %s --data %s --out %s --steps 4 --eval-every 2", tiny[0],
+                        testutil_data_dir(), dir) == 0, "%s", errout);
+    uint64_t len;
+    size_t slen;
+    char *blas = section_of(testutil_path(dir, "model.ckpt"), "blas", &len);
+    ck_assert_msg(len == 8 && !memcmp(blas, "Prescott", 8), "%.*s", (int)len, blas);
+    free(blas);
+    char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &slen);
+    ck_assert_msg(summary && testutil_contains(summary, "\"blas_kernels\": \"Prescott\",\n"), "%s",
+                  summary);
+    free(summary);
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    ck_assert_msg(gsvae("train --out %s --steps 6 --resume", dir) == 0, "%s", errout);
+    ck_assert_msg(testutil_contains(errout, "warning: ") &&
+                      testutil_contains(errout, "trained with OpenBLAS's Prescott kernels, this "
+                                                "process has Haswell"),
+                  "%s", errout);
+    summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &slen);
+    ck_assert_msg(summary && testutil_contains(summary, "\"blas_kernels\": \"Prescott,Haswell\","),
+                  "%s", summary);
+    free(summary);
+    ck_assert_msg(gsvae("train --out %s --steps 8 --resume", dir) == 0, "%s", errout);
+    ck_assert_msg(!testutil_contains(errout, "warning"), "%s", errout);
+    summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &slen);
+    ck_assert_msg(summary && testutil_contains(summary, "\"blas_kernels\": \"Prescott,Haswell\","),
+                  "%s", summary);
+    free(summary);
+    if (was) {
+        setenv("OPENBLAS_CORETYPE", was, 1);
+        free(was);
+    } else {
+        unsetenv("OPENBLAS_CORETYPE");
+    }
+}
+END_TEST
+
 /* A temperature floor above the start is said, not silently kept. */
 START_TEST(tau_min_above_tau0_is_warned)
 {
@@ -734,6 +781,7 @@ int main(void)
     tcase_add_test(resume, resume_merges_options_and_grows_the_log);
     tcase_add_test(resume, resume_finds_the_task);
     tcase_add_test(resume, resume_on_other_data_is_refused);
+    tcase_add_test(resume, resume_on_other_kernels_is_said);
     tcase_add_test(resume, tau_min_above_tau0_is_warned);
     tcase_add_test(resume, threads_flag_everywhere);
     suite_add_tcase(s, resume);

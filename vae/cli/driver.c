@@ -16,7 +16,9 @@
  *   window     the training figures since the last log row: their count
  *              and sums (1 + LOG_MAX_FIGS doubles)
  *   data       crc32 of the training file's pixels and labels (u32), so
- *              that a resume on other data is refused */
+ *              that a resume on other data is refused
+ *   blas       R->blas, the OpenBLAS kernels trained with so far (text, no
+ *              NUL; absent from checkpoints before 2026-12-04) */
 #include "driver.h"
 
 #include <assert.h>
@@ -326,6 +328,7 @@ static int run_setup(run *R, char *err)
         R->neval++;
     assert(R->ntrain + 2 * R->neval <= LOG_MAX_FIGS);
     rng_seed(&R->rng, (uint64_t)o->seed);
+    snprintf(R->blas, sizeof R->blas, "%s", openblas_get_corename());
     R->batch_set = &R->train;
     if (R->ops->setup(R, err) != 0)
         return -1;
@@ -521,6 +524,7 @@ static int write_summary(run *R, int interrupted, char *err)
             R->ops->name);
     fprintf(f, "  \"versions\": {\"openblas\": \"%s\", \"zlib\": \"%s\", \"libpng\": \"%s\"},\n",
             openblas_get_config(), zlibVersion(), png_get_libpng_ver(NULL));
+    fprintf(f, "  \"blas_kernels\": \"%s\",\n", R->blas);
     json_flags(f, R);
     fprintf(f, "  \"seed\": %ld,\n", R->o.seed);
     fprintf(f, "  \"steps_done\": %ld,\n  \"interrupted\": %s,\n", R->step,
@@ -677,7 +681,7 @@ static int save_checkpoint(run *R, char *err)
     double window[1 + LOG_MAX_FIGS];
     window[0] = (double)R->window_n;
     memcpy(window + 1, R->window, sizeof R->window);
-    ckpt_section secs[11];
+    ckpt_section secs[12];
     int n = 0;
     secs[n++] = (ckpt_section){"config", config, clen};
     secs[n++] = (ckpt_section){"params", R->params, R->nparams * sizeof(float)};
@@ -693,6 +697,7 @@ static int save_checkpoint(run *R, char *err)
     secs[n++] = (ckpt_section){"estimator", R->persist, R->persist_bytes};
     secs[n++] = (ckpt_section){"window", window, sizeof window};
     secs[n++] = (ckpt_section){"data", &R->data_crc, sizeof R->data_crc};
+    secs[n++] = (ckpt_section){"blas", R->blas, strlen(R->blas)};
     char path[4200];
     snprintf(path, sizeof path, "%s/model.ckpt", R->o.out_dir);
     return ckpt_write(path, secs, n, err);
@@ -846,6 +851,38 @@ static int has_section(const ckpt_file *f, const char *name)
     return 0;
 }
 
+/* The kernels a checkpoint's run trained with into R->blas, and this
+ * process's after them where it has others, said on stderr: the run goes
+ * on, but its last digits leave those of the uninterrupted run
+ * (OPENBLAS_CORETYPE set to the checkpoint's last kernels keeps them). */
+static int restore_kernels(run *R, const ckpt_file *f, const char *path, char *err)
+{
+    const void *data;
+    uint64_t len;
+    if (ckpt_get(f, "blas", &data, &len, err) != 0)
+        return -1;
+    if (len == 0 || len >= sizeof R->blas || memchr(data, '\0', (size_t)len))
+        return errf(err, "%s: blas section of %llu bytes is not a list of kernels", path,
+                    (unsigned long long)len);
+    char was[sizeof R->blas];
+    memcpy(was, data, (size_t)len);
+    was[len] = '\0';
+    const char *now = openblas_get_corename(), *last = strrchr(was, ',');
+    last = last ? last + 1 : was;
+    if (!strcmp(last, now)) {
+        memcpy(R->blas, was, (size_t)len + 1);
+        return 0;
+    }
+    fprintf(stderr,
+            "gsvae train: warning: %s trained with OpenBLAS's %s kernels, this process has %s: "
+            "the run goes on, its last digits leaving the uninterrupted run's "
+            "(OPENBLAS_CORETYPE=%s keeps them)\n",
+            path, last, now, last);
+    if ((size_t)snprintf(R->blas, sizeof R->blas, "%s,%s", was, now) >= sizeof R->blas)
+        snprintf(R->blas, sizeof R->blas, "%s", was); /* full: the list keeps its start */
+    return 0;
+}
+
 /* Everything a checkpoint holds into a run set up from its options; every
  * size is checked against the run's. */
 static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char *err)
@@ -908,6 +945,8 @@ static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char
         R->window_n = (long)window[0];
         memcpy(R->window, window + 1, sizeof R->window);
     }
+    if (has_section(f, "blas") && restore_kernels(R, f, path, err) != 0)
+        return -1;
     memcpy(R->log, logdata, (size_t)loglen);
     R->nlog = (long)state[9];
     R->step = (long)state[0];

@@ -134,6 +134,11 @@ struct run {
     double window[LOG_MAX_FIGS];
     long window_n;
     uint32_t data_crc;          /* crc32 of the training file's pixels and labels */
+    /* The OpenBLAS kernels the run has trained with, in the order first
+     * used, comma-separated ("Haswell", or "Haswell,SkylakeX" for a run
+     * resumed on others): they round the products, so a run that mixes
+     * kernels has not the digits of the same run on either. */
+    char blas[96];
     int ntrain, neval;          /* figures per row of each kind */
     char out_path[4096];        /* --out */
 };
