@@ -399,6 +399,57 @@ START_TEST(semisup_finals_longer_than_the_sweep)
 }
 END_TEST
 
+/* The finals of the estimators whose sweep has finished run first
+ * (SEMISUP_ESTIMATORS): exact's sweep unfinished, the list holds the other
+ * two's, and table2.csv gives exact n = 0 and no alpha; a seed whose final
+ * run is missing is not replaced by the shorter sweep's run. */
+START_TEST(semisup_finals_of_the_chosen_estimators_first)
+{
+    const char *dir = testutil_tmpdir();
+    int rc = semisup_step("", "semisup-paper", dir, "sweep");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    rc = sh("s=%s/sweep/runs/exact-a0.8-s1/summary.json && "
+            "sed 's/\"interrupted\": false/\"interrupted\": true/' $s > $s.new && mv $s.new $s",
+            dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    rc = semisup_step("SEMISUP_STEPS=4 SEMISUP_ESTIMATORS='exact gumbel'", "semisup-paper-final",
+                      dir, "final");
+    ck_assert_msg(rc != 0 && testutil_contains(errout, "exact-a0.8-s1/summary.json: not finished"),
+                  "exit %d\n%s\n%s", rc, out, errout);
+    rc = semisup_step("SEMISUP_STEPS=4 SEMISUP_ESTIMATORS='gumbel st-gumbel'", "semisup-paper-final",
+                      dir, "final");
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_msg(testutil_contains(out, "6 jobs in") &&
+                      testutil_contains(errout, "exact: its sweep has not finished"),
+                  "%s\n%s", out, errout);
+    size_t len;
+    char *table = (char *)testutil_read_file(testutil_path(dir, "table2.csv"), &len);
+    ck_assert(table != NULL);
+    ck_assert_msg(testutil_contains(table, "\nexact,,,,,0,92.6,-106.8,\n"), "%s", table);
+    int rows = 0;
+    for (const char *p = table; (p = strstr(p, ",3,9")) != NULL; p++)
+        rows++;
+    ck_assert_msg(rows == 2, "%s", table);
+    free(table);
+    char *alpha = (char *)testutil_read_file(testutil_path(dir, "alpha.csv"), &len);
+    ck_assert_msg(alpha && testutil_contains(alpha, "\nexact,0.8,,,,\n") &&
+                      testutil_contains(alpha, "\nexact,0.1,0."),
+                  "%s", alpha);
+    free(alpha);
+    /* Without its final seed-1 run, gumbel counts 2 seeds: the sweep's run
+     * of 2 steps does not stand in for a final of 4. */
+    rc = sh("rm -r %s/final/runs/gumbel-a*-s1 && SEMISUP_STEPS=4 SEMISUP_ALPHAS='0.1 0.8' "
+            "sh scripts/semisup-table2.sh %s "
+            "2> /dev/null && grep '^gumbel,' %s/table2.csv",
+            dir, dir, dir);
+    ck_assert_msg(rc == 0 && testutil_contains(out, ",2,92.4,"), "exit %d\n%s\n%s", rc, out, errout);
+    rc = sh("SEMISUP_ESTIMATORS='exact mcmc' sh scripts/semisup-jobs.sh sweep %s/x", dir);
+    ck_assert_msg(rc == 2 && testutil_contains(errout, "SEMISUP_ESTIMATORS: 'mcmc'") &&
+                      count_text_lines(errout) == 1,
+                  "exit %d: %s", rc, errout);
+}
+END_TEST
+
 /* scripts/semisup-genacc.sh: a run trained in stages, each checkpoint scored
  * by gsvae eval, gives the same last row as the run trained in one go (the
  * stages are --resume of one run), a rerun adds nothing, and bad stage sizes
@@ -803,6 +854,7 @@ int main(void)
     tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
     tcase_add_test(tc, semisup_table2_in_two_steps);
     tcase_add_test(tc, semisup_finals_longer_than_the_sweep);
+    tcase_add_test(tc, semisup_finals_of_the_chosen_estimators_first);
     tcase_add_test(tc, semisup_genacc_stages_are_one_run);
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
