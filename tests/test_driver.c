@@ -630,7 +630,9 @@ START_TEST(resume_on_other_kernels_is_said)
                   summary);
     free(summary);
     setenv("OPENBLAS_CORETYPE", "Haswell", 1);
-    ck_assert_msg(gsvae("train --out %s --steps 6 --resume", dir) == 0, "%s", errout);
+    ck_assert_msg(gsvae("train --data %s --out %s --steps 6 --resume",
+                        testutil_data_dir(), dir) == 0,
+                  "%s", errout);
     ck_assert_msg(testutil_contains(errout, "warning: ") &&
                       testutil_contains(errout, "trained with OpenBLAS's Prescott kernels, this "
                                                 "process has Haswell"),
@@ -639,7 +641,9 @@ START_TEST(resume_on_other_kernels_is_said)
     ck_assert_msg(summary && testutil_contains(summary, "\"blas_kernels\": \"Prescott,Haswell\","),
                   "%s", summary);
     free(summary);
-    ck_assert_msg(gsvae("train --out %s --steps 8 --resume", dir) == 0, "%s", errout);
+    ck_assert_msg(gsvae("train --data %s --out %s --steps 8 --resume",
+                        testutil_data_dir(), dir) == 0,
+                  "%s", errout);
     ck_assert_msg(!testutil_contains(errout, "warning"), "%s", errout);
     summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &slen);
     ck_assert_msg(summary && testutil_contains(summary, "\"blas_kernels\": \"Prescott,Haswell\","),
