@@ -264,12 +264,16 @@ case $mode in semisup-paper*) limit=30:00:00 mem=2G ;; full | paper*) limit=03:0
 } > "$out/slurm.sh.tmp"
 mv "$out/slurm.sh.tmp" "$out/slurm.sh"
 
-# The finished jobs' line numbers, read once for the count and the job log.
+# The finished jobs' line numbers, read once for the counts and the job log,
+# and their places in the selection (GNU parallel's Seq: see below).
 done_lines=$(sh scripts/run-job.sh "$out" --done)
 finished=$(printf '%s' "$done_lines" | grep -c . || true)
+done_seqs=$(printf '%s\n' "$done_lines" | awk -v sel="$(echo $lines)" '
+    BEGIN { n = split(sel, l, " ") }
+    { d[$1] = 1 }
+    END { for (i = 1; i <= n; i++) if (l[i] in d) print i }')
 if [ -n "$only" ]; then
-    sel_done=$(printf '%s\n' "$done_lines" | awk -v sel="$(echo $lines)" \
-        'BEGIN { n = split(sel, l, " "); for (i = 1; i <= n; i++) s[l[i]] = 1 } ($1 in s) { c++ } END { print c + 0 }')
+    sel_done=$(printf '%s' "$done_seqs" | grep -c . || true)
     echo "reproduce.sh: $total jobs in $joblist ($finished done already); --only '$only' runs $selected of them ($sel_done done already); Slurm array: $out/slurm.sh"
 else
     echo "reproduce.sh: $total jobs in $joblist ($finished done already); Slurm array: $out/slurm.sh"
@@ -317,12 +321,9 @@ if [ -n "$only" ] && ! printf '%s\n' "$lines" | cmp -s - "$out/joblog-only.lines
     printf '%s\n' "$lines" > "$out/joblog-only.lines"
 fi
 if [ -f "$log" ]; then
-    printf '%s\n' "$done_lines" > "$log.done"
-    awk -F'\t' -v sel="$(echo $lines)" '
-        BEGIN { n = split(sel, l, " ") }
-        NR == FNR { d[$1] = 1; next }
-        FNR == 1 { for (i = 1; i <= n; i++) if (l[i] in d) ok[i] = 1 }
-        FNR == 1 || ($1 in ok) || $7 != 0' "$log.done" "$log" > "$log.tmp"
+    printf '%s\n' "$done_seqs" > "$log.done"
+    awk -F'\t' 'NR == FNR { ok[$1] = 1; next } FNR == 1 || ($1 in ok) || $7 != 0' \
+        "$log.done" "$log" > "$log.tmp"
     mv "$log.tmp" "$log"
     rm -f "$log.done"
 fi

@@ -106,15 +106,16 @@ for est in $estimators; do
     best=$(pick "$sweep" "$est" valid_accuracy)
     first=$sweep
     src=$sweep/runs/$est-a$best-s1
-    if [ "$(plot_json "$src/summary.json" steps)" != "$steps" ]; then
+    sweep_steps=$(plot_json "$src/summary.json" steps)
+    if [ "$sweep_steps" != "$steps" ]; then
         first=$out
         dst=$out/runs/$est-a$best-s1
         if [ ! -e "$dst" ] && [ -f "$src/model.ckpt" ] &&
-            [ "$(plot_json "$src/summary.json" steps_done)" = "$(plot_json "$src/summary.json" steps)" ]; then
+            [ "$(plot_json "$src/summary.json" steps_done)" = "$sweep_steps" ]; then
             mkdir -p "$out/runs"
             rm -rf "$dst.copy"
             cp -R "$src" "$dst.copy" && mv "$dst.copy" "$dst"
-            echo "semisup-jobs.sh: $dst: continues the sweep's run ($(plot_json "$src/summary.json" steps_done) steps) from its checkpoint" >&2
+            echo "semisup-jobs.sh: $dst: continues the sweep's run ($sweep_steps steps) from its checkpoint" >&2
         fi
     fi
     run_line "$est" "$best" 1 "$first/runs/$est-a$best-s1"
