@@ -334,15 +334,33 @@ printf '%s\n' "$lines" | parallel --joblog "$log" --resume-failed -j "$jobs" \
     ${hosts:+--sshloginfile "$hosts" --workdir "$PWD"} \
     sh scripts/run-job.sh "$out" {} || failed=$?
 end=$(date +%s)
-echo "reproduce.sh: jobs finished in $((end - start)) s"
-# The whole grid's time; a subset's is only printed.
-[ -n "$only" ] || echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
+# GNU parallel's exit status: 0 when every job succeeded, 1-100 the number
+# that failed, 101 more than 100, anything else (255) a stop by a signal or
+# an error of its own.
+case $failed in
+0) why="" ;;
+[1-9] | [1-9][0-9] | 100) why="$failed job(s) failed" ;;
+101) why="more than 100 jobs failed" ;;
+*) why="GNU parallel stopped (exit $failed: a signal, or an error of its own)" ;;
+esac
+[ -n "$why" ] || echo "reproduce.sh: jobs finished in $((end - start)) s"
+# DIR/wall_time.txt, for the tables, is the time of a whole grid run at once:
+# written when this run started every job and all succeeded, removed when it
+# ran a part (a grid run in pieces has no single wall time), left when it
+# found them all done.  A subset's time is only printed.
+if [ -z "$only" ]; then
+    if [ -z "$why" ] && [ "$finished" -eq 0 ]; then
+        echo "$mode $((end - start)) $(nproc)" > "$out/wall_time.txt"
+    elif [ "$finished" -lt "$total" ]; then
+        rm -f "$out/wall_time.txt"
+    fi
+fi
 if [ -n "$tables" ]; then
     sh scripts/$tables
 else
     echo "reproduce.sh: the sweep's runs are in $out; scripts/reproduce.sh ${mode}-final chooses on them, runs the finals and writes the tables"
 fi
-if [ $failed != 0 ]; then
-    echo "reproduce.sh: $failed job(s) failed (see $log and their .out files); rerun the same command to retry them" >&2
+if [ -n "$why" ]; then
+    echo "reproduce.sh: $why after $((end - start)) s (see $log and the runs' .out files); rerun the same command to retry or continue them" >&2
     exit 1
 fi

@@ -319,6 +319,18 @@ START_TEST(semisup_table2_in_two_steps)
     int rc = semisup_step("", "semisup-paper", dir, "sweep");
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_msg(testutil_contains(errout, "6/6 jobs done"), "%s", errout);
+    /* The sweep ran whole: its wall time stays through a rerun that finds
+     * every job done, and goes when a rerun runs a part of it. */
+    const char *wall = testutil_path(dir, "sweep/wall_time.txt");
+    ck_assert(exists(wall));
+    rc = semisup_step("", "semisup-paper", dir, "sweep");
+    ck_assert_msg(rc == 0 && testutil_contains(out, "(6 done already)") && exists(wall),
+                  "exit %d\n%s\n%s", rc, out, errout);
+    ck_assert_int_eq(sh("rm %s/sweep/runs/gumbel-a0.8-s1/summary.json", dir), 0);
+    rc = semisup_step("", "semisup-paper", dir, "sweep");
+    ck_assert_msg(rc == 0 && testutil_contains(out, "(5 done already)"), "exit %d\n%s\n%s", rc,
+                  out, errout);
+    ck_assert(!exists(wall));
     rc = semisup_step("", "semisup-paper-final", dir, "final");
     ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
     ck_assert_msg(testutil_contains(out, "9 jobs in") && testutil_contains(out, "(3 done already)"),
@@ -349,6 +361,47 @@ START_TEST(semisup_table2_in_two_steps)
     rc = semisup_step("", "semisup-paper-final", dir, "final");
     ck_assert_msg(rc == 0 && testutil_contains(out, "(9 done already)"), "exit %d\n%s\n%s", rc,
                   out, errout);
+}
+END_TEST
+
+/* GNU parallel's exit status as reproduce.sh reads it, through a stand-in
+ * `parallel` on PATH that runs nothing and exits with a chosen status: a
+ * count of failed jobs, more than 100, or a stop by a signal (255, what a
+ * TERM sent to parallel gives).  Each fails the grid with its own words and
+ * leaves no wall_time.txt; status 0 writes it. */
+START_TEST(grid_reads_the_status_of_gnu_parallel)
+{
+    const char *dir = testutil_tmpdir();
+    const char *grid = testutil_path(dir, "grid");
+    int rc = sh("mkdir %s/bin && printf '%%s\n' '#!/bin/sh' "
+                "'[ \"$1\" = --version ] && { echo \"GNU parallel (stand-in)\"; exit 0; }' "
+                "'cat > /dev/null' 'exit $STATUS' > %s/bin/parallel && chmod +x %s/bin/parallel",
+                dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", errout);
+    static const struct {
+        int status;
+        const char *says;
+    } cases[] = {{255, "GNU parallel stopped (exit 255: a signal, or an error of its own)"},
+                 {3, "3 job(s) failed"},
+                 {101, "more than 100 jobs failed"},
+                 {0, NULL}};
+    for (int i = 0; i < 4; i++) {
+        rc = sh("PATH=%s/bin:$PATH STATUS=%d " SEMISUP_TINY " GSVAE_BIN=%s GSVAE_DATA=%s "
+                "sh scripts/reproduce.sh semisup-paper --out %s -j 2",
+                dir, cases[i].status, testutil_bin(), testutil_data_dir(), grid);
+        const char *wall = testutil_path(grid, "wall_time.txt");
+        if (cases[i].says) {
+            ck_assert_msg(rc == 1, "status %d: exit %d\n%s", cases[i].status, rc, errout);
+            ck_assert_msg(testutil_contains(errout, cases[i].says) && count_text_lines(errout) == 1,
+                          "status %d: %s", cases[i].status, errout);
+            ck_assert_msg(!testutil_contains(out, "jobs finished"), "%s", out);
+            ck_assert(!exists(wall));
+        } else {
+            ck_assert_msg(rc == 0, "exit %d\n%s", rc, errout);
+            ck_assert_msg(testutil_contains(out, "jobs finished in"), "%s", out);
+            ck_assert(exists(wall));
+        }
+    }
 }
 END_TEST
 
@@ -852,6 +905,7 @@ int main(void)
     TCase *tc = tcase_create("scripts");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, grid_runs_through_gnu_parallel_and_resumes);
+    tcase_add_test(tc, grid_reads_the_status_of_gnu_parallel);
     tcase_add_test(tc, semisup_table2_in_two_steps);
     tcase_add_test(tc, semisup_finals_longer_than_the_sweep);
     tcase_add_test(tc, semisup_finals_of_the_chosen_estimators_first);
