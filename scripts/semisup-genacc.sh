@@ -61,17 +61,19 @@ while [ "$k" -le "$steps" ]; do
         exit 1
     fi
     out=$("$bin" eval --ckpt "$dir/model.ckpt" --data "$data" --set test --images "$images" \
-        --iw-samples 0 --threads 1)
-    row=$(printf '%s\n' "$out" | awk -v k="$k" '
-        $2 == "accuracy" { acc = $3; nll = $8 }
-        /-ELBO .*summed/ { elbo = $3 }
-        /generative accuracy/ { gen = $4; agr = $NF }
-        END { if (acc == "" || elbo == "" || gen == "") exit 1
-              printf "%d,%s,%s,%s,%s,%s\n", k, acc, nll, elbo, gen, agr }') || {
-        echo "semisup-genacc.sh: $dir: gsvae eval printed no semisup figures:" >&2
-        printf '%s\n' "$out" >&2
-        exit 1
-    }
+        --iw-samples 0 --threads 1 --json)
+    row=$k
+    for key in accuracy class_nll neg_elbo gen_accuracy agreement; do
+        v=$(printf '%s\n' "$out" | plot_json /dev/stdin "test_$key")
+        if [ -z "$v" ]; then
+            echo "semisup-genacc.sh: $dir: gsvae eval gave no test_$key:" >&2
+            printf '%s\n' "$out" >&2
+            exit 1
+        fi
+        row=$row,$v
+    done
+    # The digits gsvae eval prints for a reader: -ELBO to 3, the rest to 4.
+    row=$(echo "$row" | awk -F, '{ printf "%d,%.4f,%.4f,%.3f,%.4f,%.4f\n", $1, $2, $3, $4, $5, $6 }')
     [ -f "$csv" ] || echo "step,accuracy,class_nll,neg_elbo,gen_accuracy,agreement" >"$csv"
     echo "$row" >>"$csv"
     echo "semisup-genacc.sh: $dir step $k: $row"

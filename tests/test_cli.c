@@ -362,9 +362,40 @@ START_TEST(bad_checkpoints_are_refused)
 }
 END_TEST
 
+/* The number after "\"key\": " in a JSON text (NAN when the key is absent
+ * or its value is not a number). */
+static double json_value(const char *text, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *at = strstr(text, pat);
+    char *end;
+    double v = at ? strtod(at + strlen(pat), &end) : NAN;
+    return at && end != at + strlen(pat) ? v : NAN;
+}
+
+/* A JSON object of one "  \"key\": value" a line, as summary.json: "{",
+ * the fields, each but the last ending in a comma, "}". */
+static int json_fields_well_formed(const char *text)
+{
+    size_t len = strlen(text);
+    if (strncmp(text, "{\n", 2) || len < 4 || strcmp(text + len - 3, "\n}\n"))
+        return 0;
+    for (const char *line = text + 2; line < text + len - 2;) {
+        const char *nl = strchr(line, '\n');
+        int last = nl == text + len - 3;
+        if (strncmp(line, "  \"", 3) || !memchr(line, ':', (size_t)(nl - line)) ||
+            (nl[-1] == ',') == last)
+            return 0;
+        line = nl + 1;
+    }
+    return 1;
+}
+
 /* eval --set valid scores the run's own validation split, binarized as the
  * run binarized it: with --binarize fixed it gives the -ELBO of log.csv's
- * last valid_neg_elbo to the printed digits; bad sets are refused. */
+ * last valid_neg_elbo to the printed digits (and --json to summary.json's
+ * six); bad sets are refused. */
 START_TEST(eval_scores_the_validation_split)
 {
     const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
@@ -387,6 +418,20 @@ START_TEST(eval_scores_the_validation_split)
     double scored = atof(e + strlen("valid -ELBO "));
     ck_assert_msg(fabs(scored - logged) < 0.0006, "eval %f, log %f", scored, logged);
     ck_assert(testutil_contains(out, "on 700 images"));
+    /* --json: the figures named as in summary.json, every one asked for. */
+    rc = gsvae("eval --ckpt %s/model.ckpt --data %s --set valid --images 700 --iw-samples 3 "
+               "--tau 0.5 --json",
+               dir, data);
+    ck_assert_msg(rc == 0 && json_fields_well_formed(out), "%s\n%s", out, errout);
+    ck_assert_msg(fabs(json_value(out, "valid_neg_elbo") - logged) < 2e-6, "%s", out);
+    ck_assert_msg(json_value(out, "valid_images") == 700 && json_value(out, "valid_iw_samples") == 3 &&
+                      json_value(out, "tau") == 0.5,
+                  "%s", out);
+    const char *figures[] = {"valid_recon", "valid_kl", "valid_neg_elbo_relaxed",
+                             "valid_neg_log_px_iw", "seed"};
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(isfinite(json_value(out, figures[i])), "%s: %s", figures[i], out);
+    ck_assert(testutil_contains(out, "\"ckpt\": \""));
     /* The test set differs from it. */
     rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 700 --iw-samples 0", dir, data);
     ck_assert_msg(rc == 0 && (e = strstr(out, "test -ELBO ")), "%s", errout);

@@ -34,6 +34,7 @@
 
 #include "ckpt.h"
 #include "cli.h"
+#include "json.h"
 #include "parallel.h"
 #include "rundir.h"
 #include "schedule.h"
@@ -441,21 +442,6 @@ static int write_log(const run *R, char *err)
     return af_commit(&af, err);
 }
 
-/* A JSON string: the characters JSON requires escaped are escaped. */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", (unsigned char)*s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* Flags that say where a run came from or how to start it, not what it is:
  * neither stored in the checkpoint nor listed in the summary. */
 static int flag_is_transient(const char *name)
@@ -493,21 +479,13 @@ static void json_flags(FILE *f, run *R)
             break;
         case FLAG_STRING:
             if (*(const char **)d->dst)
-                json_string(f, *(const char **)d->dst);
+                json_put_string(f, *(const char **)d->dst);
             else
                 fprintf(f, "null");
             break;
         }
     }
     fprintf(f, "},\n");
-}
-
-static void json_number(FILE *f, const char *key, double v, const char *end)
-{
-    if (isfinite(v))
-        fprintf(f, "  \"%s\": %.6f%s", key, v, end);
-    else
-        fprintf(f, "  \"%s\": null%s", key, end);
 }
 
 /* summary.json: the common fields, the task's (from its finish), the last
@@ -549,12 +527,12 @@ static int write_summary(run *R, int interrupted, char *err)
         for (int k = 0; k < R->neval; k++) {
             char key[96];
             snprintf(key, sizeof key, "%s_%s", eval_set_at(R, s)->name, R->ops->eval_cols[k]);
-            json_number(f, key, ev->fig[R->ntrain + s * R->neval + k], ",\n");
+            json_put_number(f, key, ev->fig[R->ntrain + s * R->neval + k], ",\n");
         }
     }
     const log_row *last = R->nlog ? &R->log[R->nlog - 1] : NULL;
     fprintf(f, "  \"final_tau\": %.6f,\n", last ? last->tau : R->o.tau0);
-    json_number(f, "final_train_loss", last ? last->fig[0] : NAN, "\n}\n");
+    json_put_number(f, "final_train_loss", last ? last->fig[0] : NAN, "\n}\n");
     return af_commit(&af, err);
 }
 

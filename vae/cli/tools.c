@@ -14,6 +14,7 @@
 #include "outputs.h"
 #include "parallel.h"
 #include "gumbel.h"
+#include "json.h"
 #include "pngio.h"
 #include "task_semisup.h"
 #include "task_vae.h"
@@ -26,6 +27,7 @@ typedef struct {
     long seed;
     double tau;
     int threads;   /* 0: every online core (driver_threads) */
+    int json;      /* eval: the figures as one JSON object (eval_json) */
 } tool_opts;
 
 /* Parse a tool's flags; returns -1 to continue, else the exit status. */
@@ -231,6 +233,29 @@ static float *tool_test_set(const char *cmd, const tool_opts *t, const run_opts 
     return x;
 }
 
+/* eval --json: one JSON object on stdout, a field a line, named as in
+ * summary.json (the set's name, then the figure: test_neg_elbo,
+ * valid_accuracy, test_neg_log_px_iw ...), so that a script reads either
+ * file the same way; then the checkpoint and the evaluation's seed. */
+static void eval_json_open(const tool_opts *t, int n)
+{
+    printf("{\n  \"%s_images\": %d,\n", t->set, n);
+}
+
+static void eval_json_number(const tool_opts *t, const char *figure, double v)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s_%s", t->set, figure);
+    json_put_number(stdout, key, v, ",\n");
+}
+
+static void eval_json_close(const tool_opts *t)
+{
+    printf("  \"ckpt\": ");
+    json_put_string(stdout, t->ckpt);
+    printf(",\n  \"seed\": %ld\n}\n", t->seed);
+}
+
 /* eval of a semisup checkpoint: the figures the run logs (q(y|x)'s
  * accuracy and -log q(label|x), the -ELBO with y summed out; with the same
  * --seed and --images as the run's evaluation, the same numbers), and what
@@ -271,13 +296,23 @@ static int eval_semisup(const tool_opts *t)
         ss_eval_result e;
         rng_seed(&r, (uint64_t)t->seed);
         ss_evaluate(&m, &w, x, labels, n, &r, &e);
-        printf("%s accuracy %.4f (argmax q(y|x)), -log q(label|x) %.4f nats, on %d images\n",
-               t->set, e.accuracy, e.class_nll, n);
-        printf("%s -ELBO %.3f nats (y summed out, one z sample per class)\n", t->set,
-               e.neg_elbo);
-        printf("%s generative accuracy %.4f (argmin over y of -ELBO(x, y)), agreeing with "
-               "argmax q(y|x) on %.4f\n",
-               t->set, e.gen_accuracy, e.agreement);
+        if (t->json) {
+            eval_json_open(t, n);
+            eval_json_number(t, "accuracy", e.accuracy);
+            eval_json_number(t, "class_nll", e.class_nll);
+            eval_json_number(t, "neg_elbo", e.neg_elbo);
+            eval_json_number(t, "gen_accuracy", e.gen_accuracy);
+            eval_json_number(t, "agreement", e.agreement);
+            eval_json_close(t);
+        } else {
+            printf("%s accuracy %.4f (argmax q(y|x)), -log q(label|x) %.4f nats, on %d images\n",
+                   t->set, e.accuracy, e.class_nll, n);
+            printf("%s -ELBO %.3f nats (y summed out, one z sample per class)\n", t->set,
+                   e.neg_elbo);
+            printf("%s generative accuracy %.4f (argmin over y of -ELBO(x, y)), agreeing with "
+                   "argmax q(y|x) on %.4f\n",
+                   t->set, e.gen_accuracy, e.agreement);
+        }
         rc = 0;
 out_ws:
         ss_ws_free(&w);
@@ -306,6 +341,8 @@ int cmd_eval(int argc, char **argv)
          "threads of the matrix products and the importance-sampled bound (0: every core)"},
         {"tau", FLAG_DOUBLE, &t.tau, "T",
          "also the relaxed bound with the code relaxed at temperature T (0: skip)"},
+        {"json", FLAG_BOOL, &t.json, NULL,
+         "print the figures as one JSON object, named as in summary.json"},
         {NULL, 0, NULL, NULL, NULL},
     };
     int rc = tool_parse("eval", "gsvae eval --ckpt FILE [FLAGS]",
@@ -353,20 +390,39 @@ int cmd_eval(int argc, char **argv)
         elbo_result e;
         rng_seed(&r, (uint64_t)t.seed);
         eval_elbo(&tm.m, &tm.w, x, n, &r, &e);
-        printf("%s -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", t.set, e.neg_elbo,
-               e.recon, e.kl, n);
+        if (t.json) {
+            eval_json_open(&t, n);
+            eval_json_number(&t, "neg_elbo", e.neg_elbo);
+            eval_json_number(&t, "recon", e.recon);
+            eval_json_number(&t, "kl", e.kl);
+        } else {
+            printf("%s -ELBO %.3f nats (recon %.3f, KL %.3f) on %d images\n", t.set, e.neg_elbo,
+                   e.recon, e.kl, n);
+        }
         if (t.tau > 0) {
             rng_seed(&r, (uint64_t)t.seed);
             eval_elbo_relaxed(&tm.m, &tm.w, x, n, (float)t.tau, &r, &e);
-            printf("%s relaxed -ELBO at tau %g: %.3f nats (recon %.3f, KL %.3f)\n", t.set,
-                   t.tau, e.neg_elbo, e.recon, e.kl);
+            if (t.json) {
+                printf("  \"tau\": %.17g,\n", t.tau);
+                eval_json_number(&t, "neg_elbo_relaxed", e.neg_elbo);
+            } else {
+                printf("%s relaxed -ELBO at tau %g: %.3f nats (recon %.3f, KL %.3f)\n", t.set,
+                       t.tau, e.neg_elbo, e.recon, e.kl);
+            }
         }
         if (t.iw_samples > 0) {
             rng_seed(&r, (uint64_t)t.seed + 1);
             double nll = eval_iw(&tm.m, &tm.w, x, n, t.iw_samples, &r);
-            printf("%s -log p(x) ~ %.3f nats (%d importance samples)\n", t.set, nll,
-                   t.iw_samples);
+            if (t.json) {
+                printf("  \"%s_iw_samples\": %d,\n", t.set, t.iw_samples);
+                eval_json_number(&t, "neg_log_px_iw", nll);
+            } else {
+                printf("%s -log p(x) ~ %.3f nats (%d importance samples)\n", t.set, nll,
+                       t.iw_samples);
+            }
         }
+        if (t.json)
+            eval_json_close(&t);
         rc = 0;
     }
     free(x);
