@@ -330,7 +330,13 @@ fi
 echo "reproduce.sh: running $jobs at a time${hosts:+ per host of $hosts} through GNU parallel (job log $log)"
 start=$(date +%s)
 failed=0
+# A TERM to parallel reaches each job once, and the job gets ten minutes to
+# save its checkpoint (a step, or an evaluation under way, ends first):
+# parallel's own sequence (TERM, 200 ms, TERM, ...) gave a trainer in a
+# step longer than 200 ms a second TERM, which ends gsvae at once, without
+# its checkpoint.
 printf '%s\n' "$lines" | parallel --joblog "$log" --resume-failed -j "$jobs" \
+    --termseq TERM,600000,KILL,25 \
     ${hosts:+--sshloginfile "$hosts" --workdir "$PWD"} \
     sh scripts/run-job.sh "$out" {} || failed=$?
 end=$(date +%s)

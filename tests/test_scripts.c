@@ -368,14 +368,16 @@ END_TEST
  * `parallel` on PATH that runs nothing and exits with a chosen status: a
  * count of failed jobs, more than 100, or a stop by a signal (255, what a
  * TERM sent to parallel gives).  Each fails the grid with its own words and
- * leaves no wall_time.txt; status 0 writes it. */
+ * leaves no wall_time.txt; status 0 writes it.  And the jobs' termination
+ * sequence parallel is given. */
 START_TEST(grid_reads_the_status_of_gnu_parallel)
 {
     const char *dir = testutil_tmpdir();
     const char *grid = testutil_path(dir, "grid");
     int rc = sh("mkdir %s/bin && printf '%%s\n' '#!/bin/sh' "
                 "'[ \"$1\" = --version ] && { echo \"GNU parallel (stand-in)\"; exit 0; }' "
-                "'cat > /dev/null' 'exit $STATUS' > %s/bin/parallel && chmod +x %s/bin/parallel",
+                "'echo \"$*\" > \"$(dirname \"$0\")/args\"' 'cat > /dev/null' 'exit $STATUS' "
+                "> %s/bin/parallel && chmod +x %s/bin/parallel",
                 dir, dir, dir);
     ck_assert_msg(rc == 0, "%s", errout);
     static const struct {
@@ -402,6 +404,10 @@ START_TEST(grid_reads_the_status_of_gnu_parallel)
             ck_assert(exists(wall));
         }
     }
+    /* A TERM reaches a job once, with time to save its checkpoint: not
+     * parallel's default TERM, 200 ms, TERM (the second ends gsvae at once). */
+    rc = sh("cat %s/bin/args", dir);
+    ck_assert_msg(rc == 0 && testutil_contains(out, "--termseq TERM,600000,KILL,25"), "%s", out);
 }
 END_TEST
 
