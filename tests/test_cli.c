@@ -362,18 +362,6 @@ START_TEST(bad_checkpoints_are_refused)
 }
 END_TEST
 
-/* The number after "\"key\": " in a JSON text (NAN when the key is absent
- * or its value is not a number). */
-static double json_value(const char *text, const char *key)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *at = strstr(text, pat);
-    char *end;
-    double v = at ? strtod(at + strlen(pat), &end) : NAN;
-    return at && end != at + strlen(pat) ? v : NAN;
-}
-
 /* A JSON object of one "  \"key\": value" a line, as summary.json: "{",
  * the fields, each but the last ending in a comma, "}". */
 static int json_fields_well_formed(const char *text)
@@ -406,9 +394,8 @@ START_TEST(eval_scores_the_validation_split)
     size_t len;
     char *summary = (char *)testutil_read_file(testutil_path(dir, "summary.json"), &len);
     ck_assert(summary != NULL);
-    const char *v = strstr(summary, "\"valid_neg_elbo\": ");
-    ck_assert_msg(v != NULL, "%s", summary);
-    double logged = atof(v + strlen("\"valid_neg_elbo\": "));
+    double logged = testutil_json_number(summary, "valid_neg_elbo");
+    ck_assert_msg(isfinite(logged), "%s", summary);
     free(summary);
     rc = gsvae("eval --ckpt %s/model.ckpt --data %s --set valid --images 700 --iw-samples 0",
                dir, data);
@@ -423,14 +410,14 @@ START_TEST(eval_scores_the_validation_split)
                "--tau 0.5 --json",
                dir, data);
     ck_assert_msg(rc == 0 && json_fields_well_formed(out), "%s\n%s", out, errout);
-    ck_assert_msg(fabs(json_value(out, "valid_neg_elbo") - logged) < 2e-6, "%s", out);
-    ck_assert_msg(json_value(out, "valid_images") == 700 && json_value(out, "valid_iw_samples") == 3 &&
-                      json_value(out, "tau") == 0.5,
+    ck_assert_msg(fabs(testutil_json_number(out, "valid_neg_elbo") - logged) < 2e-6, "%s", out);
+    ck_assert_msg(testutil_json_number(out, "valid_images") == 700 && testutil_json_number(out, "valid_iw_samples") == 3 &&
+                      testutil_json_number(out, "tau") == 0.5,
                   "%s", out);
     const char *figures[] = {"valid_recon", "valid_kl", "valid_neg_elbo_relaxed",
                              "valid_neg_log_px_iw", "seed"};
     for (int i = 0; i < 5; i++)
-        ck_assert_msg(isfinite(json_value(out, figures[i])), "%s: %s", figures[i], out);
+        ck_assert_msg(isfinite(testutil_json_number(out, figures[i])), "%s: %s", figures[i], out);
     ck_assert(testutil_contains(out, "\"ckpt\": \""));
     /* The test set differs from it. */
     rc = gsvae("eval --ckpt %s/model.ckpt --data %s --images 700 --iw-samples 0", dir, data);

@@ -274,6 +274,18 @@ int testutil_contains(const char *haystack, const char *needle)
     return haystack && needle && strstr(haystack, needle) != NULL;
 }
 
+double testutil_json_number(const char *text, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *at = text ? strstr(text, pat) : NULL;
+    if (!at)
+        return NAN;
+    char *end;
+    double v = strtod(at + strlen(pat), &end);
+    return end != at + strlen(pat) ? v : NAN;
+}
+
 int testutil_run_gsvae(char *out, size_t outlen, char *errbuf, size_t errlen, const char *fmt,
                        ...)
 {

@@ -65,6 +65,11 @@ int testutil_log_column(const char *dir, const char *header, int col, double *va
 /* Nonzero when haystack contains needle (NULL-safe). */
 int testutil_contains(const char *haystack, const char *needle);
 
+/* The number after the first "\"key\": " in a JSON text such as
+ * summary.json or `gsvae eval --json`'s output; NAN when the key is absent,
+ * its value is not a number (null) or text is NULL. */
+double testutil_json_number(const char *text, const char *key);
+
 /* A float result against its double reference: fails naming `what` and
  * the element unless |got - want| <= tol * (1 + |want|) for every one. */
 void testutil_assert_close(const char *what, const float *got, const double *want, size_t n,
