@@ -234,6 +234,7 @@ static const shape conv_shapes[] = {
     CONV(1, 2, 7, 7, 2, 3, 4, 1),  /* stride larger than the kernel: skipped pixels */
     CONV(2, 2, 1, 1, 3, 1, 1, 0),  /* one pixel */
     CONV(2, 1, 3, 3, 2, 3, 1, 0),  /* one output pixel */
+    CONV(2, 2, 5, 5, 6, 3, 2, 1),  /* 6 channels: the bias gradient's block of 4 and 2 more */
 };
 
 static const shape convt_shapes[] = {
@@ -246,6 +247,7 @@ static const shape convt_shapes[] = {
     CONVT(1, 2, 2, 3, 1, 3, 4, 1, 3),  /* stride larger than the kernel: gaps */
     CONVT(2, 1, 1, 1, 3, 3, 2, 0, 0),  /* one input pixel */
     CONVT(2, 2, 4, 2, 2, 3, 1, 1, 0),  /* stride 1 with padding: same size */
+    CONVT(2, 2, 3, 3, 7, 3, 2, 1, 1),  /* 7 channels: the bias gradient's block of 4 and 3 more */
 };
 
 /* The first layers of the MNIST networks (results/semisup/networks.md),

@@ -143,17 +143,33 @@ static void relu_mask(float *dout, const float *out, size_t n)
             dout[i] = 0.0f;
 }
 
-/* db[o] += the sum of g[b][o][*] over b (undoes fill_bias). */
-static void bias_grad(float *db, const float *g, int B, int OC, size_t N)
+/* db[o] += the sum of g[o][*], one example's gradient (undoes fill_bias).
+ * Each channel's sum runs over n in order, as a plain loop would; four
+ * channels go side by side so that their additions overlap in the CPU. */
+static void bias_grad(float *db, const float *g, int OC, size_t N)
 {
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < OC; o++) {
-            const float *r = g + ((size_t)b * OC + o) * N;
-            float s = 0.0f;
-            for (size_t n = 0; n < N; n++)
-                s += r[n];
-            db[o] += s;
+    int o = 0;
+    for (; o + 4 <= OC; o += 4) {
+        const float *r = g + (size_t)o * N;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (size_t n = 0; n < N; n++) {
+            s0 += r[n];
+            s1 += r[N + n];
+            s2 += r[2 * N + n];
+            s3 += r[3 * N + n];
         }
+        db[o] += s0;
+        db[o + 1] += s1;
+        db[o + 2] += s2;
+        db[o + 3] += s3;
+    }
+    for (; o < OC; o++) {
+        const float *r = g + (size_t)o * N;
+        float s = 0.0f;
+        for (size_t n = 0; n < N; n++)
+            s += r[n];
+        db[o] += s;
+    }
 }
 
 void conv_forward(float *out, const float *in, const float *w, const float *b, float *scratch,
@@ -170,9 +186,9 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, f
         /* y[OC][N] += w[OC][CKK] col[CKK][N] */
         par_sgemm(0, 0, OC, N, CKK, 1.0f, w, CKK,
                     scratch, N, 1.0f, y, N);
+        if (relu)
+            relu_inplace(y, (size_t)OC * N);
     }
-    if (relu)
-        relu_inplace(out, (size_t)B * OC * N);
 }
 
 void conv_backward(float *din, float *dw, float *db, float *dout, const float *out,
@@ -183,11 +199,11 @@ void conv_backward(float *din, float *dw, float *db, float *dout, const float *o
     assert(B >= 0 && C >= 1 && OC >= 1 && OH >= 1 && OW >= 1);
     assert(dw && db && dout && in && w && scratch && (out || !relu));
     int N = OH * OW, CKK = C * KS * KS;
-    if (relu)
-        relu_mask(dout, out, (size_t)B * OC * N);
-    bias_grad(db, dout, B, OC, (size_t)N);
     for (int e = 0; e < B; e++) {
-        const float *g = dout + (size_t)e * OC * N; /* [OC][OH*OW] */
+        float *g = dout + (size_t)e * OC * N; /* [OC][OH*OW] */
+        if (relu)
+            relu_mask(g, out + (size_t)e * OC * N, (size_t)OC * N);
+        bias_grad(db, g, OC, (size_t)N);
         im2col(scratch, in + (size_t)e * C * H * W, C, H, W, KS, stride, pad, OH, OW);
         /* undoes y += w col: dw[OC][CKK] += g[OC][N] col^T[N][CKK] */
         par_sgemm(0, 1, OC, CKK, N, 1.0f, g, N, scratch, N,
@@ -224,9 +240,9 @@ void convt_forward(float *out, const float *in, const float *w, const float *b, 
                     in + (size_t)e * C * HW, HW, 0.0f, scratch, HW);
         fill_bias(y, b, OC, ON);
         col2im_add(y, scratch, OC, OH, OW, KS, stride, pad, H, W);
+        if (relu)
+            relu_inplace(y, (size_t)OC * ON);
     }
-    if (relu)
-        relu_inplace(out, (size_t)B * OC * ON);
 }
 
 void convt_backward(float *din, float *dw, float *db, float *dout, const float *out,
@@ -239,13 +255,14 @@ void convt_backward(float *din, float *dw, float *db, float *dout, const float *
     assert(dw && db && dout && in && w && scratch && (out || !relu));
     int HW = H * W, OKK = OC * KS * KS;
     size_t ON = (size_t)OH * OW;
-    if (relu)
-        relu_mask(dout, out, (size_t)B * OC * ON);
-    bias_grad(db, dout, B, OC, ON);
     for (int e = 0; e < B; e++) {
         const float *x = in + (size_t)e * C * HW; /* [C][H*W] */
+        float *g = dout + (size_t)e * OC * ON;     /* [OC][OH*OW] */
+        if (relu)
+            relu_mask(g, out + (size_t)e * OC * ON, (size_t)OC * ON);
+        bias_grad(db, g, OC, ON);
         /* undoes col2im_add: dcol[OKK][HW] = im2col(g) */
-        im2col(scratch, dout + (size_t)e * OC * ON, OC, OH, OW, KS, stride, pad, H, W);
+        im2col(scratch, g, OC, OH, OW, KS, stride, pad, H, W);
         /* undoes col = w^T x: dw[C][OKK] += x[C][HW] dcol^T[HW][OKK] */
         par_sgemm(0, 1, C, OKK, HW, 1.0f, x, HW, scratch, HW,
                     1.0f, dw, OKK);
