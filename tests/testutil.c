@@ -281,9 +281,10 @@ double testutil_json_number(const char *text, const char *key)
     const char *at = text ? strstr(text, pat) : NULL;
     if (!at)
         return NAN;
+    const char *num = at + strlen(pat);
     char *end;
-    double v = strtod(at + strlen(pat), &end);
-    return end != at + strlen(pat) ? v : NAN;
+    double v = strtod(num, &end);
+    return end != num ? v : NAN;
 }
 
 int testutil_run_gsvae(char *out, size_t outlen, char *errbuf, size_t errlen, const char *fmt,
