@@ -332,9 +332,9 @@ start=$(date +%s)
 failed=0
 # A TERM to parallel reaches each job once, and the job gets ten minutes to
 # save its checkpoint (a step, or an evaluation under way, ends first):
-# parallel's own sequence (TERM, 200 ms, TERM, ...) gave a trainer in a
-# step longer than 200 ms a second TERM, which ends gsvae at once, without
-# its checkpoint.
+# parallel's own sequence (TERM, 200 ms, TERM, 100 ms, TERM, 50 ms, KILL)
+# killed a trainer whose step or evaluation outlasts 350 ms before its
+# checkpoint.
 printf '%s\n' "$lines" | parallel --joblog "$log" --resume-failed -j "$jobs" \
     --termseq TERM,600000,KILL,25 \
     ${hosts:+--sshloginfile "$hosts" --workdir "$PWD"} \

@@ -385,8 +385,9 @@ START_TEST(unwritable_out_fails_before_training)
 }
 END_TEST
 
-/* SIGTERM at a known step: exit 143, a checkpoint, an interrupted summary,
- * and a resume that ends where the uninterrupted run ends, bit for bit. */
+/* SIGTERM twice at a known step (a job manager's repeated TERM): exit 143,
+ * a checkpoint, an interrupted summary, and a resume that ends where the
+ * uninterrupted run ends, bit for bit. */
 START_TEST(signal_saves_and_resumes_exactly)
 {
     const char *a = testutil_tmpdir(), *b = testutil_tmpdir(), *data = testutil_data_dir();
@@ -411,6 +412,25 @@ START_TEST(signal_saves_and_resumes_exactly)
     rc = gsvae("train --data %s --out %s --resume", data, b);
     ck_assert_msg(rc == 0, "%s", errout);
     assert_same_run(a, b);
+}
+END_TEST
+
+/* SIGINT twice at a known step (Ctrl-C again): the process ends at once,
+ * by the signal, and writes nothing of that step: no checkpoint (the first
+ * is at step 30) and no summary. */
+START_TEST(second_sigint_ends_at_once)
+{
+    const char *dir = testutil_tmpdir(), *data = testutil_data_dir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "GSVAE_TEST_SIGNAL=INT GSVAE_TEST_SIGNAL_AT_STEP=23 %s train %s --data %s --out %s "
+             "--steps 60 --eval-every 30 --log-every 10",
+             testutil_hooks_bin(), tiny[0], data, dir);
+    int rc = run_capture(cmd, out, sizeof out, errout, sizeof errout);
+    ck_assert_msg(rc == 130 && !testutil_contains(errout, "interrupted at step"), "rc %d: %s", rc,
+                  errout);
+    ck_assert(access(testutil_path(dir, "model.ckpt"), F_OK) != 0);
+    ck_assert(access(testutil_path(dir, "summary.json"), F_OK) != 0);
 }
 END_TEST
 
@@ -444,8 +464,8 @@ static pid_t start_training(const char *flags, const char *data, const char *dir
     }
 }
 
-/* A real SIGTERM from outside at a random point, then a resume: the same
- * run as the uninterrupted one.  SIGINT exits 130. */
+/* A real SIGTERM from outside at a random point (twice, 200 ms apart),
+ * then a resume: the same run as the uninterrupted one.  SIGINT exits 130. */
 START_TEST(kill_at_random_point_then_resume)
 {
     const char *a = testutil_tmpdir(), *b = testutil_tmpdir(), *data = testutil_data_dir();
@@ -468,6 +488,13 @@ START_TEST(kill_at_random_point_then_resume)
         }
         nanosleep(&pause, NULL);
         kill(pid, sig);
+        if (sig == SIGTERM) {
+            /* GNU parallel's default sequence: TERM again 200 ms later
+             * (the child, exited or not, is not reaped until waitpid). */
+            struct timespec gap = {0, 200000000L};
+            nanosleep(&gap, NULL);
+            kill(pid, sig);
+        }
         int status;
         ck_assert(waitpid(pid, &status, 0) == pid);
         size_t errlen;
@@ -794,6 +821,7 @@ int main(void)
     tcase_add_test(safe, finished_run_is_not_overwritten);
     tcase_add_test(safe, unwritable_out_fails_before_training);
     tcase_add_loop_test(safe, signal_saves_and_resumes_exactly, 0, 3);
+    tcase_add_test(safe, second_sigint_ends_at_once);
     tcase_add_test(safe, kill_at_random_point_then_resume);
     tcase_add_test(safe, live_run_directory_is_refused);
     tcase_add_test(safe, stale_temporaries_are_removed);

@@ -405,7 +405,7 @@ START_TEST(grid_reads_the_status_of_gnu_parallel)
         }
     }
     /* A TERM reaches a job once, with time to save its checkpoint: not
-     * parallel's default TERM, 200 ms, TERM (the second ends gsvae at once). */
+     * parallel's default TERM, 200 ms, TERM, 100 ms, TERM, 50 ms, KILL. */
     rc = sh("cat %s/bin/args", dir);
     ck_assert_msg(rc == 0 && testutil_contains(out, "--termseq TERM,600000,KILL,25"), "%s", out);
 }

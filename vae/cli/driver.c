@@ -941,11 +941,31 @@ static int restore_checkpoint(run *R, const ckpt_file *f, const char *path, char
 
 static volatile sig_atomic_t stop_signal;
 
+/* The first SIGINT or SIGTERM asks the loop to stop after its step (or the
+ * evaluation under way) and save.  A second SIGINT (Ctrl-C again: the user
+ * insists) ends the process at once.  A second SIGTERM does not: job
+ * managers repeat TERM on a timer (GNU parallel's default TERM, 200 ms,
+ * TERM, ...) and would end a long step or evaluation before its checkpoint;
+ * KILL is theirs to send. */
 static void on_signal(int sig)
 {
-    stop_signal = sig;
-    /* A second signal ends the process at once. */
-    signal(sig, SIG_DFL);
+    if (!stop_signal)
+        stop_signal = sig;
+}
+
+/* on_signal for SIGINT and SIGTERM (on), or their defaults again (off).
+ * SIGINT's handler is one-shot (SA_RESETHAND), SIGTERM's stays; both
+ * restart the file I/O they interrupt. */
+static void catch_stop_signals(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on ? on_signal : SIG_DFL;
+    sa.sa_flags = on ? SA_RESTART | SA_RESETHAND : 0;
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_flags = on ? SA_RESTART : 0;
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 static void progress(const run *R, double tau, double loss, double ex_per_s, int tty, int final)
@@ -1029,9 +1049,12 @@ static int train_loop(run *R, long last_ckpt, char *err)
      * weight before the given step, so the NaN travels the real path. */
     const char *inject = getenv("GSVAE_TEST_NAN_AT_STEP");
     long nan_step = inject ? atol(inject) : -1;
-    /* ...and a SIGTERM raised after the given step, at a known point. */
+    /* ...and a signal raised twice after the given step, at a known point:
+     * SIGTERM, or SIGINT where GSVAE_TEST_SIGNAL is INT. */
     const char *sig_at = getenv("GSVAE_TEST_SIGNAL_AT_STEP");
     long sig_step = sig_at ? atol(sig_at) : -1;
+    const char *sig_name = getenv("GSVAE_TEST_SIGNAL");
+    int test_sig = sig_name && !strcmp(sig_name, "INT") ? SIGINT : SIGTERM;
 #endif
     long window_start = R->step;
     double window_seconds = 0, ex_per_s = 0, last_print = 0;
@@ -1055,8 +1078,10 @@ static int train_loop(run *R, long last_ckpt, char *err)
         }
         optimizer_step(R, step);
 #ifdef GSVAE_TEST_HOOKS
-        if (step == sig_step)
-            raise(SIGTERM);
+        if (step == sig_step) {
+            raise(test_sig);
+            raise(test_sig);
+        }
 #endif
         double now = now_seconds();
         R->seconds += now - t0;
@@ -1253,11 +1278,9 @@ int cmd_train(int argc, char **argv)
                 R->total_steps, R->o.batch, R->o.optimizer, R->o.lr, R->o.seed);
     }
     stop_signal = 0;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    catch_stop_signals(1);
     rc = train_loop(R, last_ckpt, err);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    catch_stop_signals(0);
     if (rc < 0)
         goto fail_status;
     if (rc == 1)
