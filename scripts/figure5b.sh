@@ -8,9 +8,11 @@
 # The model: Gumbel-Softmax, --net conv, the Table 2 setting (100 labels,
 # --weighting batch), N steps (default 1000: a short run, minutes, not the
 # 50,000 of Table 2), in --runs (default runs/figure5b); a finished run is not
-# trained again, an interrupted one resumes.  Writes
-# DIR/figure5b-conv-gumbel-Nsteps.png (DIR: results/semisup), the step count
-# in the name so that a short run's grid cannot pass for the paper's.
+# trained again, an interrupted one resumes; a finished run of another
+# estimator (a Table 2 final, say) is drawn as it is.  Writes
+# DIR/figure5b-conv-EST-Nsteps.png (DIR: results/semisup; EST and N the run's
+# estimator and steps, from its summary.json), the step count in the name so
+# that a short run's grid cannot pass for the paper's.
 # GSVAE_BIN, GSVAE_DATA as for reproduce.sh.
 set -eu
 usage="usage: scripts/figure5b.sh [--steps N] [--runs DIR] [--out DIR]"
@@ -39,5 +41,6 @@ if ! plot_finished "$runs/summary.json"; then
 fi
 done_steps=$(plot_json "$runs/summary.json" steps_done)
 mkdir -p "$out"
-png=$out/figure5b-conv-gumbel-${done_steps}steps.png
+est=$(sed -n 's/.*"estimator": *"\([a-z0-9-]*\)".*/\1/p' "$runs/summary.json" | head -n 1)
+png=$out/figure5b-conv-${est:-gumbel}-${done_steps}steps.png
 "$bin" analogies --ckpt "$runs/model.ckpt" --source test --rows 10 --data "$data" --threads 1 --out "$png"

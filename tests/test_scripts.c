@@ -564,6 +564,23 @@ START_TEST(semisup_genacc_stages_are_one_run)
     ck_assert_msg(again && !strcmp(again, text[0]), "before:\n%s\nafter:\n%s", text[0], again);
     free(again);
     free(text[0]);
+    /* A score gsvae eval gives as null (not finite: a diverged run) is an
+     * error, not a row of zeros (awk reads "null" as 0). */
+    const char *wrap = testutil_path(dir, "nan-eval.sh");
+    FILE *w = fopen(wrap, "w");
+    ck_assert(w);
+    fprintf(w, "#!/bin/sh\nif [ \"$1\" = eval ]; then\n  %s \"$@\" | "
+               "sed 's/\"test_neg_elbo\": [^,]*/\"test_neg_elbo\": null/'\n"
+               "else\n  exec %s \"$@\"\nfi\n",
+            testutil_bin(), testutil_bin());
+    fclose(w);
+    rc = sh("chmod +x %s && GSVAE_BIN=%s GSVAE_DATA=%s GENACC_IMAGES=100 "
+            "sh scripts/semisup-genacc.sh %s 6 2 " GENACC_FLAGS,
+            wrap, wrap, testutil_data_dir(), staged);
+    ck_assert_msg(rc == 1 && testutil_contains(errout, "gave no test_neg_elbo") &&
+                      testutil_contains(errout, "\"test_neg_elbo\": null"),
+                  "exit %d\n%s", rc, errout);
+    ck_assert_int_eq(count_lines(csv[0]), 3);
     rc = genacc(whole, "4", "8");
     ck_assert_msg(rc == 2 && testutil_contains(errout, "EVERY (8) <= STEPS (4)"), "exit %d\n%s", rc,
                   errout);
@@ -585,6 +602,30 @@ START_TEST(semisup_genacc_stages_are_one_run)
     ck_assert_msg(png && plen > 8 && !memcmp(png, "\x89PNG", 4), "no PNG");
     free(png);
     ck_assert(!exists(testutil_path(dir, "fig.png.tmp")));
+}
+END_TEST
+
+/* scripts/figure5b.sh draws a finished run as it is (nothing trained) and
+ * names the PNG after the run's estimator and steps, so that a Table 2
+ * final's grid is not labelled as another estimator's. */
+START_TEST(figure5b_names_the_run_it_draws)
+{
+    const char *dir = testutil_tmpdir();
+    char run[1024];
+    snprintf(run, sizeof run, "%s", testutil_path(dir, "exact"));
+    int rc = sh("%s train --task semisup --net conv --estimator exact " GENACC_FLAGS
+                " --steps 2 --eval-every 2 --data %s --out %s",
+                testutil_bin(), testutil_data_dir(), run);
+    ck_assert_msg(rc == 0, "exit %d\n%s", rc, errout);
+    rc = sh("GSVAE_BIN=%s GSVAE_DATA=%s sh scripts/figure5b.sh --steps 2 --runs %s --out %s",
+            testutil_bin(), testutil_data_dir(), run, dir);
+    ck_assert_msg(rc == 0, "exit %d\n%s\n%s", rc, out, errout);
+    size_t plen;
+    const char *name = "figure5b-conv-exact-2steps.png";
+    unsigned char *png = testutil_read_file(testutil_path(dir, name), &plen);
+    ck_assert_msg(png && plen > 8 && !memcmp(png, "\x89PNG", 4), "no %s: %s", name, out);
+    free(png);
+    ck_assert(!exists(testutil_path(dir, "figure5b-conv-gumbel-2steps.png")));
 }
 END_TEST
 
@@ -916,6 +957,7 @@ int main(void)
     tcase_add_test(tc, semisup_finals_longer_than_the_sweep);
     tcase_add_test(tc, semisup_finals_of_the_chosen_estimators_first);
     tcase_add_test(tc, semisup_genacc_stages_are_one_run);
+    tcase_add_test(tc, figure5b_names_the_run_it_draws);
     tcase_add_test(tc, make_install_with_manual_page);
     tcase_add_test(tc, protocol_selection_scores_the_validation_bound);
     tcase_add_test(tc, protocol_sweep_grid_per_cell);
