@@ -75,8 +75,9 @@ while [ "$k" -le "$steps" ]; do
     # The digits gsvae eval prints for a reader: -ELBO to 3, the rest to 4
     # (rounded from the JSON's 6, so class_nll and -ELBO may differ from its
     # text output by one in the last digit; the accuracies, counts over the
-    # default 10,000 images, are exact).  A value that is not finite, null in the
-    # JSON, reads as empty above and stops the script: awk would print 0.
+    # default 10,000 images, are exact).  A value that is not finite, null
+    # in the JSON, reads as empty above and stops the script: awk would
+    # print 0.
     row=$(echo "$row" | awk -F, '{ printf "%d,%.4f,%.4f,%.3f,%.4f,%.4f\n", $1, $2, $3, $4, $5, $6 }')
     [ -f "$csv" ] || echo "step,accuracy,class_nll,neg_elbo,gen_accuracy,agreement" >"$csv"
     echo "$row" >>"$csv"

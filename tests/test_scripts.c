@@ -605,9 +605,9 @@ START_TEST(semisup_genacc_stages_are_one_run)
 }
 END_TEST
 
-/* scripts/figure5b.sh draws a finished run as it is (nothing trained) and
- * names the PNG after the run's estimator and steps, so that a Table 2
- * final's grid is not labelled as another estimator's. */
+/* scripts/figure5b.sh draws a finished run of any estimator and names the
+ * PNG after the run's estimator and steps, so that a Table 2 final's grid is
+ * not labelled as another estimator's. */
 START_TEST(figure5b_names_the_run_it_draws)
 {
     const char *dir = testutil_tmpdir();
